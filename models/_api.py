@@ -1,0 +1,137 @@
+"""The model registry: one builder per family, presets as data, unknown names fail loudly.
+
+Modelled on torchvision's ``models/_api.py``. This module imports no torch, so the registry
+can be inspected cheaply; the family modules that register builders do import it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# Arguments every builder takes from the dataset, never from the sweep file.
+DATA_ARGS = ("in_shape", "num_classes")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered name: the family builder plus the preset's fixed arguments.
+
+    Attributes:
+        name: registry name (a family's own name, or a preset's).
+        family: the family the builder belongs to (``mlp``, ``lenet``, ...).
+        builder: ``builder(*, in_shape, num_classes, **args) -> nn.Module``.
+        preset: arguments this name fixes (a sweep may still override them).
+        train: training defaults the preset implies (e.g. a learning-rate schedule).
+        doc: one line for ``sweeper models``.
+    """
+
+    name: str
+    family: str
+    builder: Callable[..., Any]
+    preset: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    doc: str = ""
+
+    @property
+    def arg_names(self) -> tuple[str, ...]:
+        """Arguments a sweep may set (the builder's keywords, less the data's)."""
+        sig = inspect.signature(self.builder)
+        return tuple(p for p in sig.parameters if p not in DATA_ARGS)
+
+    def defaults(self) -> dict[str, Any]:
+        """The builder's defaults overlaid with this preset's arguments."""
+        sig = inspect.signature(self.builder)
+        base = {
+            k: p.default
+            for k, p in sig.parameters.items()
+            if k not in DATA_ARGS and p.default is not inspect.Parameter.empty
+        }
+        return {**base, **self.preset}
+
+
+_MODELS: dict[str, ModelEntry] = {}
+
+
+class UnknownModelError(KeyError):
+    """A model name or argument the registry does not know."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def register_model(
+    family: str,
+    presets: dict[str, dict[str, Any]] | None = None,
+    train: dict[str, dict[str, Any]] | None = None,
+    doc: dict[str, str] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a family builder under ``family`` and each of its ``presets``.
+
+    Args:
+        family: the family's registry name (the builder with its own defaults).
+        presets: preset name -> arguments it fixes.
+        train: preset name -> training defaults it implies.
+        doc: name -> one-line description.
+    """
+
+    def wrap(builder: Callable[..., Any]) -> Callable[..., Any]:
+        names = {family: {}, **(presets or {})}
+        for name, args in names.items():
+            if name in _MODELS:
+                raise ValueError(f"model {name!r} is already registered")
+            entry = ModelEntry(
+                name=name,
+                family=family,
+                builder=builder,
+                preset=dict(args),
+                train=dict((train or {}).get(name, {})),
+                doc=(doc or {}).get(name, (builder.__doc__ or "").strip().splitlines()[0]),
+            )
+            bad = set(entry.preset) - set(entry.arg_names)
+            if bad:
+                raise ValueError(f"preset {name!r} sets unknown arguments {sorted(bad)}")
+            _MODELS[name] = entry
+        return builder
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    """All registered names, sorted."""
+    return sorted(_MODELS)
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry for ``name``; an unknown name lists the valid ones."""
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise UnknownModelError(
+            f"unknown model {name!r}; expected one of {', '.join(list_models())}"
+        ) from None
+
+
+def check_model_args(name: str, args: dict[str, Any]) -> None:
+    """Raise :class:`UnknownModelError` if ``args`` has a key the builder does not take."""
+    entry = get_entry(name)
+    bad = sorted(set(args) - set(entry.arg_names))
+    if bad:
+        raise UnknownModelError(
+            f"model {name} does not take {', '.join(bad)}; "
+            f"expected some of {', '.join(entry.arg_names)}"
+        )
+
+
+def get_model(name: str, *, in_shape: tuple[int, ...], num_classes: int, **args: Any) -> Any:
+    """Build the registered model ``name`` with its preset overlaid by ``args``."""
+    entry = get_entry(name)
+    check_model_args(name, args)
+    return entry.builder(in_shape=tuple(in_shape), num_classes=num_classes, **{**entry.preset, **args})
+
+
+def count_params(model: Any) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

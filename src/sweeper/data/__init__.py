@@ -1,0 +1,24 @@
+"""Datasets: a registry of loaders that return in-memory splits."""
+
+from __future__ import annotations
+
+from sweeper.data import fashion_mnist as _fashion_mnist  # noqa: F401  (registers it)
+from sweeper.data._api import (
+    DataError,
+    DatasetInfo,
+    Splits,
+    get_dataset,
+    list_datasets,
+    load_splits,
+    register_dataset,
+)
+
+__all__ = [
+    "DataError",
+    "DatasetInfo",
+    "Splits",
+    "get_dataset",
+    "list_datasets",
+    "load_splits",
+    "register_dataset",
+]

@@ -1,0 +1,130 @@
+"""The dataset registry: name -> (info, loader). Loaders return numpy splits (no torch here).
+
+Data sets are small enough to live in memory: a loader returns every split as arrays once,
+and the trial moves them to its device and batches them by index (no per-step DataLoader).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CLASSIFICATION_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
+SEGMENTATION_METRICS = ("train_loss", "val_loss", "val_iou", "val_dice")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model and the trainer need to know before any data is read.
+
+    Attributes:
+        name: registry name.
+        in_shape: one input's shape, ``(C, H, W)`` for images.
+        num_classes: output units of a classifier (1 for binary segmentation).
+        task: ``classification`` or ``segmentation``.
+        mean: pixel mean of uint8 images scaled to [0, 1] (0 for non-image data).
+        std: pixel standard deviation, likewise (1 for non-image data).
+    """
+
+    name: str
+    in_shape: tuple[int, ...]
+    num_classes: int
+    task: str = "classification"
+    mean: float = 0.0
+    std: float = 1.0
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Per-epoch metrics the trainer reports for this task (selectable as ``metric``)."""
+        return CLASSIFICATION_METRICS if self.task == "classification" else SEGMENTATION_METRICS
+
+
+@dataclass
+class Splits:
+    """Train / validation / test arrays. Images are uint8 ``(N, C, H, W)``."""
+
+    info: DatasetInfo
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.x_train), "val": len(self.x_val), "test": len(self.x_test)}
+
+
+Loader = Callable[[Any, Path], Splits]  # (DataSpec, root) -> Splits
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    info: DatasetInfo
+    loader: Loader
+
+
+_DATASETS: dict[str, DatasetEntry] = {}
+
+
+class DataError(Exception):
+    """A dataset that cannot be found or read; the message says where and how to fix it."""
+
+
+def register_dataset(info: DatasetInfo) -> Callable[[Loader], Loader]:
+    """Register ``loader`` under ``info.name``; a duplicate name raises."""
+
+    def wrap(loader: Loader) -> Loader:
+        if info.name in _DATASETS:
+            raise ValueError(f"dataset {info.name!r} is already registered")
+        _DATASETS[info.name] = DatasetEntry(info, loader)
+        return loader
+
+    return wrap
+
+
+def list_datasets() -> list[str]:
+    return sorted(_DATASETS)
+
+
+def get_dataset(name: str) -> DatasetEntry:
+    """The entry for ``name``; an unknown name lists the valid ones."""
+    try:
+        return _DATASETS[name]
+    except KeyError:
+        raise DataError(
+            f"unknown dataset {name!r}; expected one of {', '.join(list_datasets())}"
+        ) from None
+
+
+def load_splits(data_spec: Any, root: str | Path) -> Splits:
+    """Load the dataset ``data_spec.name`` from ``root`` and split it as the spec says."""
+    return get_dataset(data_spec.name).loader(data_spec, Path(root))
+
+
+def split_train_val(
+    x: np.ndarray, y: np.ndarray, val_size: int, seed: int, train_size: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Draw ``val_size`` examples for validation with a fixed seed; the rest train.
+
+    ``train_size`` keeps only that many training examples (for quick runs and tests).
+    """
+    if val_size >= len(x):
+        raise DataError(f"data.val_size must be < {len(x)} (the training set), got {val_size}")
+    perm = np.random.default_rng(seed).permutation(len(x))
+    val, train = perm[:val_size], perm[val_size:]
+    if train_size is not None:
+        train = train[:train_size]
+    return x[train], y[train], x[val], y[val]
+
+
+def subsample(x: np.ndarray, y: np.ndarray, size: int | None, seed: int) -> tuple[np.ndarray, ...]:
+    """A seeded random subset of ``size`` examples (all when ``size`` is None or larger)."""
+    if size is None or size >= len(x):
+        return x, y
+    keep = np.sort(np.random.default_rng(seed).permutation(len(x))[:size])
+    return x[keep], y[keep]

@@ -1,0 +1,159 @@
+"""From a validated spec to a runnable plan: names checked against the registries.
+
+The spec's own schema knows nothing of models or datasets; this step checks the sweep
+file's names against the model, dataset and optimizer registries (importing torch), fixes
+the data root, and counts the trials. Every failure is a one-line :class:`SpecError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweeper.errors import SpecError
+from sweeper.spec import Spec, TrainSpec, validate_part
+from sweeper.trial.config import SWEEPABLE_TRAIN_KEYS
+
+DEFAULT_DATA_ROOT = "data"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked spec and what running it means.
+
+    Attributes:
+        spec: the spec with ``data.root`` made absolute (this is what the study saves).
+        source: where the spec came from (for messages).
+        space_size: distinct configs, or None for a continuous space.
+        n_trials: trials the run will make, or None when nothing bounds it.
+        first_params: parameter count of the first config (a smoke build).
+    """
+
+    spec: Spec
+    source: str
+    space_size: int | None
+    n_trials: int | None
+    first_params: int
+
+
+def resolve_data_root(spec: Spec, data_dir: str | None) -> str:
+    """``--data-dir``, else the file's ``data.root``, else ``$SWEEPER_DATA_DIR``, else ./data."""
+    root = data_dir or spec.data.root or os.environ.get("SWEEPER_DATA_DIR") or DEFAULT_DATA_ROOT
+    return str(Path(root).expanduser().resolve())
+
+
+def make_plan(
+    spec: Spec, source: str, *, data_dir: str | None = None, max_trials: int | None = None
+) -> Plan:
+    """Check ``spec`` against the registries and fix its data root."""
+    from sweeper.space import planned_trials, space_size
+
+    if max_trials is not None and max_trials < 1:
+        raise SpecError("--max-trials", "", f"must be >= 1, got {max_trials}")
+    data = spec.data.model_copy(update={"root": resolve_data_root(spec, data_dir)})
+    spec = spec.model_copy(update={"data": data})
+    info = _check_dataset(spec, source)
+    entry = _check_model(spec, source)
+    _check_parameters(spec, source, entry.arg_names)
+    if spec.metric.name not in info.metrics:
+        raise SpecError(
+            source,
+            "metric.name",
+            f"{spec.data.name} trials report {', '.join(info.metrics)}; got {spec.metric.name!r}"
+            f"{_did_you_mean(spec.metric.name, info.metrics)}"
+            + (" (test metrics are never used to choose a config)" if "test" in spec.metric.name else ""),
+        )
+    n_params = _smoke_build(spec, source, info)
+    return Plan(spec, source, space_size(spec), planned_trials(spec, max_trials), n_params)
+
+
+def _check_dataset(spec: Spec, source: str) -> Any:
+    from sweeper.data import DataError, get_dataset
+
+    try:
+        return get_dataset(spec.data.name).info
+    except DataError as exc:
+        raise SpecError(source, "data.name", str(exc)) from None
+
+
+def _check_model(spec: Spec, source: str) -> Any:
+    from sweeper.models import UnknownModelError, check_model_args, get_entry
+
+    try:
+        entry = get_entry(spec.model.name)
+    except UnknownModelError as exc:
+        raise SpecError(source, "model.name", str(exc)) from None
+    try:
+        check_model_args(spec.model.name, spec.model.args)
+    except UnknownModelError as exc:
+        bad = sorted(set(spec.model.args) - set(entry.arg_names))[0]
+        raise SpecError(source, f"model.args.{bad}", str(exc)) from None
+    return entry
+
+
+def _check_parameters(spec: Spec, source: str, model_args: tuple[str, ...]) -> None:
+    valid = (*SWEEPABLE_TRAIN_KEYS, *model_args)
+    for name, param in spec.parameters.items():
+        if name not in valid:
+            raise SpecError(
+                source,
+                f"parameters.{name}",
+                f"unknown parameter {name!r}{_did_you_mean(name, valid)}; expected an argument "
+                f"of model {spec.model.name} ({', '.join(model_args)}) or a training key "
+                f"({', '.join(SWEEPABLE_TRAIN_KEYS)})",
+            )
+        if name in SWEEPABLE_TRAIN_KEYS:
+            _check_train_values(source, name, param)
+
+
+def _check_train_values(source: str, name: str, param: Any) -> None:
+    """Each value a swept training key can take must be valid as that key."""
+    kind = param.kind
+    if kind == "constant":
+        candidates = {"value": param.value}
+    elif kind == "categorical":
+        candidates = {f"values[{i}]": v for i, v in enumerate(param.values)}
+    else:
+        candidates = {"min": param.min, "max": param.max}
+    for where, value in candidates.items():
+        try:
+            validate_part(TrainSpec, {name: value}, source, "")
+        except SpecError as exc:
+            raise SpecError(source, f"parameters.{name}.{where}", exc.message) from None
+    if name in ("epochs", "batch_size", "seed") and kind not in (
+        "constant",
+        "categorical",
+        "int_uniform",
+    ):
+        raise SpecError(
+            source,
+            f"parameters.{name}.distribution",
+            f"{name} takes integers; expected values or int_uniform, got {kind}",
+        )
+
+
+def _smoke_build(spec: Spec, source: str, info: Any) -> int:
+    """Build the first config's model once, so bad model arguments fail before any trial."""
+    from sweeper.models import count_params, get_model
+    from sweeper.space import finite_values
+    from sweeper.trial.config import resolve_trial
+
+    first = {k: (finite_values(p)[0] if p.is_finite else p.min) for k, p in spec.parameters.items()}
+    cfg = resolve_trial(spec, first)
+    try:
+        model = get_model(
+            cfg.model, in_shape=info.in_shape, num_classes=info.num_classes, **cfg.model_args
+        )
+    except Exception as exc:  # a builder's own argument checks
+        raise SpecError(
+            source, "model", f"cannot build {cfg.model} with {cfg.model_args}: {exc}"
+        ) from None
+    return count_params(model)
+
+
+def _did_you_mean(name: str, options: Any) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

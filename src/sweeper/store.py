@@ -1,0 +1,206 @@
+"""The study folder: ``runs/<name>/``, the one place a study's results live.
+
+::
+
+    runs/<name>/
+      study.json    format version, state (running / finished / interrupted / failed), times
+      spec.yaml     the resolved spec, read back by status, resume, report and export
+      trials.csv    one row per trial: id, state, params (config/*), last metrics, epochs, wall
+      history.csv   one row per reported value: trial_id, epoch, key, value (long format)
+      optuna.db     an Optuna study (SQLite) mirroring the finished trials
+      tune/         Ray Tune's experiment folder (checkpoints, searcher state)
+
+Every whole-file write goes to a temporary file that is then renamed over the old one, so a
+kill at any moment leaves either the old or the new file, never half of one. No ray here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sweeper.errors import SweeperError
+from sweeper.spec import Spec, spec_from_dict
+
+STUDY_FORMAT = 1
+DEFAULT_ROOT = "runs"
+PARAM_PREFIX = "config/"
+# Columns every trial row has, in this order; params and metrics follow.
+BASE_COLUMNS = ["trial_id", "number", "state", "epochs", "wall_s", "error"]
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def study_path(study: str, root: str | Path | None = None) -> Path:
+    """A study given by name (under ``root``, default ./runs) or by its folder's path."""
+    as_path = Path(study)
+    if (as_path / "study.json").is_file() or os.sep in study or study.startswith("."):
+        return as_path
+    return Path(root or DEFAULT_ROOT) / study
+
+
+class Study:
+    """A study folder. Create it with :meth:`create`; open an existing one with :meth:`open`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    # -- creation and opening -------------------------------------------------------------
+    @classmethod
+    def create(cls, path: Path, spec: Spec, source: str) -> Study:
+        """Make a new study folder holding the resolved spec; refuse an existing one."""
+        path = Path(path)
+        if (path / "study.json").exists():
+            raise SweeperError(
+                f"{path}: a study named {spec.name!r} already exists; "
+                f"continue it with `sweeper resume {path}`, or choose another --name or "
+                "--out"
+            )
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".write-test{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise SweeperError(f"{path}: cannot write the study folder: {exc.strerror}") from None
+        study = cls(path)
+        atomic_write(path / "spec.yaml", dump_spec(spec))
+        study._write_meta(
+            {
+                "format": STUDY_FORMAT,
+                "name": spec.name,
+                "source": source,
+                "state": "created",
+                "created": time.time(),
+            }
+        )
+        return study
+
+    @classmethod
+    def open(cls, study: str, root: str | Path | None = None) -> Study:
+        """Open an existing study by name or path; a missing or foreign folder is an error."""
+        path = study_path(study, root)
+        meta_file = path / "study.json"
+        if not meta_file.is_file():
+            raise SweeperError(
+                f"{path}: no study here (expected a folder made by `sweeper run`, "
+                "holding study.json)"
+            )
+        s = cls(path)
+        fmt = s.meta().get("format")
+        if fmt != STUDY_FORMAT:
+            raise SweeperError(
+                f"{meta_file}: study format {fmt!r} is not supported; this sweeper reads "
+                f"format {STUDY_FORMAT}"
+            )
+        return s
+
+    # -- metadata and spec ----------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.path / "study.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SweeperError(f"{self.path / 'study.json'}: unreadable: {exc}") from None
+
+    def _write_meta(self, meta: dict[str, Any]) -> None:
+        atomic_write(self.path / "study.json", json.dumps(meta, indent=2) + "\n")
+
+    def set_state(self, state: str, **extra: Any) -> None:
+        """Record the study's state (``running``, ``finished``, ``interrupted``, ``failed``)."""
+        meta = self.meta()
+        meta.update(state=state, updated=time.time(), **extra)
+        self._write_meta(meta)
+
+    def spec(self) -> Spec:
+        """The spec saved with the study (never the original YAML)."""
+        from sweeper.spec import read_yaml_file
+
+        source = str(self.path / "spec.yaml")
+        return spec_from_dict(read_yaml_file(source), source)
+
+    @property
+    def name(self) -> str:
+        return str(self.meta().get("name", self.path.name))
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.path / "tune"
+
+    @property
+    def optuna_url(self) -> str:
+        return f"sqlite:///{(self.path / 'optuna.db').resolve()}"
+
+    # -- trial table and history ----------------------------------------------------------
+    def write_trials(self, rows: list[dict[str, Any]]) -> None:
+        """Replace the trial table (atomically) with ``rows``."""
+        columns = list(BASE_COLUMNS)
+        for row in rows:
+            columns += [k for k in row if k not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write(self.path / "trials.csv", buf.getvalue())
+
+    def append_history(self, trial_id: str, epoch: int, metrics: dict[str, Any]) -> None:
+        """Append one epoch's numeric metrics (long format, one write per epoch)."""
+        path = self.path / "history.csv"
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        if not path.exists():
+            writer.writerow(["trial_id", "epoch", "key", "value"])
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                writer.writerow([trial_id, epoch, key, repr(float(value))])
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, buf.getvalue().encode())
+        finally:
+            os.close(fd)
+
+    def trials(self) -> Any:
+        """The trial table as a DataFrame (empty when no trial has started)."""
+        import pandas as pd
+
+        path = self.path / "trials.csv"
+        if not path.exists():
+            return pd.DataFrame(columns=BASE_COLUMNS)
+        return pd.read_csv(path)
+
+    def history(self) -> Any:
+        """Per-epoch metrics as a wide DataFrame: one row per (trial_id, epoch)."""
+        import pandas as pd
+
+        path = self.path / "history.csv"
+        if not path.exists():
+            return pd.DataFrame(columns=["trial_id", "epoch"])
+        long = pd.read_csv(path, on_bad_lines="skip")
+        long["value"] = pd.to_numeric(long["value"], errors="coerce")
+        long = long.dropna(subset=["epoch"])
+        wide = long.pivot_table(index=["trial_id", "epoch"], columns="key", values="value", aggfunc="last")
+        return wide.reset_index().rename_axis(columns=None)
+
+
+def dump_spec(spec: Spec) -> str:
+    """The spec as YAML that :func:`spec_from_dict` reads back to an equal spec."""
+    data = spec.model_dump(mode="json", exclude_unset=False)
+    params = {}
+    for name, param in spec.parameters.items():
+        params[name] = param.model_dump(mode="json", exclude_unset=True)
+    data["parameters"] = params
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
