@@ -74,8 +74,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a whole study: every planned trial, results into the study folder."""
-    from sweeper.data import DataError, load_splits
-    from sweeper.engine import run_study
     from sweeper.store import Study, study_path
 
     plan = _plan(args)
@@ -85,21 +83,63 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{args.file}: run_cap: a {spec.sampler_name} sweep needs a trial budget; "
             "set run_cap in the file or pass --max-trials"
         )
+    path = study_path(spec.name, args.out)
+    Study.check_new(path, spec.name, args.force_new)  # before any slow work
+    data = _load_data(plan)
+    study = Study.create(path, spec, args.file, plan.n_trials, force_new=args.force_new)
+    return _run(plan, study, data, resume=False)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Continue an interrupted study: finished trials stay, running ones resume, none repeat."""
+    from sweeper.plan import make_plan
+    from sweeper.store import Study
+
+    study = Study.open(args.study, args.out)
+    meta = study.meta()
+    if meta.get("state") == "finished":
+        _console().print(f"study {study.name} is finished: nothing to resume ({study.path})")
+        return 0
+    if meta.get("state") == "running" and study.driver_alive():
+        raise SweeperError(
+            f"{study.path}: study is running (driver pid {meta.get('pid')}); nothing to resume"
+        )
+    spec = study.spec()
+    plan = make_plan(
+        spec, str(study.path / "spec.yaml"), data_dir=args.data_dir, max_trials=meta.get("n_trials")
+    )
+    data = _load_data(plan)
+    return _run(plan, study, data, resume=True)
+
+
+def _load_data(plan: Any) -> Any:
+    from sweeper.data import DataError, load_splits
+
     try:
-        data = load_splits(spec.data, spec.data.root)
+        return load_splits(plan.spec.data, plan.spec.data.root)
     except DataError as exc:
-        raise SweeperError(f"{args.file}: data: {exc}") from None
-    study = Study.create(study_path(spec.name, args.out), spec, args.file)
+        raise SweeperError(f"{plan.source}: data: {exc}") from None
+
+
+def _run(plan: Any, study: Any, data: Any, resume: bool) -> int:
+    from sweeper.engine import run_study
+
+    spec = plan.spec
     err = _console(stderr=True)
     sizes = data.sizes()
+    verb = "resuming" if resume else "study"
     err.print(
-        f"study {spec.name}: {plan.n_trials} trials of {spec.model.name} on {spec.data.name} "
+        f"{verb} {spec.name}: {plan.n_trials} trials of {spec.model.name} on {spec.data.name} "
         f"({sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test) -> {study.path}"
     )
-    result = run_study(plan, study, data, err)
+    with study.lock():
+        result = run_study(plan, study, data, resume=resume)
     _print_summary(study, spec)
     if result.interrupted:
-        err.print(f"interrupted: {result.finished}/{result.total} trials finished")
+        err.print(
+            f"interrupted: {result.finished + result.failed}/{result.total} trials done; "
+            f"continue with `sweeper resume {study.path}`"
+        )
         return 130
     return 0
 
@@ -133,9 +173,9 @@ def _print_summary(study: Any, spec: Any, top: int | None = None) -> None:
     df = _summary_frame(study, spec)
     out = _console()
     if df.empty:
-        out.print(f"study {spec.name}: no trials yet")
+        out.print(f"study {spec.name} ({_state_text(study)}): no trials yet")
         return
-    table = Table(title=f"study {spec.name} ({study.meta().get('state')})", title_justify="left")
+    table = Table(title=f"study {spec.name} ({_state_text(study)})", title_justify="left")
     for col in df.columns:
         table.add_column(str(col), justify="right" if df[col].dtype.kind in "if" else "left")
     for _, row in (df.head(top) if top else df).iterrows():
@@ -145,6 +185,17 @@ def _print_summary(study: Any, spec: Any, top: int | None = None) -> None:
     if metric in df.columns and df[metric].notna().any():
         best = df.iloc[0]
         out.print(f"best {metric}: {best[metric]:.4f} (trial {best['trial_id']})")
+
+
+def _state_text(study: Any) -> str:
+    """The study's state, saying when a 'running' study's driver is in fact gone."""
+    meta = study.meta()
+    state = meta.get("state", "?")
+    if state == "running" and not study.driver_alive():
+        state = "interrupted: its driver is gone"
+    if state.startswith("interrupted") or state == "created":
+        state += f"; continue with `sweeper resume {study.path}`"
+    return state
 
 
 def _fmt(value: Any) -> str:
@@ -208,6 +259,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 Command = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, tuple[Command, str]] = {
     "run": (cmd_run, "run a sweep file as a new study"),
+    "resume": (cmd_resume, "continue an interrupted study"),
     "check": (cmd_check, "validate a sweep file and print the size of its search space"),
     "status": (cmd_status, "show a study's trials and its best so far"),
     "models": (cmd_models, "list registered models and their parameter counts"),
@@ -227,11 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
             _add_spec_args(p)
         if name == "run":
             p.add_argument("--out", metavar="D", help="folder that holds studies (default ./runs)")
-        if name == "status":
+            p.add_argument("--force-new", action="store_true",
+                           help="delete an existing study of the same name and start over")
+        if name in ("status", "resume"):
             p.add_argument("study", help="study name (under --out) or path to its folder")
             p.add_argument("--out", metavar="D", help="folder that holds studies (default ./runs)")
+        if name == "resume":
+            p.add_argument("--data-dir", metavar="D", help="data root, if the data moved")
             p.add_argument("--json", action="store_true", help="print JSON")
-        if name == "models":
+        if name in ("models", "status"):
             p.add_argument("--json", action="store_true", help="print JSON")
     return parser
 

@@ -16,11 +16,15 @@ kill at any moment leaves either the old or the new file, never half of one. No 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import shutil
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,23 +65,37 @@ class Study:
         self.path = Path(path)
 
     # -- creation and opening -------------------------------------------------------------
-    @classmethod
-    def create(cls, path: Path, spec: Spec, source: str) -> Study:
-        """Make a new study folder holding the resolved spec; refuse an existing one."""
+    @staticmethod
+    def check_new(path: Path, name: str, force_new: bool = False) -> None:
+        """Refuse, before any work, a study that exists (unless ``force_new``) or can't be written."""
         path = Path(path)
-        if (path / "study.json").exists():
+        if (path / "study.json").exists() and not force_new:
             raise SweeperError(
-                f"{path}: a study named {spec.name!r} already exists; "
-                f"continue it with `sweeper resume {path}`, or choose another --name or "
-                "--out"
+                f"{path}: a study named {name!r} already exists; continue it with "
+                f"`sweeper resume {path}`, or start over with --force-new (deletes it)"
             )
+        parent = path
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise SweeperError(f"{path}: cannot create the study folder: {parent} is not writable")
+
+    @classmethod
+    def create(cls, path: Path, spec: Spec, source: str, n_trials: int, force_new: bool = False) -> Study:
+        """Make a new study folder holding the resolved spec (replacing one with ``force_new``)."""
+        path = Path(path)
+        cls.check_new(path, spec.name, force_new)
+        if (path / "study.json").exists():
+            old = cls(path)
+            with old.lock():  # never delete a study another driver is running
+                shutil.rmtree(path / "tune", ignore_errors=True)
+                for child in path.iterdir():
+                    if child.name != "lock":
+                        shutil.rmtree(child) if child.is_dir() else child.unlink()
         try:
             path.mkdir(parents=True, exist_ok=True)
-            probe = path / f".write-test{os.getpid()}"
-            probe.write_text("")
-            probe.unlink()
         except OSError as exc:
-            raise SweeperError(f"{path}: cannot write the study folder: {exc.strerror}") from None
+            raise SweeperError(f"{path}: cannot create the study folder: {exc.strerror}") from None
         study = cls(path)
         atomic_write(path / "spec.yaml", dump_spec(spec))
         study._write_meta(
@@ -86,6 +104,7 @@ class Study:
                 "name": spec.name,
                 "source": source,
                 "state": "created",
+                "n_trials": n_trials,
                 "created": time.time(),
             }
         )
@@ -110,6 +129,44 @@ class Study:
             )
         return s
 
+    # -- the lock: one driver per study ----------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the study's lock file; a live holder makes this a one-line error.
+
+        A lock left by a killed driver (its pid is gone) is stale and taken over.
+        """
+        path = self.path / "lock"
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _read_lock(path)
+                if holder and _alive(holder):
+                    raise SweeperError(
+                        f"{self.path}: study is in use by another sweeper (pid {holder['pid']} "
+                        f"on {holder['host']}, lock {path}); wait for it to finish or stop it"
+                    ) from None
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()  # stale: its driver is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}, f)
+            break
+        else:
+            raise SweeperError(f"{path}: cannot take the study lock")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def driver_alive(self) -> bool:
+        """Whether the driver recorded in study.json (a running study) is still alive."""
+        meta = self.meta()
+        pid = meta.get("pid")
+        return bool(pid) and _alive({"pid": pid, "host": meta.get("host", socket.gethostname())})
+
     # -- metadata and spec ----------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
         try:
@@ -123,7 +180,7 @@ class Study:
     def set_state(self, state: str, **extra: Any) -> None:
         """Record the study's state (``running``, ``finished``, ``interrupted``, ``failed``)."""
         meta = self.meta()
-        meta.update(state=state, updated=time.time(), **extra)
+        meta.update(state=state, updated=time.time(), host=socket.gethostname(), **extra)
         self._write_meta(meta)
 
     def spec(self) -> Spec:
@@ -165,7 +222,7 @@ class Study:
         if not path.exists():
             writer.writerow(["trial_id", "epoch", "key", "value"])
         for key, value in metrics.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
                 writer.writerow([trial_id, epoch, key, repr(float(value))])
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -192,8 +249,29 @@ class Study:
         long = pd.read_csv(path, on_bad_lines="skip")
         long["value"] = pd.to_numeric(long["value"], errors="coerce")
         long = long.dropna(subset=["epoch"])
+        long = long[~long["key"].isin(["trial_id", "epoch"])]
         wide = long.pivot_table(index=["trial_id", "epoch"], columns="key", values="value", aggfunc="last")
         return wide.reset_index().rename_axis(columns=None)
+
+
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(holder: dict[str, Any]) -> bool:
+    """A lock holder is alive if it is on this host and its pid exists."""
+    if holder.get("host") != socket.gethostname():
+        return True  # another machine's driver: assume alive
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, TypeError, KeyError):
+        return True
+    return True
 
 
 def dump_spec(spec: Spec) -> str:

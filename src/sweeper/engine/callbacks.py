@@ -1,4 +1,9 @@
-"""Driver-side Ray Tune callbacks: the study store and the live progress line."""
+"""The driver-side Ray Tune callback: study store, Optuna mirror and the live progress line.
+
+Ray pickles its callbacks into the experiment folder and hands the pickled copies back on
+``Tuner.restore``. So the callback pickles only the study folder's path and rebuilds its
+book of trials from the study's own files: a resumed run continues the same table.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ from typing import Any
 
 from ray.tune import Callback
 
-from sweeper.spec import Spec
 from sweeper.store import PARAM_PREFIX, Study
 
 # Keys Ray adds to every result that the trial table does not need.
@@ -17,6 +21,7 @@ _RAY_KEYS = {
     "trial_id", "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip",
     "time_since_restore", "iterations_since_restore", "config", "experiment_tag",
 }  # fmt: skip
+FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
 
 def metrics_of(result: dict[str, Any]) -> dict[str, Any]:
@@ -25,13 +30,26 @@ def metrics_of(result: dict[str, Any]) -> dict[str, Any]:
 
 
 class TrialBook:
-    """What the driver knows of every trial: the rows of the trial table."""
+    """The rows of the trial table, keyed by trial id, plus each trial's metric curve."""
 
-    def __init__(self, spec: Spec) -> None:
-        self.spec = spec
+    def __init__(self, study: Study) -> None:
+        self.spec = study.spec()
         self.rows: dict[str, dict[str, Any]] = {}
         self.curves: dict[str, dict[int, float]] = {}
-        self.best: tuple[float, str] | None = None
+        self._load(study)
+
+    def _load(self, study: Study) -> None:
+        """Continue from the study's files (empty for a new study)."""
+        df = study.trials()
+        for rec in df.to_dict(orient="records"):
+            rec = {k: v for k, v in rec.items() if not (isinstance(v, float) and v != v)}
+            rec["error"] = rec.get("error", "") or ""
+            self.rows[str(rec["trial_id"])] = rec
+        hist = study.history()
+        name = self.spec.metric.name
+        if name in hist.columns:
+            for rec in hist[["trial_id", "epoch", name]].dropna().itertuples(index=False):
+                self.curves.setdefault(str(rec[0]), {})[int(rec[1])] = float(rec[2])
 
     def row(self, trial: Any) -> dict[str, Any]:
         if trial.trial_id not in self.rows:
@@ -61,12 +79,8 @@ class TrialBook:
         value = metrics.get(name)
         if isinstance(value, (int, float)) and math.isfinite(value):
             self.curves.setdefault(trial.trial_id, {})[row["epochs"]] = float(value)
-            best_key = f"best_{name}"
             better = max if self.spec.metric.goal == "maximize" else min
-            row[best_key] = better(row.get(best_key, value), value)
-            signed = value if self.spec.metric.goal == "maximize" else -value
-            if self.best is None or signed > self.best[0]:
-                self.best = (signed, trial.trial_id)
+            row[f"best_{name}"] = better(row.get(f"best_{name}", value), value)
         return metrics
 
     def finish(self, trial: Any, error: str | None = None) -> dict[str, Any]:
@@ -79,30 +93,68 @@ class TrialBook:
             row["state"] = "COMPLETE"
         return row
 
-    def best_value(self) -> float | None:
-        if self.best is None:
+    def forget_unknown(self, known_ids: set[str]) -> None:
+        """Drop unfinished rows Ray does not know (trials started after its last snapshot).
+
+        Ray's experiment snapshot and the searcher state inside it are the truth on resume;
+        a trial begun after the snapshot will be suggested again, so its old row must go.
+        """
+        for trial_id in [t for t, r in self.rows.items() if t not in known_ids]:
+            if self.rows[trial_id]["state"] not in FINISHED:
+                del self.rows[trial_id]
+                self.curves.pop(trial_id, None)
+
+    def counts(self) -> dict[str, int]:
+        states = [r["state"] for r in self.rows.values()]
+        return {s: states.count(s) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
+
+    def best(self) -> float | None:
+        name = self.spec.metric.name
+        values = [r.get(name) for r in self.rows.values() if r["state"] in ("COMPLETE", "PRUNED")]
+        values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+        if not values:
             return None
-        return self.best[0] if self.spec.metric.goal == "maximize" else -self.best[0]
+        return max(values) if self.spec.metric.goal == "maximize" else min(values)
 
 
-class StoreCallback(Callback):
-    """Writes the trial table, the history and the Optuna mirror as results arrive."""
+class StudyCallback(Callback):
+    """Writes the trial table, history and Optuna mirror, and shows one live progress line."""
 
-    def __init__(self, study: Study, book: TrialBook) -> None:
-        self.study = study
-        self.book = book
+    def __init__(self, study_path: str, total: int) -> None:
+        self.study_path = study_path
+        self.total = total
+        self._setup()
+
+    def _setup(self) -> None:
+        from rich.console import Console
+
+        self.study = Study(self.study_path)
+        self.book = TrialBook(self.study)
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.t0 = time.monotonic()
+        self._live: Any = None
         self._mirror: Any = None
+        self._reconciled = False
 
     def __getstate__(self) -> dict[str, Any]:
-        # Ray pickles the run config (callbacks included) into the experiment folder.
-        return {**self.__dict__, "_mirror": None}
+        return {"study_path": self.study_path, "total": self.total}
 
-    def _flush(self) -> None:
-        self.study.write_trials(list(self.book.rows.values()))
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._setup()
+
+    # -- Ray events ------------------------------------------------------------------------
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if not self._reconciled:
+            self.book.forget_unknown({t.trial_id for t in trials})
+            self._reconciled = True
+            self._flush()
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._show()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        row = self.book.row(trial)
-        row["state"] = "RUNNING"
+        self.book.row(trial)["state"] = "RUNNING"
         self._flush()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
@@ -116,19 +168,24 @@ class StoreCallback(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, _error_line(trial))
 
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.close()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _flush(self) -> None:
+        self.study.write_trials(list(self.book.rows.values()))
+
     def _finish(self, trial: Any, error: str | None) -> None:
         row = self.book.finish(trial, error)
-        self._flush()
         try:
             self._optuna().record(
-                trial.trial_id,
-                row["state"],
-                trial.config or {},
-                row,
+                trial.trial_id, row["state"], trial.config or {}, row,
                 self.book.curves.get(trial.trial_id, {}),
             )
-        except Exception as exc:  # the mirror is a record; never let it stop a study
+        except Exception as exc:  # noqa: BLE001 - the mirror is a record; never stop a study
             row["error"] = row.get("error") or f"optuna mirror: {exc}"
+        self._flush()
+        self._show(finished=True)
 
     def _optuna(self) -> Any:
         if self._mirror is None:
@@ -137,6 +194,36 @@ class StoreCallback(Callback):
             self._mirror = OptunaMirror(self.study.optuna_url, self.book.spec)
         return self._mirror
 
+    def text(self) -> str:
+        c = self.book.counts()
+        done = c["COMPLETE"] + c["PRUNED"] + c["FAIL"]
+        best = self.book.best()
+        name = self.book.spec.metric.name
+        best_txt = f"{best:.4f}" if best is not None else "-"
+        return (
+            f"{self.book.spec.name}: {done}/{self.total} trials done, {c['RUNNING']} running, "
+            f"{c['FAIL']} failed, {c['PRUNED']} stopped early, best {name} {best_txt}  "
+            f"[{time.monotonic() - self.t0:.0f}s]"
+        )
+
+    def _show(self, finished: bool = False) -> None:
+        if not self.console.is_terminal:
+            if finished:  # logs and pipes get one line per finished trial
+                self.console.print(self.text())
+            return
+        if self._live is None:
+            from rich.live import Live
+
+            self._live = Live(self.text(), console=self.console, refresh_per_second=4)
+            self._live.start()
+        self._live.update(self.text())
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.update(self.text())
+            self._live.stop()
+            self._live = None
+
 
 def _error_line(trial: Any) -> str:
     """The last line of the trial's traceback (the exception and its message)."""
@@ -144,69 +231,5 @@ def _error_line(trial: Any) -> str:
         err = trial.get_error()
     except Exception:  # noqa: BLE001 - best effort
         err = None
-    text = str(err or "error").strip().splitlines()
-    lines = [ln.strip() for ln in text if ln.strip()]
+    lines = [ln.strip() for ln in str(err or "error").strip().splitlines() if ln.strip()]
     return lines[-1][:300] if lines else "error"
-
-
-class ProgressCallback(Callback):
-    """One live line: trials done/total, running, failed, best metric so far."""
-
-    def __init__(self, book: TrialBook, total: int, console: Any) -> None:
-        self.book = book
-        self.total = total
-        self.console = console
-        self.t0 = time.monotonic()
-        self._live: Any = None
-        self._done = 0
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Ray pickles callbacks; the console and live display are rebuilt on demand.
-        return {**self.__dict__, "console": None, "_live": None}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        if self.console is None:
-            from rich.console import Console
-
-            self.console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-    def text(self) -> str:
-        states = [r["state"] for r in self.book.rows.values()]
-        done = sum(s in ("COMPLETE", "PRUNED", "FAIL") for s in states)
-        running = states.count("RUNNING")
-        failed = states.count("FAIL")
-        best = self.book.best_value()
-        name = self.book.spec.metric.name
-        best_txt = f"best {name} {best:.4f}" if best is not None else f"best {name} -"
-        return (
-            f"{self.book.spec.name}: {done}/{self.total} trials done, {running} running, "
-            f"{failed} failed, {best_txt}  [{time.monotonic() - self.t0:.0f}s]"
-        )
-
-    def _refresh(self, finished: bool = False) -> None:
-        if self.console.is_terminal:
-            if self._live is None:
-                from rich.live import Live
-
-                self._live = Live(self.text(), console=self.console, refresh_per_second=4, transient=False)
-                self._live.start()
-            self._live.update(self.text())
-        elif finished:
-            self.console.print(self.text(), highlight=False)
-
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if self.console.is_terminal:
-            self._refresh()
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._refresh(finished=True)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._refresh(finished=True)
-
-    def close(self) -> None:
-        if self._live is not None:
-            self._live.update(self.text())
-            self._live.stop()
-            self._live = None

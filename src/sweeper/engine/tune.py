@@ -1,9 +1,17 @@
-"""Run a study with Ray Tune: OptunaSearch picks configs, ASHA stops bad ones early."""
+"""Run a study with Ray Tune: OptunaSearch picks configs, ASHA stops bad ones early.
+
+Ray Tune owns the study's live state (its experiment snapshot in ``tune/`` holds the trials
+and the pickled OptunaSearch, sampler included); ``sweeper resume`` restores from it. The
+study's own files (trial table, history, optuna.db) are written by the driver callback.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +31,6 @@ class RunResult:
     total: int
     finished: int
     failed: int
-    best: float | None
     interrupted: bool
 
 
@@ -34,15 +41,17 @@ def ray_env(spec: Spec) -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Snapshot the experiment (trials + searcher) often, so a kill loses little.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     os.environ.setdefault("WANDB_MODE", spec.wandb.mode)
 
 
-def init_ray(num_cpus: int) -> None:
-    """Start a local Ray with exactly ``num_cpus`` CPUs, no dashboard, a small object store."""
+def init_ray(num_cpus: int) -> bool:
+    """Start a local Ray with ``num_cpus`` CPUs, no dashboard; False if one is running."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     ray.init(
         num_cpus=num_cpus,
         include_dashboard=False,
@@ -51,15 +60,14 @@ def init_ray(num_cpus: int) -> None:
         configure_logging=True,
         logging_level="ERROR",
     )
+    return True
 
 
-def concurrency(spec: Spec, num_cpus: int, num_gpus: float) -> int:
+def concurrency(spec: Spec, num_cpus: float, num_gpus: float) -> int:
     """Trials that fit at once: the CPUs (and GPUs) divided by each trial's share."""
     res = spec.resources
     if res.cpus > num_cpus:
-        raise SweeperError(
-            f"resources.cpus: a trial asks for {res.cpus} CPUs but Ray has {num_cpus}"
-        )
+        raise SweeperError(f"resources.cpus: a trial asks for {res.cpus} CPUs but Ray has {num_cpus:g}")
     fits = math.floor(num_cpus / res.cpus)
     if res.gpus > 0:
         if num_gpus < res.gpus:
@@ -70,22 +78,29 @@ def concurrency(spec: Spec, num_cpus: int, num_gpus: float) -> int:
     return max(1, fits)
 
 
-def build_tuner(plan: Plan, study: Study, data: Any, callbacks: list[Any], num_cpus: int) -> Any:
-    """A Tuner for the plan: OptunaSearch over the spec's space, ASHA if asked, resources."""
+def make_trainable(spec: Spec, data: Any) -> Any:
+    """The trial function with its data in Ray's object store and its resources attached."""
+    from ray import tune
+
+    from sweeper.engine.trainable import ray_trainable
+
+    res = spec.resources
+    return tune.with_resources(
+        tune.with_parameters(ray_trainable, spec=spec, data=data, cpus=res.cpus),
+        {"cpu": res.cpus, "gpu": res.gpus},
+    )
+
+
+def build_tuner(plan: Plan, study: Study, trainable: Any, callbacks: list[Any]) -> Any:
+    """A new Tuner: OptunaSearch over the spec's space, ASHA if asked, per-trial resources."""
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from sweeper.engine.trainable import ray_trainable
     from sweeper.space import distributions, make_sampler
 
     spec = plan.spec
-    res = spec.resources
-    trainable = tune.with_resources(
-        tune.with_parameters(ray_trainable, spec=spec, data=data, cpus=res.cpus),
-        {"cpu": res.cpus, "gpu": res.gpus},
-    )
     space = distributions(spec)
     searcher = None
     if space:
@@ -101,7 +116,8 @@ def build_tuner(plan: Plan, study: Study, data: Any, callbacks: list[Any], num_c
             grace_period=et.min_iter,
             reduction_factor=et.eta,
         )
-    gpus = float(ray.cluster_resources().get("GPU", 0))
+    cluster = ray.cluster_resources()
+    limit = concurrency(spec, float(cluster.get("CPU", 1)), float(cluster.get("GPU", 0)))
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -110,7 +126,7 @@ def build_tuner(plan: Plan, study: Study, data: Any, callbacks: list[Any], num_c
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=plan.n_trials,
-            max_concurrent_trials=concurrency(spec, num_cpus, gpus),
+            max_concurrent_trials=limit,
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
@@ -119,40 +135,66 @@ def build_tuner(plan: Plan, study: Study, data: Any, callbacks: list[Any], num_c
             callbacks=callbacks,
             verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=res.max_failures),
+            failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
         ),
     )
 
 
-def run_study(plan: Plan, study: Study, data: Any, console: Any) -> RunResult:
-    """Run every planned trial of ``plan`` into ``study``; returns the counts."""
+@contextlib.contextmanager
+def _sigterm_as_sigint() -> Iterator[None]:
+    """SIGTERM stops a run the way the first Ctrl-C does (Ray's SIGINT handler)."""
+
+    def forward(signum: int, frame: Any) -> None:
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, forward)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> RunResult:
+    """Run (or, with ``resume``, continue) every planned trial of ``plan`` into ``study``."""
     import optuna
     import ray
+    from ray import tune
 
-    from sweeper.engine.callbacks import ProgressCallback, StoreCallback, TrialBook
+    from sweeper.engine.callbacks import StudyCallback
 
     spec = plan.spec
     if plan.n_trials is None:
-        raise SweeperError(
-            f"{plan.source}: run_cap: a {spec.sampler_name} sweep needs a trial budget; "
-            "set run_cap in the file or pass --max-trials"
-        )
-    num_cpus = spec.resources.num_cpus or os.cpu_count() or 1
+        raise SweeperError(f"{plan.source}: run_cap: a {spec.sampler_name} sweep needs a trial budget")
     ray_env(spec)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    book = TrialBook(spec)
-    progress = ProgressCallback(book, plan.n_trials, console)
-    init_ray(num_cpus)
+    started = init_ray(spec.resources.num_cpus or os.cpu_count() or 1)
     try:
-        tuner = build_tuner(plan, study, data, [StoreCallback(study, book), progress], num_cpus)
+        trainable = make_trainable(spec, data)
+        tune_dir = str(study.tune_dir.resolve())  # Ray wants absolute paths
+        if resume and tune.Tuner.can_restore(tune_dir):
+            tuner = tune.Tuner.restore(tune_dir, trainable, resume_unfinished=True)
+        else:
+            callback = StudyCallback(str(study.path), plan.n_trials)
+            tuner = build_tuner(plan, study, trainable, [callback])
         study.set_state("running", pid=os.getpid(), n_trials=plan.n_trials)
-        tuner.fit()
+        with _sigterm_as_sigint():
+            tuner.fit()
+    except KeyboardInterrupt:
+        study.set_state("interrupted", pid=None)
+        raise
     finally:
-        progress.close()
-        ray.shutdown()
-    rows = list(book.rows.values())
-    finished = sum(r["state"] in ("COMPLETE", "PRUNED") for r in rows)
-    failed = sum(r["state"] == "FAIL" for r in rows)
+        if started:
+            ray.shutdown()
+    df = study.trials()
+    states = df["state"].tolist() if not df.empty else []
+    finished = sum(s in ("COMPLETE", "PRUNED") for s in states)
+    failed = states.count("FAIL")
     interrupted = finished + failed < plan.n_trials
     study.set_state("interrupted" if interrupted else "finished", pid=None)
-    return RunResult(plan.n_trials, finished, failed, book.best_value(), interrupted)
+    return RunResult(plan.n_trials, finished, failed, interrupted)
