@@ -6,7 +6,11 @@ builds any registered name; ``list_models()`` lists them.
 
 from __future__ import annotations
 
-from sweeper.models import mlp as _mlp  # noqa: F401  (registers the family)
+from sweeper.models import cnn as _cnn  # noqa: F401  (each import registers a family)
+from sweeper.models import lenet as _lenet  # noqa: F401
+from sweeper.models import mlp as _mlp  # noqa: F401
+from sweeper.models import unet as _unet  # noqa: F401
+from sweeper.models import xor_mlp as _xor_mlp  # noqa: F401
 from sweeper.models._api import (
     ModelEntry,
     UnknownModelError,

@@ -6,6 +6,7 @@ can be inspected cheaply; the family modules that register builders do import it
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from typing import Any
 
 # Arguments every builder takes from the dataset, never from the sweep file.
 DATA_ARGS = ("in_shape", "num_classes")
+# The input a builder is measured on when neither it nor its registration names one.
+FALLBACK_INPUT: tuple[tuple[int, ...], int] = ((1, 28, 28), 10)
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class ModelEntry:
         preset: arguments this name fixes (a sweep may still override them).
         train: training defaults the preset implies (e.g. a learning-rate schedule).
         doc: one line for ``sweeper models``.
+        default_input: ``(in_shape, num_classes)`` the family is built for when no dataset
+            says otherwise: what ``sweeper models`` counts parameters on and what the
+            contract tests feed (a U-Net takes a mask-sized image, XOR two numbers).
     """
 
     name: str
@@ -34,6 +40,7 @@ class ModelEntry:
     preset: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     doc: str = ""
+    default_input: tuple[tuple[int, ...], int] = FALLBACK_INPUT
 
     @property
     def arg_names(self) -> tuple[str, ...]:
@@ -67,6 +74,7 @@ def register_model(
     presets: dict[str, dict[str, Any]] | None = None,
     train: dict[str, dict[str, Any]] | None = None,
     doc: dict[str, str] | None = None,
+    default_input: tuple[tuple[int, ...], int] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a family builder under ``family`` and each of its ``presets``.
 
@@ -75,9 +83,12 @@ def register_model(
         presets: preset name -> arguments it fixes.
         train: preset name -> training defaults it implies.
         doc: name -> one-line description.
+        default_input: ``(in_shape, num_classes)`` for every name of the family; by default
+            the builder's own defaults for ``in_shape`` and ``num_classes``.
     """
 
     def wrap(builder: Callable[..., Any]) -> Callable[..., Any]:
+        shape, classes = default_input or _signature_input(builder)
         names = {family: {}, **(presets or {})}
         for name, args in names.items():
             if name in _MODELS:
@@ -87,8 +98,9 @@ def register_model(
                 family=family,
                 builder=builder,
                 preset=dict(args),
-                train=dict((train or {}).get(name, {})),
+                train=copy.deepcopy((train or {}).get(name, {})),
                 doc=(doc or {}).get(name, (builder.__doc__ or "").strip().splitlines()[0]),
+                default_input=(tuple(shape), int(classes)),
             )
             bad = set(entry.preset) - set(entry.arg_names)
             if bad:
@@ -97,6 +109,16 @@ def register_model(
         return builder
 
     return wrap
+
+
+def _signature_input(builder: Callable[..., Any]) -> tuple[tuple[int, ...], int]:
+    """The builder's defaults for ``in_shape`` and ``num_classes``, else :data:`FALLBACK_INPUT`."""
+    params = inspect.signature(builder).parameters
+    found = []
+    for name, fallback in zip(DATA_ARGS, FALLBACK_INPUT, strict=True):
+        p = params.get(name)
+        found.append(fallback if p is None or p.default is inspect.Parameter.empty else p.default)
+    return tuple(found[0]), int(found[1])
 
 
 def list_models() -> list[str]:
@@ -129,7 +151,9 @@ def get_model(name: str, *, in_shape: tuple[int, ...], num_classes: int, **args:
     """Build the registered model ``name`` with its preset overlaid by ``args``."""
     entry = get_entry(name)
     check_model_args(name, args)
-    return entry.builder(in_shape=tuple(in_shape), num_classes=num_classes, **{**entry.preset, **args})
+    return entry.builder(
+        in_shape=tuple(in_shape), num_classes=num_classes, **{**entry.preset, **args}
+    )
 
 
 def count_params(model: Any) -> int:
