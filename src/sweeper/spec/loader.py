@@ -31,15 +31,21 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456
 
 
 def _no_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    keys = set()
+    first_line: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
-        if key in keys:
-            line = key_node.start_mark.line + 1
+        if not isinstance(key, (str, int, float, bool)) and key is not None:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (line {line})", key_node.start_mark
+                None, None, f"expected a plain key, got {_kind(key)}", key_node.start_mark
             )
-        keys.add(key)
+        if key in first_line:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key {key!r} (first given on line {first_line[key]})",
+                key_node.start_mark,
+            )
+        first_line[key] = key_node.start_mark.line + 1
     return loader.construct_mapping(node, deep)
 
 
@@ -53,6 +59,8 @@ def parse_yaml(text: str, source: str) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "'\\t'" in problem:  # PyYAML: "found character '\t' that cannot start any token"
+            problem = "found a tab character; YAML indents and separates with spaces only"
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
         raise SpecError(source, "", f"{where}: invalid YAML: {problem}") from None
 
@@ -116,7 +124,16 @@ def spec_from_dict(
     try:
         return Spec.model_validate(raw)
     except ValidationError as exc:
-        raise _to_spec_error(exc, source) from None
+        raise _from_override(_to_spec_error(exc, source), overrides or []) from None
+
+
+def _from_override(err: SpecError, overrides: list[str]) -> SpecError:
+    """Say so when the offending value came from ``--set``, not from the file."""
+    for item in reversed(overrides):
+        key = item.partition("=")[0].strip()
+        if err.key == key or err.key.startswith((f"{key}.", f"{key}[")):
+            return SpecError(err.source, err.key, f"{err.message} (from --set {item})")
+    return err
 
 
 def validate_part(model: type[BaseModel], data: Any, source: str, prefix: str) -> BaseModel:
@@ -128,10 +145,14 @@ def validate_part(model: type[BaseModel], data: Any, source: str, prefix: str) -
 
 
 def _kind(value: Any) -> str:
-    kinds = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "nothing (an empty value)"
+    if isinstance(value, bool):  # YAML spells it true/false (or yes/no, on/off)
+        return f"a boolean {str(value).lower()}"
+    kinds = {dict: "a mapping", list: "a list", str: "a string"}
     for typ, word in kinds.items():
         if isinstance(value, typ):
-            return f"{word} {value!r}" if typ in (str, bool) else word
+            return f"{word} {value!r}" if typ is str else word
     return f"{type(value).__name__} {value!r}"
 
 
@@ -149,10 +170,18 @@ _EXPECTED = {
 }
 
 
+_TYPE_WORDS = {
+    "bool_type": "true or false",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "string_type": "a string",
+}
+
+
 def _to_spec_error(exc: ValidationError, source: str, prefix: str = "") -> SpecError:
     """Turn pydantic's first error into one line: ``source: key.path: message``."""
     err = _first_error(exc)
-    loc = [str(p) for p in err["loc"] if not _is_union_branch(p)]
+    loc = _loc(err)
     if prefix:
         loc = [prefix, *loc]
     msg = err["msg"].removeprefix("Value error, ")
@@ -163,13 +192,36 @@ def _to_spec_error(exc: ValidationError, source: str, prefix: str = "") -> SpecE
     return SpecError(source, key, _message(err, msg, loc))
 
 
+def _loc(err: dict[str, Any]) -> list[str]:
+    """The key path, union branches dropped, list indices as ``values[0]``."""
+    loc: list[str] = []
+    for part in err["loc"]:
+        if isinstance(part, int) and loc:
+            loc[-1] += f"[{part}]"
+        elif not _is_union_branch(part):
+            loc.append(str(part))
+    return loc
+
+
 def _first_error(exc: ValidationError) -> dict[str, Any]:
-    """Prefer the most specific error; unions report one error per branch."""
+    """Prefer the most specific error; unions report one error per branch.
+
+    When every branch of a union of scalars failed on its type, the errors merge into
+    one that names all the accepted types ("expected a number", not "an integer").
+    """
     errors = exc.errors()
     for err in errors:
-        if err["type"] not in ("int_type", "float_type", "bool_type", "string_type"):
+        if err["type"] not in _TYPE_WORDS:
             return err
-    return errors[0]
+    first = errors[0]
+    kinds = [e["type"] for e in errors if _loc(e) == _loc(first)]
+    words = [_TYPE_WORDS[k] for k in _TYPE_WORDS if k in kinds]
+    if len(words) < 2:
+        return first
+    if "a number" in words:  # an integer is a number too
+        words.remove("an integer")
+    expected = words[0] if len(words) == 1 else ", ".join(words[:-1]) + f" or {words[-1]}"
+    return {**first, "type": "union_type", "msg": f"expected {expected}"}
 
 
 def _is_union_branch(part: Any) -> bool:
@@ -190,6 +242,10 @@ def _message(err: dict[str, Any], msg: str, loc: list[str]) -> str:
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         return f"expected one of {expected}, got {got!r}{_suggest(got, expected)}"
+    if kind == "union_type":
+        return f"{msg}, got {_kind(got)}"
+    if kind in ("model_type", "model_attributes_type") and loc[:1] == ["parameters"]:
+        return f"expected a mapping such as {_param_example(got)}, got {_kind(got)}"
     if kind in _EXPECTED:
         return f"{_EXPECTED[kind]}, got {_kind(got)}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
@@ -202,6 +258,15 @@ def _message(err: dict[str, Any], msg: str, loc: list[str]) -> str:
     if kind == "value_error":
         return msg
     return f"{msg[:1].lower()}{msg[1:]}, got {_kind(got)}"
+
+
+def _param_example(got: Any) -> str:
+    """W&B's form for what the file wrote bare under ``parameters``."""
+    if isinstance(got, list):
+        return "{values: [" + ", ".join(str(v) for v in got[:4]) + "]}"
+    if isinstance(got, (bool, int, float, str)):
+        return f"{{value: {str(got).lower() if isinstance(got, bool) else got}}}"
+    return "{values: [...]} or {min: ..., max: ...}"
 
 
 def _unknown_key(loc: list[str], err: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ after that (search space, engine, trial, store, report) reads the spec, never th
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Annotated, Any, Literal, Union
 
@@ -85,11 +86,11 @@ class Param(_Strict):
         if dist != "categorical":
             raise ValueError(f"distribution {dist} does not take values; use min and max")
         if not self.values:
-            raise ValueError("values must not be empty")
+            raise ValueError("@values: must not be empty")
         seen = [repr(v) for v in self.values]
         dups = sorted({s for s in seen if seen.count(s) > 1})
         if dups:
-            raise ValueError(f"values must be distinct, got {', '.join(dups)} more than once")
+            raise ValueError(f"@values: must be distinct, got {', '.join(dups)} more than once")
 
     def _check_range(self, dist: str) -> None:
         lo, hi = self.min, self.max
@@ -189,24 +190,29 @@ class TrainSpec(_Strict):
     @classmethod
     def _known_optimizer(cls, name: str) -> str:
         if name not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+            raise ValueError(_unknown_optimizer(name))
         return name
 
     @field_validator("optimizer_args")
     @classmethod
     def _known_optimizer_args(cls, table: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        # "@key: message" puts the offending key on the error's key path (see loader).
         for name, args in table.items():
             if name not in OPTIMIZERS:
-                raise ValueError(
-                    f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}"
-                )
+                raise ValueError(f"@{name}: {_unknown_optimizer(name)}")
             bad = sorted(set(args) - set(OPTIMIZERS[name].accepts))
             if bad:
                 raise ValueError(
-                    f"{name} does not take {', '.join(bad)}; "
+                    f"@{name}.{bad[0]}: {name} does not take {', '.join(bad)}; "
                     f"expected some of {', '.join(OPTIMIZERS[name].accepts)}"
                 )
         return table
+
+
+def _unknown_optimizer(name: str) -> str:
+    close = difflib.get_close_matches(name.lower(), list(OPTIMIZERS), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}{hint}"
 
 
 class Resources(_Strict):
