@@ -238,18 +238,22 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = []
     for name in list_models():
         entry = get_entry(name)
-        n = count_params(get_model(name, in_shape=(1, 28, 28), num_classes=10))
-        rows.append({"name": name, "family": entry.family, "params": n, "description": entry.doc})
+        in_shape, num_classes = entry.default_input
+        n = count_params(get_model(name, in_shape=in_shape, num_classes=num_classes))
+        rows.append({"name": name, "family": entry.family, "params": n,
+                     "input": "x".join(map(str, in_shape)), "classes": num_classes,
+                     "description": entry.doc})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     from rich.table import Table
 
-    table = Table(title="models (parameters for a 1x28x28 input, 10 classes)", title_justify="left")
-    for col in ("name", "family", "params", "description"):
-        table.add_column(col, justify="right" if col == "params" else "left")
+    table = Table(title="models (parameters for each family's default input)", title_justify="left")
+    for col in ("name", "family", "params", "input", "classes", "description"):
+        table.add_column(col, justify="right" if col in ("params", "classes") else "left")
     for r in rows:
-        table.add_row(r["name"], r["family"], f"{r['params']:,}", r["description"])
+        table.add_row(r["name"], r["family"], f"{r['params']:,}", r["input"], str(r["classes"]),
+                      r["description"])
     _console().print(table)
     return 0
 

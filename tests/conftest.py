@@ -1,0 +1,88 @@
+"""Shared test set-up: offline W&B, data root, one Ray session, contained randomness."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("SWEEPER_DATA_DIR", str(SHARED_DATA))
+os.environ.setdefault("SWEEPER_CACHE_DIR", str(REPO / ".cache"))
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _has_cuda():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _restore_rng():
+    """Tests may seed freely; the global RNG state is put back afterwards."""
+    import torch
+
+    state = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    yield
+    random.setstate(state[0])
+    np.random.set_state(state[1])
+    torch.set_rng_state(state[2])
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The real data sets (../shared/data, or $SWEEPER_DATA_DIR)."""
+    root = Path(os.environ["SWEEPER_DATA_DIR"])
+    if not (root / "FashionMNIST" / "raw").is_dir():
+        pytest.skip(f"Fashion-MNIST not found under {root} (set SWEEPER_DATA_DIR)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for all end-to-end tests (ray.init costs seconds)."""
+    import ray
+
+    from sweeper.engine.tune import init_ray, ray_env
+    from sweeper.spec import spec_from_dict
+
+    ray_env(spec_from_dict({"name": "env", "model": {"name": "mlp"}}, "conftest"))
+    started = init_ray(2)
+    yield
+    if started:
+        ray.shutdown()
+
+
+def write_spec(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+TINY_DATA = """
+data:
+  name: fashion_mnist
+  train_size: 2000
+  val_size: 500
+  test_size: 500
+"""

@@ -1,0 +1,114 @@
+"""The study folder: atomic writes, the lock, the saved spec, the tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sweeper.errors import SweeperError
+from sweeper.spec import load_spec
+from sweeper.store import Study, atomic_write, dump_spec, study_path
+from sweeper.spec import spec_from_dict
+from sweeper.spec.loader import parse_yaml
+
+
+@pytest.fixture
+def study(tmp_path):
+    spec = load_spec("sweeps/mlp_grid.yaml")
+    return Study.create(tmp_path / "s", spec, "sweeps/mlp_grid.yaml", n_trials=96)
+
+
+def test_saved_spec_reads_back_equal(study):
+    assert study.spec() == load_spec("sweeps/mlp_grid.yaml")
+    assert study.meta()["format"] == 1 and study.meta()["n_trials"] == 96
+
+
+def test_dump_spec_round_trips_small_floats():
+    spec = spec_from_dict(
+        {"name": "x", "model": {"name": "mlp"}, "train": {"lr": 1e-5},
+         "parameters": {"lr": {"min": 1e-6, "max": 1e-2, "distribution": "log_uniform_values"}},
+         "method": "random"},
+        "t",
+    )
+    again = spec_from_dict(parse_yaml(dump_spec(spec), "dump"), "dump")
+    assert again == spec
+
+
+def test_existing_study_is_refused_with_resume_hint(study):
+    with pytest.raises(SweeperError, match="sweeper resume"):
+        Study.check_new(study.path, "mlp_grid")
+    Study.check_new(study.path, "mlp_grid", force_new=True)  # allowed with --force-new
+
+
+def test_output_under_a_file_is_refused(tmp_path):
+    (tmp_path / "file.txt").write_text("")
+    with pytest.raises(SweeperError, match="not writable"):
+        Study.check_new(tmp_path / "file.txt" / "s", "s")
+
+
+def test_unwritable_parent_is_refused(tmp_path):
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user that can write anywhere")
+        with pytest.raises(SweeperError, match="not writable"):
+            Study.check_new(locked / "s", "s")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_open_refuses_missing_and_foreign_folders(tmp_path, study):
+    with pytest.raises(SweeperError, match="no study here"):
+        Study.open(str(tmp_path / "nothing"))
+    meta = study.meta()
+    meta["format"] = 99
+    (study.path / "study.json").write_text(json.dumps(meta))
+    with pytest.raises(SweeperError, match="format 99 is not supported"):
+        Study.open(str(study.path))
+
+
+def test_lock_refuses_a_live_holder_and_takes_a_stale_one(study):
+    with study.lock():
+        with pytest.raises(SweeperError, match=f"pid {os.getpid()}"):
+            with study.lock():
+                pass
+    # A lock left by a process that no longer exists is stale.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    import socket
+
+    (study.path / "lock").write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    with study.lock():
+        assert json.loads((study.path / "lock").read_text())["pid"] == os.getpid()
+    assert not (study.path / "lock").exists()
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "t.csv"
+    atomic_write(target, "a\n")
+    atomic_write(target, "b\n")
+    assert target.read_text() == "b\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]
+
+
+def test_trial_table_and_history(study):
+    study.write_trials([{"trial_id": "a", "state": "COMPLETE", "config/width": 32, "val_acc": 0.8}])
+    study.append_history("a", 1, {"val_acc": 0.7, "epoch": 1, "params": 10})
+    study.append_history("a", 1, {"val_acc": 0.75})  # an epoch redone after a restore
+    study.append_history("a", 2, {"val_acc": 0.8})
+    df = study.trials()
+    assert df.loc[0, "config/width"] == 32 and df.loc[0, "state"] == "COMPLETE"
+    hist = study.history()
+    assert list(hist["epoch"]) == [1, 2]
+    assert list(hist["val_acc"]) == [0.75, 0.8]  # the last value of a redone epoch wins
+
+
+def test_study_path_by_name_or_path(tmp_path):
+    assert study_path("mine", tmp_path) == tmp_path / "mine"
+    assert study_path("./runs/mine") == study_path("./runs/mine")
