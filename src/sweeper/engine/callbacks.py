@@ -227,9 +227,11 @@ class StudyCallback(Callback):
 
 def _error_line(trial: Any) -> str:
     """The last line of the trial's traceback (the exception and its message)."""
-    try:
-        err = trial.get_error()
-    except Exception:  # noqa: BLE001 - best effort
-        err = None
-    lines = [ln.strip() for ln in str(err or "error").strip().splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else "error"
+    text = ""
+    try:  # Ray writes the error to the trial's local folder before calling back
+        with open(trial.error_file, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except (OSError, TypeError):
+        pass
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Failure #")]
+    return lines[-1][:300] if lines else "error (no message from the trial)"

@@ -1,0 +1,32 @@
+# sweeper: set-up, demo and tests. Every target is idempotent.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: setup demo test test-fast lint bench clean
+
+setup: $(STAMP)
+
+# torch/torchvision are pinned in pyproject.toml (pip takes them from the local wheel copy).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	rm -f $(VENV)/.installed-* && touch $@
+
+# A small real sweep: 4 MLPs x 2 epochs on a slice of Fashion-MNIST (about a minute).
+demo: setup
+	$(BIN)/sweeper run sweeps/quickstart.yaml --force-new
+	$(BIN)/sweeper status quickstart
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check src models tests
+
+clean:
+	rm -rf $(VENV) runs .cache .pytest_cache
