@@ -42,7 +42,7 @@ def test_grid_visits_every_cell_exactly_once(tmp_path, ray_session, data_root, c
     df = study.trials()
     assert len(df) == 4
     assert set(df["state"]) == {"COMPLETE"}
-    cells = sorted(zip(df["config/width"], df["config/optimizer"]))
+    cells = sorted(zip(df["config/width"], df["config/optimizer"], strict=True))
     assert cells == sorted(itertools.product([16, 32], ["adam", "sgd"]))
     assert (df["epochs"] == 1).all() and df["test_acc"].between(0, 1).all()
     assert df["val_acc"].max() > 0.6
@@ -77,14 +77,33 @@ def test_grid_visits_every_cell_exactly_once(tmp_path, ray_session, data_root, c
 def test_seed_grid_file_with_max_trials(tmp_path, ray_session, data_root):
     out = tmp_path / "runs"
     code = run_cli(
-        "run", "sweeps/mlp_grid.yaml", "--max-trials", "4", "--out", str(out),
-        "--set", "train.epochs=1", "--set", "data.train_size=3000", "--set", "data.val_size=1000",
-        "--set", "data.test_size=1000",
+        "run",
+        "sweeps/mlp_grid.yaml",
+        "--max-trials",
+        "4",
+        "--out",
+        str(out),
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "data.train_size=3000",
+        "--set",
+        "data.val_size=1000",
+        "--set",
+        "data.test_size=1000",
     )
     assert code == 0
     df = Study.open("mlp_grid", out).trials()
     assert len(df) == 4 and set(df["state"]) == {"COMPLETE"}
-    cells = list(zip(df["config/depth"], df["config/width"], df["config/batch_size"], df["config/optimizer"]))
+    cells = list(
+        zip(
+            df["config/depth"],
+            df["config/width"],
+            df["config/batch_size"],
+            df["config/optimizer"],
+            strict=True,
+        )
+    )
     assert len(set(cells)) == 4  # four different cells of the 96
 
 

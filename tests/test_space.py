@@ -5,12 +5,21 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from sweeper.space import distributions, finite_values, grid, make_sampler, planned_trials, space_size
+from sweeper.space import (
+    distributions,
+    finite_values,
+    grid,
+    make_sampler,
+    planned_trials,
+    space_size,
+)
 from sweeper.spec import load_spec, spec_from_dict
 
 
 def spec_with(params, **extra):
-    return spec_from_dict({"name": "s", "model": {"name": "mlp"}, "parameters": params, **extra}, "t")
+    return spec_from_dict(
+        {"name": "s", "model": {"name": "mlp"}, "parameters": params, **extra}, "t"
+    )
 
 
 def test_mlp_grid_is_the_seed_grid():
@@ -42,8 +51,9 @@ def test_finite_distributions_enumerate():
 
 
 def test_continuous_space_needs_a_budget():
-    spec = spec_with({"lr": {"min": 1e-4, "max": 1e-1, "distribution": "log_uniform_values"}},
-                     method="random")
+    spec = spec_with(
+        {"lr": {"min": 1e-4, "max": 1e-1, "distribution": "log_uniform_values"}}, method="random"
+    )
     assert space_size(spec) is None
     assert planned_trials(spec) is None
     assert planned_trials(spec, max_trials=7) == 7
@@ -77,4 +87,7 @@ def test_every_sampler_builds_and_samples(name, cls):
 
 def test_bayes_method_means_tpe():
     assert spec_with({"lr": {"min": 0.1, "max": 1.0}}, method="bayes").sampler_name == "tpe"
-    assert spec_with({"lr": {"min": 0.1, "max": 1.0}}, method="bayes", sampler="gp").sampler_name == "gp"
+    assert (
+        spec_with({"lr": {"min": 0.1, "max": 1.0}}, method="bayes", sampler="gp").sampler_name
+        == "gp"
+    )

@@ -10,10 +10,9 @@ import sys
 import pytest
 
 from sweeper.errors import SweeperError
-from sweeper.spec import load_spec
-from sweeper.store import Study, atomic_write, dump_spec, study_path
-from sweeper.spec import spec_from_dict
+from sweeper.spec import load_spec, spec_from_dict
 from sweeper.spec.loader import parse_yaml
+from sweeper.store import Study, atomic_write, dump_spec, study_path
 
 
 @pytest.fixture
@@ -29,9 +28,13 @@ def test_saved_spec_reads_back_equal(study):
 
 def test_dump_spec_round_trips_small_floats():
     spec = spec_from_dict(
-        {"name": "x", "model": {"name": "mlp"}, "train": {"lr": 1e-5},
-         "parameters": {"lr": {"min": 1e-6, "max": 1e-2, "distribution": "log_uniform_values"}},
-         "method": "random"},
+        {
+            "name": "x",
+            "model": {"name": "mlp"},
+            "train": {"lr": 1e-5},
+            "parameters": {"lr": {"min": 1e-6, "max": 1e-2, "distribution": "log_uniform_values"}},
+            "method": "random",
+        },
         "t",
     )
     again = spec_from_dict(parse_yaml(dump_spec(spec), "dump"), "dump")
@@ -79,11 +82,17 @@ def test_lock_refuses_a_live_holder_and_takes_a_stale_one(study):
             with study.lock():
                 pass
     # A lock left by a process that no longer exists is stale.
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     import socket
 
-    (study.path / "lock").write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    (study.path / "lock").write_text(
+        json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()})
+    )
     with study.lock():
         assert json.loads((study.path / "lock").read_text())["pid"] == os.getpid()
     assert not (study.path / "lock").exists()

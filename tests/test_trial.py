@@ -29,7 +29,9 @@ def tiny(data_root):
 
 def run(spec, splits, params, restore=None):
     reports = []
-    ctx = TrialContext(splits, lambda m, s: reports.append((m, copy.deepcopy(s()) if s else None)), restore)
+    ctx = TrialContext(
+        splits, lambda m, s: reports.append((m, copy.deepcopy(s()) if s else None)), restore
+    )
     final = train_trial(resolve_trial(spec, params), ctx)
     return final, reports
 
@@ -78,7 +80,9 @@ def test_divergence_is_a_normal_stop(tiny):
 
 def test_repeats_report_mean_and_std(tiny):
     spec, splits = tiny
-    spec = spec.model_copy(update={"train": spec.train.model_copy(update={"repeats": 2, "epochs": 1})})
+    spec = spec.model_copy(
+        update={"train": spec.train.model_copy(update={"repeats": 2, "epochs": 1})}
+    )
     final, _ = run(spec, splits, {})
     assert "val_acc_std" in final and final["val_acc_std"] >= 0
     single = spec.model_copy(update={"train": spec.train.model_copy(update={"repeats": 1})})
@@ -95,7 +99,10 @@ def test_optimizer_settings_layer_in_order():
         },
         "test",
     )
-    assert resolve_trial(spec, {"optimizer": "sgd"}).optimizer_kwargs == {"lr": 0.01, "momentum": 0.9}
+    assert resolve_trial(spec, {"optimizer": "sgd"}).optimizer_kwargs == {
+        "lr": 0.01,
+        "momentum": 0.9,
+    }
     assert resolve_trial(spec, {"optimizer": "sgd", "lr": 0.2}).optimizer_kwargs["lr"] == 0.2
     assert resolve_trial(spec, {"optimizer": "adam"}).optimizer_kwargs == {"lr": 0.5}
     cfg = resolve_trial(spec, {"depth": 5, "width": 128, "batch_size": 64})

@@ -38,12 +38,21 @@ def _console(stderr: bool = False) -> Any:
 
 def _add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="sweep file (YAML)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a spec key, e.g. --set train.epochs=1 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec key, e.g. --set train.epochs=1 (repeatable)",
+    )
     p.add_argument("--name", help="study name (default: the file's name key)")
     p.add_argument("--max-trials", type=int, metavar="K", help="run at most K trials")
-    p.add_argument("--data-dir", metavar="D",
-                   help="data root (default: data.root, else $SWEEPER_DATA_DIR, else ./data)")
+    p.add_argument(
+        "--data-dir",
+        metavar="D",
+        help="data root (default: data.root, else $SWEEPER_DATA_DIR, else ./data)",
+    )
 
 
 def _plan(args: argparse.Namespace) -> Any:
@@ -59,7 +68,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     plan = _plan(args)
     spec = plan.spec
     size = "continuous (infinite)" if plan.space_size is None else f"{plan.space_size} configs"
-    trials = plan.n_trials if plan.n_trials is not None else "unbounded: set run_cap or --max-trials"
+    trials = (
+        plan.n_trials if plan.n_trials is not None else "unbounded: set run_cap or --max-trials"
+    )
     out = _console()
     out.print(f"{args.file}: ok")
     out.print(f"  study        {spec.name}")
@@ -156,7 +167,9 @@ def _summary_frame(study: Any, spec: Any) -> Any:
     metric = spec.metric.name
     cols = ["trial_id", "state", "epochs", "wall_s"]
     cols += [c for c in df.columns if c.startswith(PARAM_PREFIX)]
-    cols += [c for c in (metric, f"best_{metric}", "val_acc", "test_acc", "params") if c in df.columns]
+    cols += [
+        c for c in (metric, f"best_{metric}", "val_acc", "test_acc", "params") if c in df.columns
+    ]
     if "error" in df.columns and df["error"].fillna("").astype(str).str.len().gt(0).any():
         cols.append("error")
     cols = list(dict.fromkeys(cols))
@@ -240,9 +253,16 @@ def cmd_models(args: argparse.Namespace) -> int:
         entry = get_entry(name)
         in_shape, num_classes = entry.default_input
         n = count_params(get_model(name, in_shape=in_shape, num_classes=num_classes))
-        rows.append({"name": name, "family": entry.family, "params": n,
-                     "input": "x".join(map(str, in_shape)), "classes": num_classes,
-                     "description": entry.doc})
+        rows.append(
+            {
+                "name": name,
+                "family": entry.family,
+                "params": n,
+                "input": "x".join(map(str, in_shape)),
+                "classes": num_classes,
+                "description": entry.doc,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -252,8 +272,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     for col in ("name", "family", "params", "input", "classes", "description"):
         table.add_column(col, justify="right" if col in ("params", "classes") else "left")
     for r in rows:
-        table.add_row(r["name"], r["family"], f"{r['params']:,}", r["input"], str(r["classes"]),
-                      r["description"])
+        table.add_row(
+            r["name"],
+            r["family"],
+            f"{r['params']:,}",
+            r["input"],
+            str(r["classes"]),
+            r["description"],
+        )
     _console().print(table)
     return 0
 
@@ -271,8 +297,11 @@ _COMMANDS: dict[str, tuple[Command, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="sweeper", description="Hyperparameter sweeps for PyTorch: Ray Tune "
-                     "schedules the trials, Optuna chooses the configs.")
+    parser = _Parser(
+        prog="sweeper",
+        description="Hyperparameter sweeps for PyTorch: Ray Tune "
+        "schedules the trials, Optuna chooses the configs.",
+    )
     parser.add_argument("--version", action="version", version=f"sweeper {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -283,8 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
             _add_spec_args(p)
         if name == "run":
             p.add_argument("--out", metavar="D", help="folder that holds studies (default ./runs)")
-            p.add_argument("--force-new", action="store_true",
-                           help="delete an existing study of the same name and start over")
+            p.add_argument(
+                "--force-new",
+                action="store_true",
+                help="delete an existing study of the same name and start over",
+            )
         if name in ("status", "resume"):
             p.add_argument("study", help="study name (under --out) or path to its folder")
             p.add_argument("--out", metavar="D", help="folder that holds studies (default ./runs)")

@@ -29,10 +29,18 @@ class OptunaMirror:
             direction=spec.metric.goal,
             load_if_exists=True,
         )
-        self._recorded = {t.user_attrs.get("trial_id") for t in self.study.get_trials(deepcopy=False)}
+        self._recorded = {
+            t.user_attrs.get("trial_id") for t in self.study.get_trials(deepcopy=False)
+        }
 
-    def record(self, trial_id: str, state: str, params: dict[str, Any], metrics: dict[str, Any],
-               curve: dict[int, float]) -> None:
+    def record(
+        self,
+        trial_id: str,
+        state: str,
+        params: dict[str, Any],
+        metrics: dict[str, Any],
+        curve: dict[int, float],
+    ) -> None:
         """Add one finished trial (once; a second call for the same id does nothing)."""
         if trial_id in self._recorded or state not in STATES:
             return

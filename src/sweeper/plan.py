@@ -64,7 +64,11 @@ def make_plan(
             "metric.name",
             f"{spec.data.name} trials report {', '.join(info.metrics)}; got {spec.metric.name!r}"
             f"{_did_you_mean(spec.metric.name, info.metrics)}"
-            + (" (test metrics are never used to choose a config)" if "test" in spec.metric.name else ""),
+            + (
+                " (test metrics are never used to choose a config)"
+                if "test" in spec.metric.name
+                else ""
+            ),
         )
     n_params = _smoke_build(spec, source, info)
     return Plan(spec, source, space_size(spec), planned_trials(spec, max_trials), n_params)

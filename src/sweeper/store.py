@@ -81,7 +81,9 @@ class Study:
             raise SweeperError(f"{path}: cannot create the study folder: {parent} is not writable")
 
     @classmethod
-    def create(cls, path: Path, spec: Spec, source: str, n_trials: int, force_new: bool = False) -> Study:
+    def create(
+        cls, path: Path, spec: Spec, source: str, n_trials: int, force_new: bool = False
+    ) -> Study:
         """Make a new study folder holding the resolved spec (replacing one with ``force_new``)."""
         path = Path(path)
         cls.check_new(path, spec.name, force_new)
@@ -151,7 +153,9 @@ class Study:
                     path.unlink()  # stale: its driver is gone
                 continue
             with os.fdopen(fd, "w") as f:
-                json.dump({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}, f)
+                json.dump(
+                    {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}, f
+                )
             break
         else:
             raise SweeperError(f"{path}: cannot take the study lock")
@@ -250,7 +254,9 @@ class Study:
         long["value"] = pd.to_numeric(long["value"], errors="coerce")
         long = long.dropna(subset=["epoch"])
         long = long[~long["key"].isin(["trial_id", "epoch"])]
-        wide = long.pivot_table(index=["trial_id", "epoch"], columns="key", values="value", aggfunc="last")
+        wide = long.pivot_table(
+            index=["trial_id", "epoch"], columns="key", values="value", aggfunc="last"
+        )
         return wide.reset_index().rename_axis(columns=None)
 
 

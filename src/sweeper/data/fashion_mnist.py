@@ -96,6 +96,8 @@ def read_fashion_mnist(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 def load_fashion_mnist(spec: Any, root: Path) -> Splits:
     """Fashion-MNIST split as the seed did: ``val_size`` of the 60,000 drawn for validation."""
     x, y, x_test, y_test = read_fashion_mnist(root)
-    x_tr, y_tr, x_val, y_val = split_train_val(x, y, spec.val_size, spec.split_seed, spec.train_size)
+    x_tr, y_tr, x_val, y_val = split_train_val(
+        x, y, spec.val_size, spec.split_seed, spec.train_size
+    )
     x_test, y_test = subsample(x_test, y_test, spec.test_size, spec.split_seed)
     return Splits(INFO, x_tr, y_tr, x_val, y_val, x_test, y_test)

@@ -157,7 +157,9 @@ class StudyCallback(Callback):
         self.book.row(trial)["state"] = "RUNNING"
         self._flush()
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
         metrics = self.book.update(trial, result)
         self.study.append_history(trial.trial_id, int(metrics.get("epoch", 0)), metrics)
         self._flush()
@@ -179,7 +181,10 @@ class StudyCallback(Callback):
         row = self.book.finish(trial, error)
         try:
             self._optuna().record(
-                trial.trial_id, row["state"], trial.config or {}, row,
+                trial.trial_id,
+                row["state"],
+                trial.config or {},
+                row,
                 self.book.curves.get(trial.trial_id, {}),
             )
         except Exception as exc:  # noqa: BLE001 - the mirror is a record; never stop a study
@@ -233,5 +238,7 @@ def _error_line(trial: Any) -> str:
             text = f.read()
     except (OSError, TypeError):
         pass
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Failure #")]
+    lines = [
+        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Failure #")
+    ]
     return lines[-1][:300] if lines else "error (no message from the trial)"

@@ -32,4 +32,6 @@ def ray_trainable(config: dict[str, Any], spec: Any, data: Any, cpus: float = 1)
             torch.save(state_fn(), Path(folder) / STATE_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    train_trial(cfg, TrialContext(data=data, report=report, restore=restore, num_threads=int(max(1, cpus))))
+    train_trial(
+        cfg, TrialContext(data=data, report=report, restore=restore, num_threads=int(max(1, cpus)))
+    )

@@ -67,11 +67,15 @@ def concurrency(spec: Spec, num_cpus: float, num_gpus: float) -> int:
     """Trials that fit at once: the CPUs (and GPUs) divided by each trial's share."""
     res = spec.resources
     if res.cpus > num_cpus:
-        raise SweeperError(f"resources.cpus: a trial asks for {res.cpus} CPUs but Ray has {num_cpus:g}")
+        raise SweeperError(
+            f"resources.cpus: a trial asks for {res.cpus} CPUs but Ray has {num_cpus:g}"
+        )
     fits = math.floor(num_cpus / res.cpus)
     if res.gpus > 0:
         if num_gpus < res.gpus:
-            raise SweeperError(f"resources.gpus: a trial asks for {res.gpus} GPUs, found {num_gpus:g}")
+            raise SweeperError(
+                f"resources.gpus: a trial asks for {res.gpus} GPUs, found {num_gpus:g}"
+            )
         fits = min(fits, math.floor(num_gpus / res.gpus))
     if res.max_concurrent is not None:
         fits = min(fits, res.max_concurrent)
@@ -170,7 +174,9 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
 
     spec = plan.spec
     if plan.n_trials is None:
-        raise SweeperError(f"{plan.source}: run_cap: a {spec.sampler_name} sweep needs a trial budget")
+        raise SweeperError(
+            f"{plan.source}: run_cap: a {spec.sampler_name} sweep needs a trial budget"
+        )
     ray_env(spec)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = init_ray(spec.resources.num_cpus or os.cpu_count() or 1)

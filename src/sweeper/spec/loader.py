@@ -254,7 +254,9 @@ def _message(err: dict[str, Any], msg: str, loc: list[str]) -> str:
         bound = next(iter(ctx.values()), "")
         return f"must be {ops.get(kind, '<=')} {bound}, got {got!r}"
     if kind == "string_pattern_mismatch":
-        return f"expected letters, digits, '_', '.' or '-' (not starting with a symbol), got {got!r}"
+        return (
+            f"expected letters, digits, '_', '.' or '-' (not starting with a symbol), got {got!r}"
+        )
     if kind == "value_error":
         return msg
     return f"{msg[:1].lower()}{msg[1:]}, got {_kind(got)}"

@@ -24,8 +24,8 @@ from pydantic import (
 
 from sweeper.optimizers import OPTIMIZERS
 
-Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]
-Number = Union[StrictInt, StrictFloat]
+Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]  # noqa: UP007 (a runtime alias)
+Number = Union[StrictInt, StrictFloat]  # noqa: UP007 (a runtime alias)
 
 METHODS = ("grid", "random", "bayes")
 SAMPLERS = ("grid", "random", "tpe", "gp", "cmaes")

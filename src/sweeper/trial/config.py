@@ -9,7 +9,15 @@ from sweeper.optimizers import optimizer_kwargs
 from sweeper.spec.schema import Spec
 
 # Training keys a sweep may vary under ``parameters``; every other name is a model argument.
-SWEEPABLE_TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "seed")
+SWEEPABLE_TRAIN_KEYS = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "seed",
+)
 
 
 @dataclass(frozen=True)

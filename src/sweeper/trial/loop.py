@@ -78,9 +78,14 @@ class Run:
     def __init__(self, cfg: TrialConfig, data: DeviceData, seed: int, device: torch.device):
         torch.manual_seed(seed)
         self.model = get_model(
-            cfg.model, in_shape=data.info.in_shape, num_classes=data.info.num_classes, **cfg.model_args
+            cfg.model,
+            in_shape=data.info.in_shape,
+            num_classes=data.info.num_classes,
+            **cfg.model_args,
         ).to(device)
-        self.optimizer = build_optimizer(cfg.optimizer, self.model.parameters(), cfg.optimizer_kwargs)
+        self.optimizer = build_optimizer(
+            cfg.optimizer, self.model.parameters(), cfg.optimizer_kwargs
+        )
         self.generator = torch.Generator().manual_seed(seed)
         self.device = device
 
@@ -104,7 +109,9 @@ class Run:
         return {"train_loss": loss_sum.item() / n, "train_acc": correct.item() / n}
 
     @torch.inference_mode()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, prefix: str) -> dict[str, float]:
+    def evaluate(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, prefix: str
+    ) -> dict[str, float]:
         """Mean loss and accuracy on (x, y), in eval mode."""
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
@@ -159,7 +166,7 @@ def train_trial(cfg: TrialConfig, ctx: TrialContext) -> dict[str, Any]:
     start_epoch = 0
     if ctx.restore is not None:
         start_epoch = int(ctx.restore["epoch"])
-        for run, state in zip(runs, ctx.restore["runs"]):
+        for run, state in zip(runs, ctx.restore["runs"], strict=True):
             run.load(state)
     n_params = count_params(runs[0].model)
     metrics: dict[str, Any] = {}
@@ -172,7 +179,7 @@ def train_trial(cfg: TrialConfig, ctx: TrialContext) -> dict[str, Any]:
             results.append(res)
         diverged = any(not math.isfinite(r["train_loss"]) for r in results)
         if epoch + 1 == cfg.epochs or diverged:
-            for run, res in zip(runs, results):
+            for run, res in zip(runs, results, strict=True):
                 res.update(run.evaluate(*data.test, cfg.eval_batch_size, "test"))
         metrics = aggregate(results)
         metrics.update(
