@@ -33,7 +33,7 @@ LENET_PRESETS: dict[str, dict] = {
     "lenet5_v4": dict(_WIDE_FC, batch_norm=True, aux_heads=True),
 }
 # The seed halves the learning rate every 5 epochs "for the first model variant onwards".
-STEP_LR = {"lr_schedule": {"type": "step", "step_size": 5, "gamma": 0.5}}
+STEP_LR = {"lr_schedule": "step", "lr_step_size": 5, "lr_gamma": 0.5}
 LENET_TRAIN = {name: STEP_LR for name in LENET_PRESETS if name != "lenet5"}
 LENET_DOCS = {
     "lenet": "LeNet: conv stages (conv, BN?, ReLU, maxpool) + FC layers, Kaiming init",

@@ -35,7 +35,7 @@ def _xor(**spec):
 
 def test_xor_shapes_and_types() -> None:
     s = _xor()
-    assert s.sizes() == {"train": 800, "val": 200, "test": 500}  # val capped at 20% of 1,000
+    assert s.sizes() == {"train": 1000, "val": 500, "test": 500}  # val capped at 500
     for x, y in ((s.x_train, s.y_train), (s.x_val, s.y_val), (s.x_test, s.y_test)):
         assert x.dtype == np.float32 and x.shape[1:] == (2,)
         assert y.dtype == np.int64 and set(np.unique(y)) == {0, 1}
@@ -61,8 +61,8 @@ def test_xor_is_deterministic_in_split_seed() -> None:
 
 
 def test_xor_val_size_and_trimming() -> None:
-    assert _xor(val_size=50).sizes() == {"train": 950, "val": 50, "test": 500}
-    assert _xor(train_size=100, test_size=64).sizes() == {"train": 100, "val": 200, "test": 64}
+    assert _xor(val_size=50).sizes() == {"train": 1000, "val": 50, "test": 500}
+    assert _xor(train_size=100, test_size=64).sizes() == {"train": 100, "val": 500, "test": 64}
 
 
 # -- membrane ------------------------------------------------------------------------------

@@ -111,15 +111,13 @@ def test_lenet_aux_logits_left_on_model() -> None:
 def test_lenet_step_lr_from_variant_1_onwards() -> None:
     assert get_entry("lenet5").train == {}
     for name in ("lenet5_v1", "lenet5_v2", "lenet5_v3", "lenet5_v4"):
-        assert get_entry(name).train == {
-            "lr_schedule": {"type": "step", "step_size": 5, "gamma": 0.5}
-        }
+        assert get_entry(name).train == {"lr_schedule": "step", "lr_step_size": 5, "lr_gamma": 0.5}
     # Each entry owns its defaults: changing one leaves the others alone.
-    get_entry("lenet5_v1").train["lr_schedule"]["gamma"] = 0.1
+    get_entry("lenet5_v1").train["lr_gamma"] = 0.1
     try:
-        assert get_entry("lenet5_v2").train["lr_schedule"]["gamma"] == 0.5
+        assert get_entry("lenet5_v2").train["lr_gamma"] == 0.5
     finally:
-        get_entry("lenet5_v1").train["lr_schedule"]["gamma"] = 0.5
+        get_entry("lenet5_v1").train["lr_gamma"] = 0.5
 
 
 def test_lenet_sizes_follow_the_input() -> None:

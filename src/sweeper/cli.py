@@ -174,7 +174,11 @@ def _summary_frame(study: Any, spec: Any) -> Any:
         cols.append("error")
     cols = list(dict.fromkeys(cols))
     out = df[cols].copy()
-    out.columns = [c.removeprefix(PARAM_PREFIX) for c in cols]
+    # Show params by their names, unless one collides with a column (a swept `epochs`).
+    out.columns = [
+        c.removeprefix(PARAM_PREFIX) if c.removeprefix(PARAM_PREFIX) not in cols else c
+        for c in cols
+    ]
     if metric in out.columns:
         out = out.sort_values(metric, ascending=spec.metric.goal == "minimize", na_position="last")
     return out

@@ -15,7 +15,7 @@ from typing import Any
 
 from sweeper.errors import SpecError
 from sweeper.spec import Spec, TrainSpec, validate_part
-from sweeper.trial.config import SWEEPABLE_TRAIN_KEYS
+from sweeper.trial.config import MODEL_KEY, SWEEPABLE_TRAIN_KEYS
 
 DEFAULT_DATA_ROOT = "data"
 
@@ -56,8 +56,15 @@ def make_plan(
     data = spec.data.model_copy(update={"root": resolve_data_root(spec, data_dir)})
     spec = spec.model_copy(update={"data": data})
     info = _check_dataset(spec, source)
-    entry = _check_model(spec, source)
-    _check_parameters(spec, source, entry.arg_names)
+    model_args = _check_models(spec, source)
+    _check_parameters(spec, source, model_args)
+    if spec.train.augment != "none" and len(info.in_shape) != 3:
+        raise SpecError(
+            source,
+            "train.augment",
+            f"{spec.data.name} is not an image dataset; "
+            f"expected augment: none, got {spec.train.augment!r}",
+        )
     if spec.metric.name not in info.metrics:
         raise SpecError(
             source,
@@ -75,40 +82,75 @@ def make_plan(
 
 
 def _check_dataset(spec: Spec, source: str) -> Any:
-    from sweeper.data import DataError, get_dataset, list_datasets
+    from sweeper.data import DataError, dataset_info, list_datasets
 
     try:
-        return get_dataset(spec.data.name).info
+        return dataset_info(spec.data)
     except DataError as exc:
         hint = _did_you_mean(spec.data.name, list_datasets())
         raise SpecError(source, "data.name", f"{exc}{hint}") from None
 
 
-def _check_model(spec: Spec, source: str) -> Any:
+def _model_names(spec: Spec, source: str) -> list[str]:
+    """The model the spec names, or every model a swept ``model`` parameter can pick."""
+    param = spec.parameters.get(MODEL_KEY)
+    if param is None:
+        return [spec.model.name]
+    if param.kind not in ("constant", "categorical"):
+        raise SpecError(
+            source,
+            f"parameters.{MODEL_KEY}",
+            f"model takes registered names; expected value or values, got {param.kind}",
+        )
+    values = [param.value] if param.kind == "constant" else list(param.values or [])
+    bad = [v for v in values if not isinstance(v, str)]
+    if bad:
+        raise SpecError(
+            source,
+            f"parameters.{MODEL_KEY}.values",
+            f"expected registered model names, got {bad[0]!r}",
+        )
+    return values
+
+
+def _check_models(spec: Spec, source: str) -> tuple[str, ...]:
+    """Check every model the sweep can build; returns the arguments all of them take."""
     from sweeper.models import UnknownModelError, check_model_args, get_entry, list_models
 
-    try:
-        entry = get_entry(spec.model.name)
-    except UnknownModelError as exc:
-        hint = _did_you_mean(spec.model.name, list_models())
-        raise SpecError(source, "model.name", f"{exc}{hint}") from None
-    try:
-        check_model_args(spec.model.name, spec.model.args)
-    except UnknownModelError as exc:
-        bad = sorted(set(spec.model.args) - set(entry.arg_names))[0]
-        hint = _did_you_mean(bad, entry.arg_names)
-        raise SpecError(source, f"model.args.{bad}", f"{exc}{hint}") from None
-    return entry
+    names = _model_names(spec, source)
+    key = "model.name" if MODEL_KEY not in spec.parameters else f"parameters.{MODEL_KEY}.values"
+    common: list[str] | None = None
+    for name in names:
+        try:
+            entry = get_entry(name)
+        except UnknownModelError as exc:
+            raise SpecError(source, key, f"{exc}{_did_you_mean(name, list_models())}") from None
+        bad_keys = [k for k in entry.train if k not in TrainSpec.model_fields]
+        if bad_keys:
+            raise SpecError(source, key, f"preset {name} sets unknown training keys {bad_keys}")
+        try:
+            check_model_args(name, spec.model.args)
+        except UnknownModelError as exc:
+            bad = sorted(set(spec.model.args) - set(entry.arg_names))[0]
+            raise SpecError(
+                source, f"model.args.{bad}", f"{exc}{_did_you_mean(bad, entry.arg_names)}"
+            ) from None
+        common = [a for a in entry.arg_names if common is None or a in common]
+    return tuple(common or ())
 
 
 def _check_parameters(spec: Spec, source: str, model_args: tuple[str, ...]) -> None:
-    valid = (*SWEEPABLE_TRAIN_KEYS, *model_args)
+    valid = (*SWEEPABLE_TRAIN_KEYS, MODEL_KEY, *model_args)
     for name, param in spec.parameters.items():
+        base, dot, index = name.rpartition(".")
+        if name == MODEL_KEY or (dot and index.isdigit() and base in model_args):
+            continue  # a model name, or one element of a sequence argument (channels.1)
         if name not in valid:
             raise SpecError(
                 source,
                 f"parameters.{name}",
-                f"unknown parameter {name!r}; expected an argument of model {spec.model.name} "
+                f"unknown parameter {name!r}; expected an argument of model "
+                f"{' / '.join(_model_names(spec, source))} "
                 f"({', '.join(model_args)}) or a training key ({', '.join(SWEEPABLE_TRAIN_KEYS)})"
                 f"{_did_you_mean(name, valid)}",
             )
@@ -143,22 +185,40 @@ def _check_train_values(source: str, name: str, param: Any) -> None:
 
 
 def _smoke_build(spec: Spec, source: str, info: Any) -> int:
-    """Build the first config's model once, so bad model arguments fail before any trial."""
+    """Build the model of the first config, and of each value of each model parameter.
+
+    Bad model arguments (a builder's own checks) then fail at ``check``, naming the
+    parameter, not in a trial. Returns the first config's parameter count.
+    """
     from sweeper.models import count_params, get_model
     from sweeper.space import finite_values
-    from sweeper.trial.config import resolve_trial
+    from sweeper.trial.config import SWEEPABLE_TRAIN_KEYS, resolve_trial
 
-    first = {k: (finite_values(p)[0] if p.is_finite else p.min) for k, p in spec.parameters.items()}
-    cfg = resolve_trial(spec, first)
-    try:
-        model = get_model(
-            cfg.model, in_shape=info.in_shape, num_classes=info.num_classes, **cfg.model_args
-        )
-    except Exception as exc:  # a builder's own argument checks
-        raise SpecError(
-            source, "model", f"cannot build {cfg.model} with {cfg.model_args}: {exc}"
-        ) from None
-    return count_params(model)
+    def candidates(p: Any) -> list[Any]:
+        return finite_values(p) if p.is_finite else [p.min, p.max]
+
+    first = {k: candidates(p)[0] for k, p in spec.parameters.items()}
+    trials: list[tuple[str, dict[str, Any]]] = [("model", first)]
+    for name, param in spec.parameters.items():
+        if name not in SWEEPABLE_TRAIN_KEYS:
+            trials += [(f"parameters.{name}", {**first, name: v}) for v in candidates(param)[1:]]
+    counts = []
+    for key, params in trials:
+        try:
+            cfg = resolve_trial(spec, params)
+            model = get_model(
+                cfg.model, in_shape=info.in_shape, num_classes=info.num_classes, **cfg.model_args
+            )
+        except Exception as exc:  # a builder's own argument checks
+            swept = {k: v for k, v in params.items() if k not in SWEEPABLE_TRAIN_KEYS}
+            raise SpecError(
+                source,
+                key,
+                f"cannot build {params.get('model', spec.model.name)} "
+                f"with {swept or spec.model.args}: {exc}",
+            ) from None
+        counts.append(count_params(model))
+    return counts[0]
 
 
 def _did_you_mean(name: str, options: Any) -> str:

@@ -7,14 +7,14 @@ and the trial moves them to its device and batches them by index (no per-step Da
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 CLASSIFICATION_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
-SEGMENTATION_METRICS = ("train_loss", "val_loss", "val_iou", "val_dice")
+SEGMENTATION_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_iou", "val_dice")
 
 
 @dataclass(frozen=True)
@@ -101,9 +101,52 @@ def get_dataset(name: str) -> DatasetEntry:
         ) from None
 
 
+def dataset_info(data_spec: Any) -> DatasetInfo:
+    """The dataset's info as the spec shapes it (``image_size`` resizes images)."""
+    info = get_dataset(data_spec.name).info
+    size = getattr(data_spec, "image_size", None)
+    if size and len(info.in_shape) == 3:
+        info = replace(info, in_shape=(info.in_shape[0], size, size))
+    return info
+
+
 def load_splits(data_spec: Any, root: str | Path) -> Splits:
     """Load the dataset ``data_spec.name`` from ``root`` and split it as the spec says."""
-    return get_dataset(data_spec.name).loader(data_spec, Path(root))
+    splits = get_dataset(data_spec.name).loader(data_spec, Path(root))
+    info = dataset_info(data_spec)
+    if info.in_shape != splits.info.in_shape:
+        splits = _resized(splits, info)
+    return splits
+
+
+def _resized(splits: Splits, info: DatasetInfo) -> Splits:
+    """Images resized to ``info.in_shape`` (area average); masks by nearest neighbour."""
+    import torch
+    from torch.nn import functional as F
+
+    size = info.in_shape[1:]
+
+    def images(x: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(x).float()
+        return (
+            F.interpolate(t, size=size, mode="area").round().clamp(0, 255).to(torch.uint8).numpy()
+        )
+
+    def labels(y: np.ndarray) -> np.ndarray:
+        if info.task != "segmentation":
+            return y
+        return (
+            F.interpolate(torch.from_numpy(y).float(), size=size, mode="nearest")
+            .to(torch.uint8)
+            .numpy()
+        )
+
+    return Splits(
+        info,
+        images(splits.x_train), labels(splits.y_train),
+        images(splits.x_val), labels(splits.y_val),
+        images(splits.x_test), labels(splits.y_test),
+    )  # fmt: skip
 
 
 def split_train_val(

@@ -168,6 +168,11 @@ class DataSpec(_Strict):
     train_size: Annotated[StrictInt, Field(ge=1)] | None = None
     test_size: Annotated[StrictInt, Field(ge=1)] | None = None
     split_seed: StrictInt = 0
+    image_size: Annotated[StrictInt, Field(ge=8)] | None = None
+
+
+AUGMENTS = ("none", "flip", "seed")
+LR_SCHEDULES = ("none", "step", "exponential")
 
 
 class TrainSpec(_Strict):
@@ -185,6 +190,13 @@ class TrainSpec(_Strict):
     eval_batch_size: Annotated[StrictInt, Field(ge=1)] = 4096
     checkpoint: StrictBool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    lr_schedule: Literal[LR_SCHEDULES] = "none"  # type: ignore[valid-type]
+    lr_step_size: Annotated[StrictInt, Field(ge=1)] = 5
+    lr_gamma: Annotated[Number, Field(gt=0, le=1)] = 0.5
+    augment: Literal[AUGMENTS] = "none"  # type: ignore[valid-type]
+    cv_folds: Annotated[StrictInt, Field(ge=2)] | None = None
+    log_grad_mean: StrictBool = False
+    per_class: StrictBool = True
 
     @field_validator("optimizer")
     @classmethod

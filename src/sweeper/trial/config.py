@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sweeper.optimizers import optimizer_kwargs
-from sweeper.spec.schema import Spec
+from sweeper.optimizers import OPTIMIZER_KEYS, optimizer_kwargs
+from sweeper.spec.schema import Spec, TrainSpec
 
-# Training keys a sweep may vary under ``parameters``; every other name is a model argument.
+# Training keys a sweep may vary under ``parameters``; ``model`` picks a registered model
+# (a preset); every other name is an argument of the model.
 SWEEPABLE_TRAIN_KEYS = (
     "epochs",
     "batch_size",
@@ -17,65 +18,95 @@ SWEEPABLE_TRAIN_KEYS = (
     "momentum",
     "weight_decay",
     "seed",
+    "lr_schedule",
+    "lr_step_size",
+    "lr_gamma",
+    "augment",
 )
+MODEL_KEY = "model"
 
 
 @dataclass(frozen=True)
 class TrialConfig:
-    """Everything ``train_trial`` needs, resolved once on the driver.
+    """Everything ``train_trial`` needs, resolved from the spec and the swept values.
 
     Attributes:
         params: the swept values as the sampler chose them (what tables and W&B show).
         model: registry name; ``model_args`` its arguments (fixed + swept).
+        train: the training settings (a :class:`TrainSpec`) after every layer was applied.
         optimizer_kwargs: the kwargs the chosen optimizer accepts, defaults filled in.
     """
 
     params: dict[str, Any]
     model: str
     model_args: dict[str, Any]
-    epochs: int
-    seed: int
-    repeats: int
-    batch_size: int
-    optimizer: str
+    train: TrainSpec
     optimizer_kwargs: dict[str, Any]
-    eval_batch_size: int
-    checkpoint: bool
-    device: str
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        # cfg.epochs, cfg.batch_size, ... read through to the training settings.
+        if name.startswith("__") or name == "train":
+            raise AttributeError(name)
+        return getattr(self.train, name)
+
+
+def preset_train_defaults(model: str) -> dict[str, Any]:
+    """Training defaults a registered preset implies (e.g. LeNet v1's StepLR)."""
+    from sweeper.models import get_entry
+
+    return dict(get_entry(model).train)
+
+
+def _apply_indexed(model: str, args: dict[str, Any], indexed: dict[str, Any]) -> None:
+    """Set elements of sequence arguments: ``channels.1: 64`` sets ``channels[1]``.
+
+    Optuna samples scalars only; this is how a sweep varies one filter count or layer width.
+    """
+    if not indexed:
+        return
+    from sweeper.models import get_entry
+
+    defaults = get_entry(model).defaults()
+    for key, value in sorted(indexed.items()):
+        base, _, index = key.rpartition(".")
+        seq = list(args.get(base, defaults.get(base, ())))
+        i = int(index)
+        if not 0 <= i < len(seq):
+            raise ValueError(f"{key}: {base} of {model} has {len(seq)} elements, no index {i}")
+        seq[i] = value
+        args[base] = tuple(seq)
 
 
 def resolve_trial(spec: Spec, params: dict[str, Any]) -> TrialConfig:
     """Overlay the swept ``params`` (and constants) on the spec's model and train blocks.
 
-    Optimizer settings take, in order (later wins): the registry's defaults, ``train.lr`` /
-    ``momentum`` / ``weight_decay``, ``train.optimizer_args[optimizer]``, swept values.
+    Training settings take, in order (later wins): TrainSpec defaults, the chosen model
+    preset's training defaults, keys the sweep file sets in ``train``, swept values.
+    Optimizer settings: registry defaults, ``train.lr``/``momentum``/``weight_decay``,
+    ``train.optimizer_args[optimizer]``, swept values.
     """
     from sweeper.space import constants
 
     params = {**constants(spec), **params}
-    train = spec.train.model_dump()
+    model = str(params.get(MODEL_KEY, spec.model.name))
+    explicit = spec.train.model_dump(include=spec.train.model_fields_set)
+    swept_train = {k: v for k, v in params.items() if k in SWEEPABLE_TRAIN_KEYS}
+    layers = {**preset_train_defaults(model), **explicit, **swept_train}
+    train = TrainSpec.model_validate({**spec.train.model_dump(), **layers})
     model_args = dict(spec.model.args)
-    for key, value in params.items():
-        if key in SWEEPABLE_TRAIN_KEYS:
-            train[key] = value
-        else:
-            model_args[key] = value
-    opt = train["optimizer"]
-    global_opt = {k: spec.train.model_dump()[k] for k in ("lr", "momentum", "weight_decay")}
-    swept_opt = {k: v for k, v in params.items() if k in ("lr", "momentum", "weight_decay")}
-    kwargs = optimizer_kwargs(opt, global_opt, spec.train.optimizer_args.get(opt, {}), swept_opt)
-    return TrialConfig(
-        params=params,
-        model=spec.model.name,
-        model_args=model_args,
-        epochs=int(train["epochs"]),
-        seed=int(train["seed"]),
-        repeats=int(train["repeats"]),
-        batch_size=int(train["batch_size"]),
-        optimizer=opt,
-        optimizer_kwargs=kwargs,
-        eval_batch_size=int(train["eval_batch_size"]),
-        checkpoint=bool(train["checkpoint"]),
-        device=str(train["device"]),
+    swept_args = {
+        k: v for k, v in params.items() if k not in SWEEPABLE_TRAIN_KEYS and k != MODEL_KEY
+    }
+    model_args.update({k: v for k, v in swept_args.items() if "." not in k})
+    _apply_indexed(model, model_args, {k: v for k, v in swept_args.items() if "." in k})
+    global_opt = {k: getattr(spec.train, k) for k in OPTIMIZER_KEYS}
+    swept_opt = {k: v for k, v in params.items() if k in OPTIMIZER_KEYS}
+    preset_opt = {k: v for k, v in preset_train_defaults(model).items() if k in OPTIMIZER_KEYS}
+    kwargs = optimizer_kwargs(
+        train.optimizer,
+        preset_opt,
+        global_opt,
+        spec.train.optimizer_args.get(train.optimizer, {}),
+        swept_opt,
     )
+    return TrialConfig(params, model, model_args, train, kwargs)
