@@ -59,7 +59,10 @@ def _plan(args: argparse.Namespace) -> Any:
     from sweeper.plan import make_plan
     from sweeper.spec import load_spec
 
-    spec = load_spec(args.file, args.overrides, name=args.name)
+    overrides = list(args.overrides)
+    if getattr(args, "wandb", None):
+        overrides.append(f"wandb.mode={args.wandb}")
+    spec = load_spec(args.file, overrides, name=args.name)
     return make_plan(spec, args.file, data_dir=args.data_dir, max_trials=args.max_trials)
 
 
@@ -116,11 +119,22 @@ def cmd_resume(args: argparse.Namespace) -> int:
             f"{study.path}: study is running (driver pid {meta.get('pid')}); nothing to resume"
         )
     spec = study.spec()
+    if args.wandb and args.wandb != spec.wandb.mode:
+        spec = _set_wandb_mode(study, spec, args.wandb)
     plan = make_plan(
         spec, str(study.path / "spec.yaml"), data_dir=args.data_dir, max_trials=meta.get("n_trials")
     )
     data = _load_data(plan)
     return _run(plan, study, data, resume=True)
+
+
+def _set_wandb_mode(study: Any, spec: Any, mode: str) -> Any:
+    """Record a new W&B mode in the saved spec (the W&B callback reads it on resume)."""
+    from sweeper.store import atomic_write, dump_spec
+
+    spec = spec.model_copy(update={"wandb": spec.wandb.model_copy(update={"mode": mode})})
+    atomic_write(study.path / "spec.yaml", dump_spec(spec))
+    return spec
 
 
 def _load_data(plan: Any) -> Any:
@@ -245,6 +259,54 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- report / export / sync --------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write a study's report: one self-contained HTML page (or Markdown / CSV tables)."""
+    from sweeper.report import write_report
+    from sweeper.store import Study
+
+    study = Study.open(args.study, args.out)
+    paths = write_report(
+        study, args.format, args.output, top=args.top, threshold=args.threshold
+    )
+    out = _console()
+    for path in paths:
+        out.print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export the best configs as runnable sweep files, with their metrics and weights."""
+    from sweeper.export import export_study
+    from sweeper.store import Study
+
+    study = Study.open(args.study, args.out)
+    out = _console()
+    for item in export_study(study, top=args.top, out=args.output):
+        value = item.metrics.get(study.spec().metric.name)
+        out.print(f"#{item.rank} trial {item.trial_id} ({value}): {item.sweep}")
+        for path in item.weights:
+            out.print(f"    {path.name}")
+        if item.note:
+            out.print(f"    {item.note}")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Upload a study's offline W&B runs (``wandb sync``; needs a W&B key and a network)."""
+    from sweeper.store import Study
+    from sweeper.tracking import offline_run_dirs, sync_runs
+
+    study = Study.open(args.study, args.out)
+    folders = offline_run_dirs(study.path)
+    if not folders:
+        _console().print(f"study {study.name}: no offline W&B runs under {study.path / 'wandb'}")
+        return 0
+    return sync_runs(folders, entity=study.spec().wandb.entity, dry_run=args.dry_run)
+
+
 # -- models ------------------------------------------------------------------------------
 
 
@@ -297,6 +359,9 @@ _COMMANDS: dict[str, tuple[Command, str]] = {
     "check": (cmd_check, "validate a sweep file and print the size of its search space"),
     "status": (cmd_status, "show a study's trials and its best so far"),
     "models": (cmd_models, "list registered models and their parameter counts"),
+    "report": (cmd_report, "write a study's report (HTML, Markdown or CSV)"),
+    "export": (cmd_export, "export the best configs as sweep files, with weights"),
+    "sync": (cmd_sync, "upload a study's offline W&B runs (wandb sync)"),
 }
 
 
@@ -312,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (func, help_text) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=func.__doc__)
         p.set_defaults(func=func)
+        p.add_argument("--debug", action="store_true", help="show tracebacks")
         if name in ("run", "check"):
             _add_spec_args(p)
         if name == "run":
@@ -321,15 +387,44 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="delete an existing study of the same name and start over",
             )
-        if name in ("status", "resume"):
+        if name in ("status", "resume", "report", "export", "sync"):
             p.add_argument("study", help="study name (under --out) or path to its folder")
             p.add_argument("--out", metavar="D", help="folder that holds studies (default ./runs)")
         if name == "resume":
             p.add_argument("--data-dir", metavar="D", help="data root, if the data moved")
             p.add_argument("--json", action="store_true", help="print JSON")
+        if name in ("run", "resume"):
+            p.add_argument(
+                "--wandb",
+                choices=("offline", "online", "disabled"),
+                help="W&B mode for this study (overrides the file's wandb.mode)",
+            )
+        if name in ("report", "export", "sync"):
+            _add_results_args(p, name)
         if name in ("models", "status"):
             p.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+def _add_results_args(p: argparse.ArgumentParser, name: str) -> None:
+    if name == "report":
+        p.add_argument(
+            "-o", "--output", metavar="FILE",
+            help="where to write (default <study>/report.html, report.md, or report_csv/)",
+        )  # fmt: skip
+        p.add_argument("--format", choices=("html", "md", "csv"), default="html")
+        p.add_argument("--top", type=int, default=10, metavar="K", help="best trials listed")
+        p.add_argument(
+            "--threshold", type=float, metavar="X",
+            help="metric value for 'epochs to reach' (default: median of finished trials)",
+        )  # fmt: skip
+    if name == "export":
+        p.add_argument("--top", type=int, default=3, metavar="K", help="best configs to export")
+        p.add_argument(
+            "-o", "--output", metavar="DIR", help="folder to write (default <study>/export)"
+        )
+    if name == "sync":
+        p.add_argument("--dry-run", action="store_true", help="list the runs, upload nothing")
 
 
 def main(argv: list[str] | None = None) -> int:
