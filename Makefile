@@ -20,6 +20,7 @@ demo: setup
 	$(BIN)/sweeper status quickstart
 
 test: setup
+	scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -q
 
 test-fast: setup

@@ -65,7 +65,9 @@ def main() -> None:
     root = os.environ.get("SWEEPER_DATA_DIR", "../shared/data")
     repeats = int(os.environ.get("BENCH_REPEATS", "3"))
     print(f"torch {torch.__version__}, 1 thread, {os.cpu_count()} cores, median of {repeats}")
-    print(f"{'batch':>6} | {'DataLoader loop (s)':>20} | {'device-resident (s)':>20} | {'speed-up':>8}")
+    print(
+        f"{'batch':>6} | {'DataLoader loop (s)':>20} | {'device-resident (s)':>20} | {'speed-up':>8}"
+    )
     print("-" * 64)
     for bs in (256, 1024):
         a = statistics.median(seed_style_epoch(root, bs) for _ in range(repeats))

@@ -110,6 +110,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from sweeper.store import Study
 
     study = Study.open(args.study, args.out)
+    study.check_free()  # another driver holds it: refuse now, naming its pid
     meta = study.meta()
     if meta.get("state") == "finished":
         _console().print(f"study {study.name} is finished: nothing to resume ({study.path})")
@@ -147,18 +148,30 @@ def _load_data(plan: Any) -> Any:
 
 
 def _run(plan: Any, study: Any, data: Any, resume: bool) -> int:
-    from sweeper.engine import run_study
+    """Run (or resume) ``study`` under its lock; Ctrl-C or SIGTERM leave it interrupted (130)."""
+    from sweeper.engine.tune import _sigterm_as_sigint, run_study
 
-    spec = plan.spec
-    err = _console(stderr=True)
-    sizes = data.sizes()
-    verb = "resuming" if resume else "study"
-    err.print(
-        f"{verb} {spec.name}: {plan.n_trials} trials of {spec.model.name} on {spec.data.name} "
-        f"({sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test) -> {study.path}"
-    )
-    with study.lock():
-        result = run_study(plan, study, data, resume=resume)
+    locked = False
+    with _sigterm_as_sigint():  # from here on SIGTERM is a Ctrl-C
+        try:
+            spec = plan.spec
+            err = _console(stderr=True)
+            sizes = data.sizes()
+            verb = "resuming" if resume else "study"
+            err.print(
+                f"{verb} {spec.name}: {plan.n_trials} trials of {spec.model.name} on "
+                f"{spec.data.name} ({sizes['train']}/{sizes['val']}/{sizes['test']} "
+                f"train/val/test) -> {study.path}"
+            )
+            with study.lock():
+                locked = True
+                result = run_study(plan, study, data, resume=resume)
+        except KeyboardInterrupt:
+            # Stopped before (or while) Ray Tune ran: the study is resumable; say so.
+            if locked or study.holder() is None:
+                study.set_state("interrupted", pid=None)
+            print(f"interrupted; continue with `sweeper resume {study.path}`", file=sys.stderr)
+            raise
     _print_summary(study, spec)
     if result.interrupted:
         err.print(
@@ -268,9 +281,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from sweeper.store import Study
 
     study = Study.open(args.study, args.out)
-    paths = write_report(
-        study, args.format, args.output, top=args.top, threshold=args.threshold
-    )
+    paths = write_report(study, args.format, args.output, top=args.top, threshold=args.threshold)
     out = _console()
     for path in paths:
         out.print(f"wrote {path} ({path.stat().st_size:,} bytes)")

@@ -1,0 +1,70 @@
+"""``sweeper report``: a study folder -> one self-contained HTML page, Markdown or CSV.
+
+The flow is one way and imports no Ray or torch: :func:`collect` reads the study into
+frames, the pure functions of ``_summary`` summarise them, ``_figures`` draws plotly
+figures, and ``_write`` lays the sections out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sweeper.errors import SweeperError
+from sweeper.report._build import Section, Table, build
+from sweeper.report._collect import ReportContext, collect, context, history
+from sweeper.report._importance import importance
+from sweeper.report._write import markdown_table, render_html, render_markdown, write_csv
+from sweeper.store import Study, atomic_write
+
+FORMATS = ("html", "md", "csv")
+DEFAULT_OUTPUT = {"html": "report.html", "md": "report.md", "csv": "report_csv"}
+
+
+def write_report(
+    study: Study,
+    fmt: str = "html",
+    out: str | Path | None = None,
+    *,
+    top: int = 10,
+    threshold: float | None = None,
+) -> list[Path]:
+    """Build the study's report in ``fmt`` and write it; returns the files written.
+
+    ``out`` defaults to ``<study>/report.html``, ``<study>/report.md`` or, for CSV, the
+    folder ``<study>/report_csv/`` (one file per table).
+    """
+    if fmt not in FORMATS:
+        raise SweeperError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    ctx = context(study)
+    df = collect(study)
+    if df.empty:
+        raise SweeperError(f"{study.path}: study {ctx.name} has no trials yet; nothing to report")
+    hist = history(study)
+    imp = importance(study.path / "optuna.db", ctx.name)
+    sections = build(df, hist, ctx, imp, top=top, threshold=threshold, figures=fmt == "html")
+    target = Path(out) if out else study.path / DEFAULT_OUTPUT[fmt]
+    if fmt == "csv":
+        return write_csv(sections, target)
+    title = f"sweeper report: {ctx.name}"
+    text = render_html(sections, title) if fmt == "html" else render_markdown(sections, title)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, text)
+    return [target]
+
+
+__all__ = [
+    "FORMATS",
+    "ReportContext",
+    "Section",
+    "Table",
+    "build",
+    "collect",
+    "context",
+    "history",
+    "importance",
+    "markdown_table",
+    "render_html",
+    "render_markdown",
+    "write_csv",
+    "write_report",
+]

@@ -1,0 +1,241 @@
+"""The report as data: sections of notes, figures and tables, built from the frames.
+
+:func:`build` is pure (frames and the importance result in, :class:`Section` list out); the
+HTML, Markdown and CSV writers only lay the sections out.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from sweeper.report import _figures as figs
+from sweeper.report import _summary as S
+from sweeper.report._collect import ReportContext
+
+
+@dataclass
+class Table:
+    """A table: ``frame`` holds the numbers (CSV), ``display`` what people read (HTML, md)."""
+
+    name: str
+    title: str
+    frame: pd.DataFrame
+    display: pd.DataFrame | None = None
+
+    @property
+    def shown(self) -> pd.DataFrame:
+        return self.frame if self.display is None else self.display
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    notes: list[str] = field(default_factory=list)
+    figures: list[Any] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+
+
+def build(
+    df: pd.DataFrame,
+    hist: pd.DataFrame,
+    ctx: ReportContext,
+    importance: tuple[pd.Series | None, str],
+    *,
+    top: int = 10,
+    threshold: float | None = None,
+    figures: bool = True,
+) -> list[Section]:
+    """Every section of a study's report; ``figures=False`` skips plotly (md and csv)."""
+    names = _trial_names(df, ctx.params)
+    return [
+        _overview(df, ctx),
+        _best(df, ctx, top),
+        _parallel(df, ctx, figures),
+        _importance(importance, figures),
+        _grid(df, ctx, figures),
+        _curves(hist, names, figures),
+        _vs_params(df, ctx, figures),
+        _threshold(df, hist, ctx, names, threshold, figures),
+        _problems(df, ctx),
+    ]
+
+
+def _trial_names(df: pd.DataFrame, params: list[str]) -> dict[str, str]:
+    """``trial_id (p=v, ...)``: how plots name a trial."""
+    out = {}
+    for row in df.to_dict(orient="records"):
+        values = ", ".join(f"{p}={row.get(S.col(p))}" for p in params)
+        out[str(row["trial_id"])] = (
+            f"{row['trial_id']} ({values})" if values else str(row["trial_id"])
+        )
+    return out
+
+
+def _overview(df: pd.DataFrame, ctx: ReportContext) -> Section:
+    spec = ctx.spec
+    counts = S.state_counts(df)
+    done = S.finished(df, ctx.metric)
+    best = S.best_trials(df, ctx.params, ctx.metric, ctx.maximize, k=1)
+    best_txt = (
+        f"{best.loc[0, ctx.metric]:.4f} (trial {best.loc[0, 'trial_id']})"
+        if not best.empty
+        else "-"
+    )
+    data = spec.data
+    sizes = "/".join(str(v or "all") for v in (data.train_size, data.val_size, data.test_size))
+    facts = {
+        "study": ctx.name,
+        "state": ctx.state,
+        "folder": str(ctx.path),
+        "search": f"{spec.sampler_name} sampler (method {spec.method}) over "
+        f"{', '.join(ctx.params) or 'no swept parameters'}",
+        "trials": f"{len(df)} of {ctx.meta.get('n_trials', '?')} planned: "
+        + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()),
+        "metric": f"{ctx.metric} ({ctx.goal}); {len(done)} finished trials",
+        f"best {ctx.metric}": best_txt,
+        "model": f"{spec.model.name} {dict(spec.model.args) or ''}".strip(),
+        "data": f"{data.name} (train/val/test {sizes})",
+        "training": f"{spec.train.epochs} epochs, batch {spec.train.batch_size}, "
+        f"{spec.train.optimizer}, {spec.train.repeats} repeat(s), seed {spec.train.seed}",
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    frame = pd.DataFrame({"": list(facts), "value": list(facts.values())})
+    return Section("overview", f"Study {ctx.name}", tables=[Table("overview", "Overview", frame)])
+
+
+def _best(df: pd.DataFrame, ctx: ReportContext, top: int) -> Section:
+    table = S.best_trials(df, ctx.params, ctx.metric, ctx.maximize, k=top)
+    notes = [] if not table.empty else ["No trial finished with a finite metric yet."]
+    title = f"Best {min(top, len(table))} trials by {ctx.metric}"
+    return Section("best", "Best trials", notes, tables=[Table("best_trials", title, table)])
+
+
+def _parallel(df: pd.DataFrame, ctx: ReportContext, figures: bool) -> Section:
+    sec = Section("parallel", "Parallel coordinates")
+    if S.finished(df, ctx.metric).empty or not ctx.params:
+        sec.notes.append("Needs finished trials and at least one swept parameter.")
+    elif figures:
+        sec.figures.append(figs.parallel(df, ctx.params, ctx.metric, ctx.labels, ctx.kinds))
+    return sec
+
+
+def _importance(importance: tuple[pd.Series | None, str], figures: bool) -> Section:
+    values, note = importance
+    sec = Section("importance", "Parameter importance", [note])
+    if values is not None:
+        if figures:
+            sec.figures.append(figs.importance_bar(values, "fANOVA"))
+        frame = values.rename_axis("parameter").reset_index()
+        sec.tables.append(Table("importance", "fANOVA importance", frame))
+    return sec
+
+
+def _grid(df: pd.DataFrame, ctx: ReportContext, figures: bool) -> Section:
+    sec = Section("grid", "Grid tables", [
+        f"Mean ± std (count) of {ctx.metric} over repeats and over the other parameters, "
+        "finished trials only; continuous parameters are binned."
+    ])  # fmt: skip
+    pairs = S.pairs(ctx.params, df)
+    singles = [p for p in ctx.params if S.col(p) in df.columns] if not pairs else []
+    for a, b in pairs:
+        table = S.grid_table(df, a, b, ctx.metric, ctx.kinds)
+        if table.empty:
+            continue
+        if figures:
+            sec.figures.append(figs.heatmap(table, a, b, ctx.metric))
+        shown = S.pivot(table.assign(text=S.cell_text(table)), a, b, "text").fillna("")
+        shown = shown.rename_axis(index=f"{a} \\ {b}", columns=None).reset_index()
+        sec.tables.append(Table(f"grid_{a}__{b}", f"{ctx.metric} by {a} × {b}", table, shown))
+    for p in singles:
+        table = S.grid_table(df, p, None, ctx.metric, ctx.kinds)
+        if table.empty:
+            continue
+        if figures:
+            sec.figures.append(figs.one_way(table, p, ctx.metric))
+        shown = table[[p]].assign(**{ctx.metric: S.cell_text(table)})
+        sec.tables.append(Table(f"grid_{p}", f"{ctx.metric} by {p}", table, shown))
+    if not ctx.params:
+        sec.notes.append("No swept parameters to tabulate.")
+    elif not sec.tables:
+        sec.notes.append("No finished trials to tabulate yet.")
+    return sec
+
+
+def _curves(hist: pd.DataFrame, names: dict[str, str], figures: bool) -> Section:
+    sec = Section("curves", "Learning curves")
+    has = [k for pair in figs.CURVE_PANELS for k in pair if k in hist.columns]
+    if hist.empty or not has:
+        sec.notes.append("No per-epoch history recorded.")
+    elif figures:
+        sec.figures.append(figs.curves(hist, names))
+    return sec
+
+
+def _vs_params(df: pd.DataFrame, ctx: ReportContext, figures: bool) -> Section:
+    sec = Section("params", f"{ctx.metric} against parameter count")
+    if "params" not in df.columns or S.finished(df, ctx.metric).empty:
+        sec.notes.append("Needs finished trials that report their parameter count.")
+        return sec
+    categorical = [p for p in ctx.params if p in ctx.labels]
+    if figures:
+        sec.figures.append(figs.metric_vs_params(df, ctx.metric, (categorical or [None])[0]))
+    return sec
+
+
+def _threshold(
+    df: pd.DataFrame,
+    hist: pd.DataFrame,
+    ctx: ReportContext,
+    names: dict[str, str],
+    threshold: float | None,
+    figures: bool,
+) -> Section:
+    sec = Section("threshold", "Epochs to reach a threshold")
+    if threshold is None:
+        threshold = S.default_threshold(df, ctx.metric)
+        if threshold is not None:
+            sec.notes.append(
+                f"Threshold {threshold:g}: the median final {ctx.metric} of finished trials "
+                "(choose another with --threshold)."
+            )
+    if threshold is None:
+        sec.notes.append("No finished trials yet.")
+        return sec
+    table = S.epochs_to_threshold(hist, df, ctx.metric, threshold, ctx.maximize, ctx.params)
+    if table.empty:
+        sec.notes.append("No per-epoch history recorded.")
+        return sec
+    if figures:
+        sec.figures.append(figs.threshold_bars(table, names, ctx.metric, threshold, ctx.maximize))
+    shown = table.assign(
+        epochs_to_threshold=table["epochs_to_threshold"].map(
+            lambda v: "not reached" if pd.isna(v) else str(int(v))
+        )
+    )
+    title = f"Epochs to reach {ctx.metric} {'≥' if ctx.maximize else '≤'} {threshold:g}"
+    sec.tables.append(Table("epochs_to_threshold", title, table, shown))
+    return sec
+
+
+def _problems(df: pd.DataFrame, ctx: ReportContext) -> Section:
+    from sweeper.space import grid
+
+    sec = Section("problems", "Failed, pruned and missing trials")
+    table = S.problems(df, ctx.params)
+    if table.empty:
+        sec.notes.append("Every trial trained to the end.")
+    else:
+        sec.tables.append(Table("problems", "Trials that did not train to the end", table))
+    if ctx.spec.sampler_name == "grid":
+        missing = S.missing_cells(df, grid(ctx.spec))
+        if not missing.empty:
+            sec.tables.append(Table("missing_cells", "Grid cells no trial ran", missing))
+            sec.notes.append(
+                f"{len(missing)} grid cell(s) never ran (interrupted or capped with --max-trials)."
+            )
+    return sec

@@ -1,0 +1,198 @@
+"""Pure summaries of a study's frames: best trials, grid tables, thresholds, problems.
+
+Every function takes frames (and names) and returns a frame; none reads a file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sweeper.store import PARAM_PREFIX
+
+# A continuous parameter with more distinct values than this is binned for tables.
+MAX_LEVELS = 8
+BINS = 5
+# Pairs of parameters shown (the first ones, in the spec's order).
+MAX_PAIRS = 15
+
+
+def col(param: str) -> str:
+    return PARAM_PREFIX + param
+
+
+def finished(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Trials that trained all their epochs and have a finite metric (tables use these)."""
+    if df.empty or metric not in df.columns:
+        return df.iloc[0:0]
+    ok = (df["state"] == "COMPLETE") & np.isfinite(pd.to_numeric(df[metric], errors="coerce"))
+    return df[ok]
+
+
+def best_trials(
+    df: pd.DataFrame, params: list[str], metric: str, maximize: bool, k: int = 10
+) -> pd.DataFrame:
+    """The ``k`` best finished trials, best first, with their configs and key metrics."""
+    done = finished(df, metric).sort_values(metric, ascending=not maximize).head(k)
+    extra = [c for c in (f"best_{metric}", "test_acc", "test_loss", "params") if c in df.columns]
+    cols = ["trial_id", metric, *extra, "epochs", "wall_s", *(col(p) for p in params)]
+    out = done[[c for c in dict.fromkeys(cols) if c in done.columns]].copy()
+    out.insert(0, "rank", range(1, len(out) + 1))
+    return out.rename(columns=lambda c: c.removeprefix(PARAM_PREFIX)).reset_index(drop=True)
+
+
+def repeat_values(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per (trial, repeat) value of ``metric``: a trial with repeats reports each
+    repeat's final value as ``<metric>_r<i>``; otherwise its one value stands alone."""
+    pattern = re.compile(rf"^{re.escape(metric)}_r\d+$")
+    per_run = [c for c in df.columns if pattern.match(c)]
+    if not per_run:
+        return df.assign(_value=pd.to_numeric(df[metric], errors="coerce"))
+    long = df.melt(id_vars=[c for c in df.columns if c not in per_run], value_vars=per_run)
+    long["_value"] = pd.to_numeric(long["value"], errors="coerce")
+    single = df[df[per_run].isna().all(axis=1)].assign(
+        _value=lambda d: pd.to_numeric(d[metric], errors="coerce")
+    )
+    long = long.dropna(subset=["_value"]).drop(columns=["variable", "value"])
+    return pd.concat([long, single], ignore_index=True)
+
+
+def levels(values: pd.Series, kind: str = "") -> pd.Series:
+    """Table levels of a parameter: its values, or bins for a continuous one."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    if values.nunique(dropna=True) <= MAX_LEVELS or numeric.isna().any():
+        return values.astype(object)
+    use_log = kind == "log_uniform_values" or (
+        numeric.min() > 0 and numeric.max() / numeric.min() > 100
+    )
+    basis = np.log10(numeric) if use_log else numeric
+    codes = pd.qcut(basis, BINS, duplicates="drop")
+    fmt = (lambda x: f"{10**x:.3g}") if use_log else (lambda x: f"{x:.3g}")
+    return codes.map(lambda iv: f"{fmt(iv.left)}–{fmt(iv.right)}").astype(object)
+
+
+def grid_table(
+    df: pd.DataFrame, rows: str, cols: str | None, metric: str, kinds: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """Mean, std and count of ``metric`` for each level of ``rows`` (x ``cols``).
+
+    Counts run over repeats and over every other parameter, like the seeds' grid tables.
+    Returns a long frame: ``rows``, ``cols``, ``mean``, ``std``, ``count``.
+    """
+    kinds = kinds or {}
+    values = repeat_values(finished(df, metric), metric)
+    if values.empty:
+        return pd.DataFrame(columns=[p for p in (rows, cols) if p] + ["mean", "std", "count"])
+    keys = [p for p in (rows, cols) if p]
+    frame = pd.DataFrame({p: levels(values[col(p)], kinds.get(p, "")) for p in keys})
+    frame["_value"] = values["_value"].to_numpy()
+    out = frame.groupby(keys, sort=False, dropna=False)["_value"].agg(["mean", "std", "count"])
+    out["std"] = out["std"].fillna(0.0)
+    return _sorted_levels(out.reset_index(), keys)
+
+
+def _sorted_levels(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    def key(series: pd.Series) -> pd.Series:
+        numeric = pd.to_numeric(series, errors="coerce")
+        if numeric.notna().all():
+            return numeric
+        lead = series.astype(str).str.extract(r"^(-?[\d.eE+-]+)–")[0]
+        lead = pd.to_numeric(lead, errors="coerce")
+        return lead if lead.notna().all() else series.astype(str)
+
+    return frame.sort_values(keys, key=key).reset_index(drop=True)
+
+
+def pivot(table: pd.DataFrame, rows: str, cols: str, value: str) -> pd.DataFrame:
+    """One statistic of a two-parameter :func:`grid_table` as a rows x cols matrix."""
+    wide = table.pivot(index=rows, columns=cols, values=value)
+    return wide.reindex(
+        index=list(dict.fromkeys(table[rows])), columns=list(dict.fromkeys(table[cols]))
+    )
+
+
+def cell_text(table: pd.DataFrame, digits: int = 4) -> pd.Series:
+    """``mean ± std (n)`` for each row of a grid table."""
+    return table.apply(
+        lambda r: f"{r['mean']:.{digits}f} ± {r['std']:.{digits}f} ({int(r['count'])})", axis=1
+    )
+
+
+def pairs(params: list[str], df: pd.DataFrame) -> list[tuple[str, str]]:
+    """Pairs of swept parameters that vary in the table (at most :data:`MAX_PAIRS`)."""
+    varying = [p for p in params if col(p) in df.columns and df[col(p)].nunique(dropna=True) > 1]
+    return list(itertools.combinations(varying, 2))[:MAX_PAIRS]
+
+
+def default_threshold(df: pd.DataFrame, metric: str) -> float | None:
+    """The median final metric of finished trials: about half of them reach it."""
+    values = pd.to_numeric(finished(df, metric)[metric], errors="coerce").dropna()
+    if values.empty:
+        return None
+    return float(values.median())
+
+
+def epochs_to_threshold(
+    hist: pd.DataFrame,
+    df: pd.DataFrame,
+    metric: str,
+    threshold: float,
+    maximize: bool,
+    params: list[str],
+) -> pd.DataFrame:
+    """For each trial, the first epoch whose ``metric`` reached ``threshold`` (NaN: never)."""
+    columns = ["trial_id", "state", *params, "epochs_to_threshold", "epochs"]
+    if hist.empty or metric not in hist.columns or df.empty:
+        return pd.DataFrame(columns=columns)
+    curve = hist[["trial_id", "epoch", metric]].dropna()
+    hit = curve[metric] >= threshold if maximize else curve[metric] <= threshold
+    first = curve[hit].groupby("trial_id")["epoch"].min()
+    out = df[
+        ["trial_id", "state", "epochs", *(col(p) for p in params if col(p) in df.columns)]
+    ].copy()
+    out["epochs_to_threshold"] = out["trial_id"].map(first)
+    out = out.rename(columns=lambda c: c.removeprefix(PARAM_PREFIX))
+    out = out.sort_values(["epochs_to_threshold", "trial_id"], na_position="last")
+    return out[[c for c in columns if c in out.columns]].reset_index(drop=True)
+
+
+def problems(df: pd.DataFrame, params: list[str]) -> pd.DataFrame:
+    """Trials that did not train to the end: failed, stopped early, diverged, unfinished."""
+    if df.empty:
+        return pd.DataFrame(columns=["trial_id", "state", "epochs", "error"])
+    diverged = pd.to_numeric(df.get("diverged", pd.Series(0, index=df.index)), errors="coerce")
+    bad = (df["state"] != "COMPLETE") | (diverged.fillna(0) > 0)
+    out = df.loc[bad, ["trial_id", "state", "epochs", "error", *(col(p) for p in params)]].copy()
+    out.loc[diverged[bad].fillna(0) > 0, "state"] = out["state"] + " (diverged)"
+    order = {"FAIL": 0, "PRUNED": 1}
+    out = out.sort_values("state", key=lambda s: s.str.split().str[0].map(order).fillna(2))
+    return out.rename(columns=lambda c: c.removeprefix(PARAM_PREFIX)).reset_index(drop=True)
+
+
+def missing_cells(df: pd.DataFrame, grid: dict[str, list[Any]]) -> pd.DataFrame:
+    """Cells of a grid that no trial ran (an interrupted or capped grid): never silently lost."""
+    if not grid:
+        return pd.DataFrame()
+    names = list(grid)
+    cells = set(itertools.product(*(map(_norm, grid[n]) for n in names)))
+    if not df.empty and all(col(n) in df.columns for n in names):
+        ran = set(zip(*(df[col(n)].map(_norm) for n in names), strict=True))
+        cells -= ran
+    rows = sorted(cells, key=lambda c: tuple(map(str, c)))
+    return pd.DataFrame(rows, columns=names)
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
+def state_counts(df: pd.DataFrame) -> dict[str, int]:
+    counts = df["state"].value_counts().to_dict() if not df.empty else {}
+    return {str(k): int(v) for k, v in counts.items()}
