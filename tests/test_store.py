@@ -26,6 +26,12 @@ def test_saved_spec_reads_back_equal(study):
     assert study.meta()["format"] == 1 and study.meta()["n_trials"] == 96
 
 
+def test_saved_spec_keeps_what_was_not_set(study):
+    saved = study.spec()
+    assert "lr_schedule" not in saved.train.model_fields_set  # a preset may still set it
+    assert saved.train.model_fields_set == load_spec("sweeps/mlp_grid.yaml").train.model_fields_set
+
+
 def test_dump_spec_round_trips_small_floats():
     spec = spec_from_dict(
         {

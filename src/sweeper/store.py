@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
@@ -69,6 +70,8 @@ class Study:
     def check_new(path: Path, name: str, force_new: bool = False) -> None:
         """Refuse, before any work, a study that exists (unless ``force_new``) or can't be written."""
         path = Path(path)
+        if (path / "study.json").exists():
+            Study(path).check_free()  # a driver is running it: say whose, even with --force-new
         if (path / "study.json").exists() and not force_new:
             raise SweeperError(
                 f"{path}: a study named {name!r} already exists; continue it with "
@@ -134,42 +137,90 @@ class Study:
     # -- the lock: one driver per study ----------------------------------------------------
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the study's lock file; a live holder makes this a one-line error.
+        """Hold the study's lock; a live holder makes this a one-line error naming its pid.
 
-        A lock left by a killed driver (its pid is gone) is stale and taken over.
+        The lock is an ``flock`` on ``lock`` (which also records the holder's pid and host):
+        the kernel drops it when its process dies, so a lock left by a killed driver (even one
+        whose pid was reused since) is simply taken over.
         """
         path = self.path / "lock"
-        for _ in range(3):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = _read_lock(path)
-                if holder and _alive(holder):
-                    raise SweeperError(
-                        f"{self.path}: study is in use by another sweeper (pid {holder['pid']} "
-                        f"on {holder['host']}, lock {path}); wait for it to finish or stop it"
-                    ) from None
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()  # stale: its driver is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(
-                    {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}, f
-                )
-            break
-        else:
-            raise SweeperError(f"{path}: cannot take the study lock")
+        fd = self._take_lock(path)
         try:
+            os.ftruncate(fd, 0)
+            os.write(
+                fd,
+                json.dumps(
+                    {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+                ).encode(),
+            )
+            self._remove_stale_temp_files()
             yield
         finally:
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+                path.unlink()  # while still holding it: a waiter re-checks the inode
+            os.close(fd)
+
+    def _take_lock(self, path: Path) -> int:
+        for _ in range(10):
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise SweeperError(f"{path}: cannot take the study lock: {exc.strerror}") from None
+            if not _flock(fd):
+                os.close(fd)
+                raise SweeperError(self._in_use(path)) from None
+            try:  # the holder before us may have unlinked the file we opened: start again
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        raise SweeperError(f"{path}: cannot take the study lock")
+
+    def _in_use(self, path: Path) -> str:
+        holder = _read_lock(path) or {}
+        who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+        return (
+            f"{self.path}: study is in use by another sweeper ({who}, lock {path}); "
+            "wait for it to finish or stop it"
+        )
+
+    def check_free(self) -> None:
+        """Raise the one-line "in use by pid N" error when a live driver holds the lock."""
+        if self.holder() is not None:
+            raise SweeperError(self._in_use(self.path / "lock"))
+
+    def holder(self) -> dict[str, Any] | None:
+        """The live driver holding the study's lock (its pid and host), or None."""
+        path = self.path / "lock"
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return _read_lock(path) or {"pid": "?", "host": "?"}
+        finally:
+            os.close(fd)  # also drops the shared lock taken to probe
+        return None
+
+    def _remove_stale_temp_files(self) -> None:
+        """Temporary files of writes cut short by a kill (``.<name>.tmp<pid>``)."""
+        for tmp in self.path.glob(".*.tmp*"):
+            if not tmp.name.endswith(f".tmp{os.getpid()}"):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
 
     def driver_alive(self) -> bool:
         """Whether the driver recorded in study.json (a running study) is still alive."""
         meta = self.meta()
         pid = meta.get("pid")
-        return bool(pid) and _alive({"pid": pid, "host": meta.get("host", socket.gethostname())})
+        host = meta.get("host", socket.gethostname())
+        if not pid or not _alive({"pid": pid, "host": host}):
+            return False
+        # a pid can be reused after a kill: the driver is the one holding the lock
+        return host != socket.gethostname() or self.holder() is not None
 
     # -- metadata and spec ----------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
@@ -234,6 +285,66 @@ class Study:
         finally:
             os.close(fd)
 
+    def rewrite_history(self, keep: Any) -> None:
+        """Keep only the history rows for which ``keep(trial_id, epoch)`` is true (atomically).
+
+        Used when epochs are trained again after a restore (their old rows go) and when a
+        resume drops trials Ray's snapshot never saw.
+        """
+        path = self.path / "history.csv"
+        if not path.exists():
+            return
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        header, body = rows[0], rows[1:]
+        out = [header]
+        for rec in body:
+            try:
+                if not keep(rec[0], int(rec[1])):
+                    continue
+            except (IndexError, ValueError):
+                continue  # a torn line
+            out.append(rec)
+        if len(out) == len(rows):
+            return
+        buf = io.StringIO()
+        csv.writer(buf).writerows(out)
+        atomic_write(path, buf.getvalue())
+
+    def history_epochs(self) -> dict[str, int]:
+        """The last epoch recorded in the history for each trial."""
+        path = self.path / "history.csv"
+        last: dict[str, int] = {}
+        if not path.exists():
+            return last
+        with open(path, newline="", encoding="utf-8") as f:
+            for rec in csv.reader(f):
+                try:
+                    epoch = int(rec[1])
+                except (IndexError, ValueError):
+                    continue  # the header, or a torn line
+                last[rec[0]] = max(last.get(rec[0], 0), epoch)
+        return last
+
+    def reset_results(self) -> None:
+        """Forget every trial: Ray's experiment, the trial table, history and optuna.db.
+
+        For a resume that finds no usable Ray snapshot (the driver was killed before Ray's
+        first one): nothing was recorded that Ray could continue, so the study starts over.
+        Ray's folder goes first, in one rename, so a kill in the middle leaves a study that
+        resets again (never half a Ray folder that looks restorable).
+        """
+        trash = self.path / f".tune-trash{os.getpid()}-{time.time_ns()}"
+        if self.tune_dir.exists():
+            os.replace(self.tune_dir, trash)
+        for old in self.path.glob(".tune-trash*"):
+            shutil.rmtree(old, ignore_errors=True)
+        for name in ("trials.csv", "history.csv", "optuna.db", "optuna.db-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / name).unlink()
+
     def trials(self) -> Any:
         """The trial table as a DataFrame (empty when no trial has started)."""
         import pandas as pd
@@ -260,6 +371,22 @@ class Study:
         return wide.reset_index().rename_axis(columns=None)
 
 
+def _flock(fd: int, tries: int = 10) -> bool:
+    """Take an exclusive flock on ``fd``; False if another process holds it.
+
+    A few quick retries: ``Study.holder()`` (status, a refused second driver) probes with a
+    shared lock for a few microseconds, which must not turn a starting driver away.
+    """
+    for i in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            if i + 1 < tries:
+                time.sleep(0.02)
+    return False
+
+
 def _read_lock(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
@@ -281,10 +408,12 @@ def _alive(holder: dict[str, Any]) -> bool:
 
 
 def dump_spec(spec: Spec) -> str:
-    """The spec as YAML that :func:`spec_from_dict` reads back to an equal spec."""
-    data = spec.model_dump(mode="json", exclude_unset=False)
-    params = {}
-    for name, param in spec.parameters.items():
-        params[name] = param.model_dump(mode="json", exclude_unset=True)
-    data["parameters"] = params
+    """The spec as YAML that :func:`spec_from_dict` reads back to an equal spec.
+
+    Only keys the sweep file (or ``--set``, or sweeper: the data root) set are written, so
+    "not set" survives the round trip: a model preset's training defaults (LeNet v1's StepLR)
+    apply to a resumed study exactly as they did to the first run.
+    """
+    data = spec.model_dump(mode="json", exclude_unset=True)
+    data.setdefault("name", spec.name)
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)

@@ -54,9 +54,10 @@ class TrialBook:
     def row(self, trial: Any) -> dict[str, Any]:
         if trial.trial_id not in self.rows:
             params = {f"{PARAM_PREFIX}{k}": v for k, v in (trial.config or {}).items()}
+            numbers = [int(r.get("number", -1)) for r in self.rows.values()]
             self.rows[trial.trial_id] = {
                 "trial_id": trial.trial_id,
-                "number": len(self.rows),
+                "number": max(numbers, default=-1) + 1,
                 "state": "PENDING",
                 "epochs": 0,
                 "wall_s": 0.0,
@@ -93,16 +94,26 @@ class TrialBook:
             row["state"] = "COMPLETE"
         return row
 
-    def forget_unknown(self, known_ids: set[str]) -> None:
-        """Drop unfinished rows Ray does not know (trials started after its last snapshot).
+    def forget_unknown(self, known_ids: set[str]) -> set[str]:
+        """Drop the rows of trials Ray does not know; returns their ids.
 
-        Ray's experiment snapshot and the searcher state inside it are the truth on resume;
-        a trial begun after the snapshot will be suggested again, so its old row must go.
+        Ray's experiment snapshot, with the searcher state inside it, is the truth on resume:
+        a trial begun after the snapshot (even one that finished before the kill) is unknown
+        to the restored searcher, which will suggest its config again under a new id, so its
+        old row must go, or the table would hold that config twice.
         """
-        for trial_id in [t for t, r in self.rows.items() if t not in known_ids]:
-            if self.rows[trial_id]["state"] not in FINISHED:
-                del self.rows[trial_id]
-                self.curves.pop(trial_id, None)
+        dropped = {t for t in self.rows if t not in known_ids}
+        for trial_id in dropped:
+            del self.rows[trial_id]
+            self.curves.pop(trial_id, None)
+        return dropped
+
+    def params(self, trial_id: str) -> dict[str, Any]:
+        """A row's swept values (the ``config/`` columns, prefix dropped)."""
+        row = self.rows[trial_id]
+        return {
+            k.removeprefix(PARAM_PREFIX): v for k, v in row.items() if k.startswith(PARAM_PREFIX)
+        }
 
     def counts(self) -> dict[str, int]:
         states = [r["state"] for r in self.rows.values()]
@@ -130,6 +141,7 @@ class StudyCallback(Callback):
 
         self.study = Study(self.study_path)
         self.book = TrialBook(self.study)
+        self.history_last = self.study.history_epochs()  # trial -> last epoch in history.csv
         self.console = Console(stderr=True, highlight=False, soft_wrap=True)
         self.t0 = time.monotonic()
         self._live: Any = None
@@ -146,9 +158,8 @@ class StudyCallback(Callback):
     # -- Ray events ------------------------------------------------------------------------
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         if not self._reconciled:
-            self.book.forget_unknown({t.trial_id for t in trials})
+            self._reconcile(trials)
             self._reconciled = True
-            self._flush()
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._show()
@@ -161,7 +172,7 @@ class StudyCallback(Callback):
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
         metrics = self.book.update(trial, result)
-        self.study.append_history(trial.trial_id, int(metrics.get("epoch", 0)), metrics)
+        self._record_history(trial.trial_id, metrics)
         self._flush()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -174,6 +185,86 @@ class StudyCallback(Callback):
         self.close()
 
     # -- helpers ---------------------------------------------------------------------------
+    def _reconcile(self, trials: list) -> None:
+        """Make the study's files agree with the trials Ray restored (first step of a run).
+
+        Rows (with their history) of trials Ray does not know go; trials Ray holds as
+        finished get finished rows (a kill can fall between Ray's snapshot and the table's
+        write); the Optuna mirror is made to hold exactly the finished rows.
+        """
+        dropped = self.book.forget_unknown({t.trial_id for t in trials})
+        if dropped:
+            self.study.rewrite_history(lambda trial_id, epoch: trial_id not in dropped)
+            for trial_id in dropped:
+                self.history_last.pop(trial_id, None)
+        for trial in trials:
+            status = getattr(trial, "status", None)
+            row_state = self.book.rows.get(trial.trial_id, {}).get("state")
+            if status == "TERMINATED" and row_state not in ("COMPLETE", "PRUNED"):
+                if trial.last_result:
+                    self._record_history(trial.trial_id, self.book.update(trial, trial.last_result))
+                self.book.finish(trial)
+            elif status == "ERROR" and row_state != "FAIL":
+                self.book.finish(trial, _error_line(trial))
+        self._sync_mirror()
+        self._flush()
+
+    def _record_history(self, trial_id: str, metrics: dict[str, Any]) -> None:
+        """Append one epoch to history.csv; an epoch trained again replaces its old rows."""
+        if "epoch" not in metrics:
+            return  # Ray's closing result of a trial: no new epoch
+        epoch = int(metrics["epoch"])
+        if epoch <= self.history_last.get(trial_id, 0):
+            self.study.rewrite_history(lambda t, e: t != trial_id or e < epoch)
+        self.study.append_history(trial_id, epoch, metrics)
+        self.history_last[trial_id] = epoch
+
+    def _sync_mirror(self) -> None:
+        """optuna.db holds each finished row once: rebuilt when it holds a trial that is gone."""
+        finished = [t for t, r in self.book.rows.items() if r["state"] in FINISHED]
+        try:
+            mirror = self._optuna()
+            recorded = [
+                t.user_attrs.get("trial_id") for t in mirror.study.get_trials(deepcopy=False)
+            ]
+            if set(recorded) - set(finished) or len(recorded) != len(set(recorded)):
+                self._rebuild_mirror(finished)
+                mirror = self._optuna()
+            for trial_id in finished:
+                self._record(mirror, trial_id)
+        except Exception as exc:  # noqa: BLE001 - the mirror is a record; never stop a study
+            self.console.print(f"sweeper: warning: optuna mirror: {exc}")
+
+    def _rebuild_mirror(self, finished: list[str]) -> None:
+        """Write a new optuna.db with the finished rows, then rename it over the old one."""
+        import os
+
+        from sweeper.optuna_mirror import OptunaMirror
+
+        self._close_mirror()
+        tmp = self.study.path / ".optuna.db.rebuild"
+        tmp.unlink(missing_ok=True)
+        mirror = OptunaMirror(f"sqlite:///{tmp.resolve()}", self.book.spec)
+        for trial_id in sorted(finished, key=lambda t: int(self.book.rows[t].get("number", 0))):
+            self._record(mirror, trial_id)
+        _dispose(mirror)
+        os.replace(tmp, self.study.path / "optuna.db")
+
+    def _record(self, mirror: Any, trial_id: str) -> None:
+        row = self.book.rows[trial_id]
+        mirror.record(
+            trial_id,
+            row["state"],
+            self.book.params(trial_id),
+            row,
+            self.book.curves.get(trial_id, {}),
+        )
+
+    def _close_mirror(self) -> None:
+        if self._mirror is not None:
+            _dispose(self._mirror)
+            self._mirror = None
+
     def _flush(self) -> None:
         self.study.write_trials(list(self.book.rows.values()))
 
@@ -228,6 +319,15 @@ class StudyCallback(Callback):
             self._live.update(self.text())
             self._live.stop()
             self._live = None
+
+
+def _dispose(mirror: Any) -> None:
+    """Close an Optuna mirror's database connections."""
+    storage = getattr(mirror.study, "_storage", None)
+    storage = getattr(storage, "_backend", storage)  # Optuna caches its RDB storage
+    engine = getattr(storage, "engine", None)
+    if engine is not None:
+        engine.dispose()
 
 
 def _error_line(trial: Any) -> str:
