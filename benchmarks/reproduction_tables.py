@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sweeper.space import constants
 from sweeper.store import Study
 
 
@@ -18,7 +19,12 @@ def table(name: str, root: Path) -> pd.DataFrame | None:
     if not (path / "study.json").exists():
         print(f"\n({name}: not run)")
         return None
-    return Study(path).trials()
+    study = Study(path)
+    df = study.trials()
+    for key, value in constants(study.spec()).items():  # studies made before constants had columns
+        if f"config/{key}" not in df.columns:
+            df[f"config/{key}"] = value
+    return df
 
 
 def pct(x: float) -> str:

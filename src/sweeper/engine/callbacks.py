@@ -13,6 +13,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from sweeper.space import constants
 from sweeper.store import PARAM_PREFIX, Study
 
 # Keys Ray adds to every result that the trial table does not need.
@@ -53,7 +54,9 @@ class TrialBook:
 
     def row(self, trial: Any) -> dict[str, Any]:
         if trial.trial_id not in self.rows:
-            params = {f"{PARAM_PREFIX}{k}": v for k, v in (trial.config or {}).items()}
+            # Constants (``value:``) are not searched, but they are part of every config.
+            config = {**constants(self.spec), **(trial.config or {})}
+            params = {f"{PARAM_PREFIX}{k}": v for k, v in config.items()}
             numbers = [int(r.get("number", -1)) for r in self.rows.values()]
             self.rows[trial.trial_id] = {
                 "trial_id": trial.trial_id,
