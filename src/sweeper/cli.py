@@ -231,6 +231,12 @@ def _print_summary(study: Any, spec: Any, top: int | None = None) -> None:
         out.print(f"best {metric}: {best[metric]:.4f} (trial {best['trial_id']})")
 
 
+def _state_word(study: Any) -> str:
+    """The study's state; a 'running' study whose driver is gone is 'interrupted'."""
+    state = study.meta().get("state", "?")
+    return "interrupted" if state == "running" and not study.driver_alive() else state
+
+
 def _state_text(study: Any) -> str:
     """The study's state, saying when a 'running' study's driver is in fact gone."""
     meta = study.meta()
@@ -258,10 +264,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     spec = study.spec()
     if args.json:
         df = _summary_frame(study, spec)
-        meta = study.meta()
         payload = {
             "name": spec.name,
-            "state": meta.get("state"),
+            "state": _state_word(study),
+            "resume": f"sweeper resume {study.path}"
+            if _state_word(study) in ("interrupted", "created")
+            else None,
             "path": str(study.path),
             "metric": {"name": spec.metric.name, "goal": spec.metric.goal},
             "trials": json.loads(df.to_json(orient="records")) if not df.empty else [],
