@@ -72,17 +72,3 @@ def ray_session():
     yield
     if started:
         ray.shutdown()
-
-
-def write_spec(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
-TINY_DATA = """
-data:
-  name: fashion_mnist
-  train_size: 2000
-  val_size: 500
-  test_size: 500
-"""
