@@ -380,7 +380,7 @@ def wait_for_kill(d: Driver, kill: Kill, study: Path) -> bool:
 
 def snapshot_torn(study: Path) -> bool | None:
     """Whether the newest Ray snapshot in tune/ is torn (None: there is none)."""
-    from sweeper.engine.tune import _snapshot_consistent
+    from sweeper.engine.snapshot import _snapshot_consistent
 
     states = sorted((study / "tune").glob("experiment_state-*.json"))
     if not states:

@@ -18,8 +18,8 @@ import optuna
 import pytest
 import torch
 
+from sweeper.engine.snapshot import usable_snapshot
 from sweeper.engine.trainable import STATE_FILE, newest_checkpoint
-from sweeper.engine.tune import _usable_snapshot
 from sweeper.spec import load_spec
 from sweeper.store import Study
 
@@ -50,11 +50,11 @@ def write_session(tune: Path, session: str, ids: list[str], counter: int | None 
 
 def test_no_snapshot_is_not_restorable(tmp_path):
     tune = tmp_path / "tune"
-    assert not _usable_snapshot(tune)
+    assert not usable_snapshot(tune)
     tune.mkdir()
-    assert not _usable_snapshot(tune)
+    assert not usable_snapshot(tune)
     (tune / "tuner.pkl").write_bytes(pickle.dumps({"x": 1}))  # a Tuner, killed before a snapshot
-    assert not _usable_snapshot(tune)
+    assert not usable_snapshot(tune)
 
 
 def test_a_torn_newest_snapshot_is_set_aside_for_the_previous_one(tmp_path):
@@ -62,12 +62,12 @@ def test_a_torn_newest_snapshot_is_set_aside_for_the_previous_one(tmp_path):
     tune.mkdir()
     (tune / "tuner.pkl").write_bytes(pickle.dumps({"x": 1}))
     write_session(tune, "2026-01-01_00-00-00", ["a"])
-    assert _usable_snapshot(tune)
+    assert usable_snapshot(tune)
     # a newer session whose experiment state was cut short by the kill
     write_session(tune, "2026-01-01_01-00-00", ["a", "b"])
     newest = tune / "experiment_state-2026-01-01_01-00-00.json"
     newest.write_text(newest.read_text()[:20])
-    assert _usable_snapshot(tune)
+    assert usable_snapshot(tune)
     assert sorted(p.name for p in tune.glob("*.torn")) == [
         "experiment_state-2026-01-01_01-00-00.json.torn",
         "search_gen_state-2026-01-01_01-00-00.json.torn",
@@ -75,7 +75,7 @@ def test_a_torn_newest_snapshot_is_set_aside_for_the_previous_one(tmp_path):
     ]
     # files of one snapshot that disagree (copied half old, half new) are torn too
     write_session(tune, "2026-01-01_02-00-00", ["a", "b"], counter=3)
-    assert _usable_snapshot(tune)
+    assert usable_snapshot(tune)
     assert (tune / "experiment_state-2026-01-01_02-00-00.json.torn").exists()
     assert sorted(tune.glob("experiment_state-*.json"))[-1].name.endswith("00-00-00.json")
 
@@ -86,9 +86,9 @@ def test_a_torn_tuner_file_is_replaced_by_the_copy_kept_at_the_last_resume(tmp_p
     whole = pickle.dumps({"x": list(range(100))})
     (tune / "tuner.pkl").write_bytes(whole)
     write_session(tune, "2026-01-01_00-00-00", ["a"])
-    assert _usable_snapshot(tune)  # keeps tuner.pkl.good
+    assert usable_snapshot(tune)  # keeps tuner.pkl.good
     (tune / "tuner.pkl").write_bytes(whole[:10])  # the next start was killed mid-write
-    assert _usable_snapshot(tune)
+    assert usable_snapshot(tune)
     assert (tune / "tuner.pkl").read_bytes() == whole
 
 
@@ -223,8 +223,8 @@ def test_a_checkpoint_ray_deleted_after_its_last_snapshot_is_recreated(tmp_path)
     from ray.tune import Checkpoint, CheckpointConfig
     from ray.tune.utils.serialization import TuneFunctionEncoder
 
+    from sweeper.engine.snapshot import repair_checkpoints
     from sweeper.engine.trainable import RAY_EPOCH_FILE, _epoch_of
-    from sweeper.engine.tune import _repair_checkpoints
 
     tune = tmp_path / "tune"
     trial = tune / "ray_trainable_a_1"
@@ -241,12 +241,12 @@ def test_a_checkpoint_ray_deleted_after_its_last_snapshot_is_recreated(tmp_path)
     state = {"trial_data": [[json.dumps({"trial_id": "a"}), meta]]}
     (tune / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
 
-    assert _repair_checkpoints(tune) == 1
+    assert repair_checkpoints(tune) == 1
     assert torch.load(named / STATE_FILE)["epoch"] == 3  # the newest state, under Ray's name
     assert json.loads((named / RAY_EPOCH_FILE).read_text()) == {"epoch": 2}
     # the trial knows Ray saw epoch 2: it reports epoch 3 again before training epoch 4
     assert _epoch_of(SimpleNamespace(path=str(named))) == 2
-    assert _repair_checkpoints(tune) == 0  # nothing missing any more
+    assert repair_checkpoints(tune) == 0  # nothing missing any more
     assert not list(trial.glob(".repair-*"))
 
 
