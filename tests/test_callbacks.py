@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from sweeper.engine.callbacks import TrialBook
+from sweeper.engine.book import TrialBook
 from sweeper.spec import spec_from_dict
 from sweeper.store import Study
 

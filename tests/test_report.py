@@ -83,7 +83,7 @@ def make_study(root: Path, spec: dict = SPEC, n: int = 12) -> Study:
                        test_acc=final - 0.01, diverged=diverged,
                        val_acc_r0=final - 0.005, val_acc_r1=final + 0.005)  # fmt: skip
         rows.append(row)
-        mirror.record(tid, state, params, row, curve)
+        mirror.record(tid, params, row, curve)
     study.write_trials(rows)
     study.set_state("finished")
     return study

@@ -137,7 +137,7 @@ def test_resume_reconciles_the_table_history_and_optuna_db_with_ray(tmp_path, ca
 
     (tmp_path / "rs.yaml").write_text(SWEEP)
     study = Study.create(tmp_path / "rs", load_spec(str(tmp_path / "rs.yaml")), "rs.yaml", 4)
-    cb = StudyCallback(str(study.path), 4)
+    cb = StudyCallback(study.path, 4)
     a = fake_trial("a", 16, "adam", "RUNNING")  # finishes, but after Ray's last snapshot
     b = fake_trial("b", 16, "sgd", "RUNNING")  # its last result recorded, not its end
     c = fake_trial("c", 32, "adam", "RUNNING")  # mid-way
@@ -148,8 +148,8 @@ def test_resume_reconciles_the_table_history_and_optuna_db_with_ray(tmp_path, ca
     cb.on_trial_complete(0, [], a)
     cb.on_trial_result(0, [], c, result(1, 0.4))
     cb.on_trial_result(0, [], c, result(2, 0.45))
-    assert {t.user_attrs["trial_id"] for t in cb._optuna().study.trials} == {"a"}
-    cb._close_mirror()
+    assert {t.user_attrs["trial_id"] for t in cb.mirror.study.trials} == {"a"}
+    cb.mirror.close()
     # -- the driver is killed; Ray's snapshot knows b (finished) and c (from epoch 1) --------
     again = pickle.loads(pickle.dumps(cb))  # what Tuner.restore hands back
     b_done = fake_trial("b", 16, "sgd", "TERMINATED", last_result=result(4, 0.64))
@@ -166,9 +166,8 @@ def test_resume_reconciles_the_table_history_and_optuna_db_with_ray(tmp_path, ca
     # c continues from its epoch-1 checkpoint: epoch 2 is trained again, recorded once
     again.on_trial_result(0, [], c_pending, result(2, 0.47))
     again.on_trial_result(0, [], c_pending, result(3, 0.5))
-    lines = (study.path / "history.csv").read_text().splitlines()
-    pairs = [tuple(ln.split(",")[:3]) for ln in lines[1:]]
-    assert len(pairs) == len(set(pairs))
+    long = study.history_file.long()
+    assert not long.duplicated(["trial_id", "epoch", "key"]).any()
     c_hist = study.history().set_index(["trial_id", "epoch"]).loc["c"]
     assert list(c_hist.index) == [1, 2, 3] and c_hist.loc[2, "val_acc"] == 0.47
     # a new trial gets a number after every row's, not a reused one
@@ -176,7 +175,7 @@ def test_resume_reconciles_the_table_history_and_optuna_db_with_ray(tmp_path, ca
     again.on_trial_start(0, [], d)
     numbers = [r["number"] for r in study.trials().to_dict(orient="records")]
     assert len(numbers) == len(set(numbers))
-    again._close_mirror()
+    again.close()
 
 
 # -- the lock ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from sweeper.errors import SweeperError
 from sweeper.spec import load_spec, spec_from_dict
 from sweeper.spec.loader import parse_yaml
-from sweeper.store import Study, atomic_write, dump_spec, study_path
+from sweeper.store import STUDY_FORMAT, Study, atomic_write, dump_spec, study_path
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def study(tmp_path):
 
 def test_saved_spec_reads_back_equal(study):
     assert study.spec() == load_spec("sweeps/mlp_grid.yaml")
-    assert study.meta()["format"] == 1 and study.meta()["n_trials"] == 96
+    assert study.meta()["format"] == STUDY_FORMAT and study.meta()["n_trials"] == 96
 
 
 def test_saved_spec_keeps_what_was_not_set(study):
@@ -127,3 +127,59 @@ def test_trial_table_and_history(study):
 def test_study_path_by_name_or_path(tmp_path):
     assert study_path("mine", tmp_path) == tmp_path / "mine"
     assert study_path("./runs/mine") == study_path("./runs/mine")
+
+
+def test_the_trial_table_is_a_csv_plus_a_journal_of_whole_rows(study, monkeypatch):
+    from sweeper.store import table as table_mod
+
+    rows = {t: {"trial_id": t, "number": i, "state": "RUNNING", "epochs": 0}
+            for i, t in enumerate("abc")}  # fmt: skip
+    for row in rows.values():
+        assert not study.record_trial(row)
+    rows["a"].update(state="COMPLETE", epochs=2, val_acc=0.8)
+    study.record_trial(rows["a"])
+    df = study.trials()
+    assert list(df["trial_id"]) == ["a", "b", "c"] and df.loc[0, "state"] == "COMPLETE"
+    assert not (study.path / "trials.csv").exists()  # nothing folded yet: appends only
+    # a line cut short (a power loss) is skipped; the rows before it stand
+    with open(study.path / "trials.jsonl", "a") as f:
+        f.write('{"trial_id": "d", "sta')
+    assert list(study.trials()["trial_id"]) == ["a", "b", "c"]
+    # the journal folds into the CSV once it outgrows it; replaying it again changes nothing
+    monkeypatch.setattr(table_mod, "MIN_FOLD_BYTES", 0)
+    assert study.record_trial(rows["b"])
+    study.write_trials(list(rows.values()))
+    assert (study.path / "trials.jsonl").read_text() == ""
+    study.record_trial(rows["a"])  # as if the kill fell between the fold and the truncation
+    again = study.trials()
+    assert list(again["trial_id"]) == ["a", "b", "c"] and again.loc[0, "val_acc"] == 0.8
+
+
+def test_recording_a_trial_appends_the_same_bytes_in_a_large_study(study):
+    def appended(n_rows: int) -> int:
+        study.reset_results()
+        study.write_trials([{"trial_id": f"t{i}", "number": i, "state": "COMPLETE"}
+                            for i in range(n_rows)])  # fmt: skip
+        before = (study.path / "trials.csv").stat().st_size
+        study.record_trial({"trial_id": "new", "number": n_rows, "state": "RUNNING"})
+        assert (study.path / "trials.csv").stat().st_size == before  # the CSV is untouched
+        return (study.path / "trials.jsonl").stat().st_size
+
+    assert appended(10) == appended(5000) - len("5000") + len("10")
+
+
+def test_history_is_append_only_and_restart_marks_void_retrained_epochs(study):
+    for epoch, acc in ((1, 0.5), (2, 0.6), (3, 0.7)):
+        study.append_history("a", epoch, {"val_acc": acc})
+        study.append_history("b", epoch, {"val_acc": acc})
+    size = (study.path / "history.csv").stat().st_size
+    # trial a is restored from its epoch-1 checkpoint: epoch 2 is trained again, then pruned
+    study.history_file.restart("a", 2)
+    study.append_history("a", 2, {"val_acc": 0.65})
+    assert (study.path / "history.csv").read_bytes()[:size]  # nothing before it rewritten
+    hist = study.history().set_index(["trial_id", "epoch"])["val_acc"]
+    assert hist.loc["a"].to_dict() == {1: 0.5, 2: 0.65}  # epoch 3 of the first run is void
+    assert hist.loc["b"].to_dict() == {1: 0.5, 2: 0.6, 3: 0.7}
+    assert study.history_epochs() == {"a": 2, "b": 3}
+    study.history_file.drop(["b"])
+    assert set(study.history()["trial_id"]) == {"a"}

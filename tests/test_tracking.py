@@ -162,28 +162,31 @@ def test_online_without_a_key_falls_back_without_prompting(tmp_path, monkeypatch
 
 def test_callback_pickles_only_the_study_path(tmp_path, monkeypatch):
     pytest.importorskip("ray.tune")
-    from sweeper.engine.tracking import WandbCallback
+    from sweeper.engine.callbacks import StudyCallback
 
     monkeypatch.setenv("WANDB_API_KEY", "sweeper-secret-" + "0" * 25)
     study = Study.create(tmp_path / "track", spec(), "track.yaml", 4)
-    callback = WandbCallback(str(study.path))
+    callback = StudyCallback(study.path, 4)
     blob = pickle.dumps(callback)
     assert b"sweeper-secret" not in blob and b"WandbTracker" not in blob
     restored = pickle.loads(blob)
-    assert restored.tracker.settings.group == "track" and restored.tracker.mode == "offline"
-    assert restored.tracker.settings.tags == ["unit", "mlp"]
+    tracker = restored.wandb.tracker
+    assert tracker.settings.group == "track" and tracker.mode == "offline"
+    assert tracker.settings.tags == ["unit", "mlp"]
 
 
 def test_callback_turns_trial_events_into_runs(tmp_path):
     pytest.importorskip("ray.tune")
     from types import SimpleNamespace
 
-    from sweeper.engine.tracking import WandbCallback
+    from sweeper.engine.callbacks import StudyCallback
 
     study = Study.create(tmp_path / "track", spec(), "track.yaml", 2)
     ok = SimpleNamespace(trial_id="ok1", config={"width": 16, "optimizer": "adam"})
-    bad = SimpleNamespace(trial_id="bad2", config={"width": 32, "optimizer": "sgd"})
-    cb = WandbCallback(str(study.path))
+    bad = SimpleNamespace(
+        trial_id="bad2", config={"width": 32, "optimizer": "sgd"}, error_file=None
+    )
+    cb = StudyCallback(study.path, 2)
     cb.on_step_begin(0, [ok, bad])
     cb.on_trial_start(0, [ok, bad], ok)
     for epoch, acc in ((1, 0.5), (2, 0.6)):
@@ -192,18 +195,12 @@ def test_callback_turns_trial_events_into_runs(tmp_path):
             "val_acc": acc,
             "train_loss": 1 / epoch,
             "training_iteration": epoch,
+            "test_acc": 0.55,
+            "params": 12345,
+            "train_s": 0.75 * epoch,
+            "time_total_s": 2.0 + 0.75 * epoch,
         }
         cb.on_trial_result(0, [ok, bad], ok, result)
-    # What StudyCallback (earlier in the list) has written by the time the trials end:
-    base = {"number": 0, "wall_s": 1.5}
-    study.write_trials([
-        {**base, "trial_id": "ok1", "state": "COMPLETE", "epochs": 2, "error": "",
-         "config/width": 16, "config/optimizer": "adam", "val_acc": 0.6, "best_val_acc": 0.6,
-         "test_acc": 0.55, "params": 12345},
-        {**base, "trial_id": "bad2", "state": "FAIL", "epochs": 0,
-         "error": "ValueError: unknown activation 'nope'", "config/width": 32,
-         "config/optimizer": "sgd"},
-    ])  # fmt: skip
     cb.on_trial_complete(0, [ok, bad], ok)
     cb.on_trial_error(0, [ok, bad], bad)  # failed before its first result: still a run
     cb.on_experiment_end([ok, bad])
@@ -217,5 +214,6 @@ def test_callback_turns_trial_events_into_runs(tmp_path):
         "state": "COMPLETE", "val_acc": 0.6, "best_val_acc": 0.6, "params": 12345, "epochs": 2,
     }  # fmt: skip
     assert good.exit_code == 0
-    assert failed.summary["state"] == "FAIL" and "unknown activation" in failed.summary["error"]
+    assert good.summary["wall_s"] == 1.5 and good.summary["startup_s"] == 2.0
+    assert failed.summary["state"] == "FAIL" and "error" in failed.summary["error"]
     assert failed.exit_code == 1 and failed.history == []

@@ -1,154 +1,64 @@
-"""The driver-side Ray Tune callback: study store, Optuna mirror and the live progress line.
+"""The driver-side Ray Tune callback: Ray's trial events into the study's records.
+
+One callback turns each event into an update of the :class:`~sweeper.engine.book.TrialBook`
+(the state machine), then hands the trial's row to the sinks: the trial table and history
+in the study folder, the Optuna mirror, W&B and the progress line. Each event costs an
+append or two, whatever the study's size.
 
 Ray pickles its callbacks into the experiment folder and hands the pickled copies back on
-``Tuner.restore``. So the callback pickles only the study folder's path and rebuilds its
-book of trials from the study's own files: a resumed run continues the same table.
+``Tuner.restore``. So the callback pickles only the study folder's absolute path and
+rebuilds everything from the study's own files; a driver that restores a study from
+another place (the folder was moved or copied) binds the new path with
+:func:`study_binding` first, and the restored callback uses that one.
 """
 
 from __future__ import annotations
 
-import math
-import time
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
-from sweeper.space import constants
-from sweeper.store import PARAM_PREFIX, Study
+from sweeper.engine.book import TrialBook
+from sweeper.errors import SweeperError
+from sweeper.states import TrialState
+from sweeper.store import Study
 
-# Keys Ray adds to every result that the trial table does not need.
-_RAY_KEYS = {
-    "timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration",
-    "trial_id", "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip",
-    "time_since_restore", "iterations_since_restore", "config", "experiment_tag",
-}  # fmt: skip
-FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+_BOUND: list[Path] = []
 
 
-def metrics_of(result: dict[str, Any]) -> dict[str, Any]:
-    """The trial's own metrics from a Ray result (Ray's bookkeeping keys dropped)."""
-    return {k: v for k, v in result.items() if k not in _RAY_KEYS and not isinstance(v, dict)}
-
-
-class TrialBook:
-    """The rows of the trial table, keyed by trial id, plus each trial's metric curve."""
-
-    def __init__(self, study: Study) -> None:
-        self.spec = study.spec()
-        self.rows: dict[str, dict[str, Any]] = {}
-        self.curves: dict[str, dict[int, float]] = {}
-        self._load(study)
-
-    def _load(self, study: Study) -> None:
-        """Continue from the study's files (empty for a new study)."""
-        df = study.trials()
-        for rec in df.to_dict(orient="records"):
-            rec = {k: v for k, v in rec.items() if not (isinstance(v, float) and v != v)}
-            rec["error"] = rec.get("error", "") or ""
-            self.rows[str(rec["trial_id"])] = rec
-        hist = study.history()
-        name = self.spec.metric.name
-        if name in hist.columns:
-            for rec in hist[["trial_id", "epoch", name]].dropna().itertuples(index=False):
-                self.curves.setdefault(str(rec[0]), {})[int(rec[1])] = float(rec[2])
-
-    def row(self, trial: Any) -> dict[str, Any]:
-        if trial.trial_id not in self.rows:
-            # Constants (``value:``) are not searched, but they are part of every config.
-            config = {**constants(self.spec), **(trial.config or {})}
-            params = {f"{PARAM_PREFIX}{k}": v for k, v in config.items()}
-            numbers = [int(r.get("number", -1)) for r in self.rows.values()]
-            self.rows[trial.trial_id] = {
-                "trial_id": trial.trial_id,
-                "number": max(numbers, default=-1) + 1,
-                "state": "PENDING",
-                "epochs": 0,
-                "wall_s": 0.0,
-                "error": "",
-                **params,
-            }
-        return self.rows[trial.trial_id]
-
-    def planned_epochs(self, trial: Any) -> int:
-        return int((trial.config or {}).get("epochs", self.spec.train.epochs))
-
-    def update(self, trial: Any, result: dict[str, Any]) -> dict[str, Any]:
-        row = self.row(trial)
-        metrics = metrics_of(result)
-        row.update(metrics)
-        row["state"] = "RUNNING"
-        row["epochs"] = int(metrics.get("epoch", row["epochs"]))
-        row["wall_s"] = round(float(result.get("time_total_s", row["wall_s"])), 3)
-        name = self.spec.metric.name
-        value = metrics.get(name)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            self.curves.setdefault(trial.trial_id, {})[row["epochs"]] = float(value)
-            better = max if self.spec.metric.goal == "maximize" else min
-            row[f"best_{name}"] = better(row.get(f"best_{name}", value), value)
-        return metrics
-
-    def finish(self, trial: Any, error: str | None = None) -> dict[str, Any]:
-        row = self.row(trial)
-        if error is not None:
-            row.update(state="FAIL", error=error)
-        elif row["epochs"] < self.planned_epochs(trial) and not row.get("diverged"):
-            row["state"] = "PRUNED"
-        else:
-            row["state"] = "COMPLETE"
-        return row
-
-    def forget_unknown(self, known_ids: set[str]) -> set[str]:
-        """Drop the rows of trials Ray does not know; returns their ids.
-
-        Ray's experiment snapshot, with the searcher state inside it, is the truth on resume:
-        a trial begun after the snapshot (even one that finished before the kill) is unknown
-        to the restored searcher, which will suggest its config again under a new id, so its
-        old row must go, or the table would hold that config twice.
-        """
-        dropped = {t for t in self.rows if t not in known_ids}
-        for trial_id in dropped:
-            del self.rows[trial_id]
-            self.curves.pop(trial_id, None)
-        return dropped
-
-    def params(self, trial_id: str) -> dict[str, Any]:
-        """A row's swept values (the ``config/`` columns, prefix dropped)."""
-        row = self.rows[trial_id]
-        return {
-            k.removeprefix(PARAM_PREFIX): v for k, v in row.items() if k.startswith(PARAM_PREFIX)
-        }
-
-    def counts(self) -> dict[str, int]:
-        states = [r["state"] for r in self.rows.values()]
-        return {s: states.count(s) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
-
-    def best(self) -> float | None:
-        name = self.spec.metric.name
-        values = [r.get(name) for r in self.rows.values() if r["state"] in ("COMPLETE", "PRUNED")]
-        values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-        if not values:
-            return None
-        return max(values) if self.spec.metric.goal == "maximize" else min(values)
+@contextlib.contextmanager
+def study_binding(path: Path) -> Iterator[None]:
+    """Callbacks unpickled inside this block (``Tuner.restore``) record into ``path``."""
+    _BOUND.append(Path(path).resolve())
+    try:
+        yield
+    finally:
+        _BOUND.pop()
 
 
 class StudyCallback(Callback):
-    """Writes the trial table, history and Optuna mirror, and shows one live progress line."""
+    """Keeps the book of trials and feeds the study's sinks on every trial event."""
 
-    def __init__(self, study_path: str, total: int) -> None:
-        self.study_path = study_path
+    def __init__(self, study_path: str | Path, total: int) -> None:
+        self.study_path = str(Path(study_path).resolve())
         self.total = total
         self._setup()
 
     def _setup(self) -> None:
-        from rich.console import Console
+        from sweeper.engine.progress import Progress
+        from sweeper.engine.tracking import WandbSink
 
-        self.study = Study(self.study_path)
+        if not (Path(self.study_path) / "study.json").is_file():
+            raise SweeperError(f"{self.study_path}: the study folder Ray recorded is gone")
+        self.study = Study(Path(self.study_path))
         self.book = TrialBook(self.study)
         self.history_last = self.study.history_epochs()  # trial -> last epoch in history.csv
-        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
-        self.t0 = time.monotonic()
-        self._live: Any = None
-        self._mirror: Any = None
+        self.progress = Progress(self.book, self.book.spec.name, self.total)
+        self.wandb = WandbSink(self.study, self.book.spec)
+        self.mirror: Any = None
         self._reconciled = False
 
     def __getstate__(self) -> dict[str, Any]:
@@ -156,6 +66,8 @@ class StudyCallback(Callback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if _BOUND:
+            self.study_path = str(_BOUND[-1])
         self._setup()
 
     # -- Ray events ------------------------------------------------------------------------
@@ -165,18 +77,19 @@ class StudyCallback(Callback):
             self._reconciled = True
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self._show()
+        self.progress.show()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.book.row(trial)["state"] = "RUNNING"
-        self._flush()
+        self._record(self.book.start(trial))
+        self.wandb.start(trial.trial_id, dict(trial.config or {}))
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
         metrics = self.book.update(trial, result)
         self._record_history(trial.trial_id, metrics)
-        self._flush()
+        self._record(self.book.rows[trial.trial_id])
+        self.wandb.log(trial.trial_id, dict(trial.config or {}), metrics)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, None)
@@ -187,150 +100,75 @@ class StudyCallback(Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.close()
 
-    # -- helpers ---------------------------------------------------------------------------
+    # -- the sinks -------------------------------------------------------------------------
     def _reconcile(self, trials: list) -> None:
-        """Make the study's files agree with the trials Ray restored (first step of a run).
+        """Make the study's records agree with the trials Ray restored (first step of a run).
 
-        Rows (with their history) of trials Ray does not know go; trials Ray holds as
-        finished get finished rows (a kill can fall between Ray's snapshot and the table's
-        write); the Optuna mirror is made to hold exactly the finished rows.
+        Rows (with their history and W&B runs) of trials Ray does not know go; trials Ray
+        holds as ended get ended rows (a kill can fall between Ray's snapshot and the
+        table's record); the Optuna mirror is made to hold exactly the ended rows.
         """
-        dropped = self.book.forget_unknown({t.trial_id for t in trials})
+        known = {t.trial_id for t in trials}
+        dropped = self.book.forget_unknown(known)
         if dropped:
-            self.study.rewrite_history(lambda trial_id, epoch: trial_id not in dropped)
+            self.study.history_file.drop(sorted(dropped))
             for trial_id in dropped:
                 self.history_last.pop(trial_id, None)
+        self.wandb.forget(known)
         for trial in trials:
             status = getattr(trial, "status", None)
-            row_state = self.book.rows.get(trial.trial_id, {}).get("state")
-            if status == "TERMINATED" and row_state not in ("COMPLETE", "PRUNED"):
+            state = self.book.rows.get(trial.trial_id, {}).get("state")
+            if status == "TERMINATED" and state not in (TrialState.COMPLETE, TrialState.PRUNED):
                 if trial.last_result:
                     self._record_history(trial.trial_id, self.book.update(trial, trial.last_result))
                 self.book.finish(trial)
-            elif status == "ERROR" and row_state != "FAIL":
+            elif status == "ERROR" and state is not TrialState.FAIL:
                 self.book.finish(trial, _error_line(trial))
-        self._sync_mirror()
-        self._flush()
+        self.study.write_trials(list(self.book.rows.values()))
+        try:
+            from sweeper.optuna_mirror import synced_mirror
+
+            self.mirror = synced_mirror(self.study.path / "optuna.db", self.book.spec, self.book)
+        except Exception as exc:  # noqa: BLE001 - the mirror is a record; never stop a study
+            self.progress.warn(f"optuna mirror: {exc}")
+
+    def _record(self, row: dict[str, Any]) -> None:
+        """Journal the row; fold the whole table once the journal has outgrown it."""
+        if self.study.record_trial(row):
+            self.study.write_trials(list(self.book.rows.values()))
 
     def _record_history(self, trial_id: str, metrics: dict[str, Any]) -> None:
-        """Append one epoch to history.csv; an epoch trained again replaces its old rows."""
+        """Append one epoch to history.csv; an epoch trained again voids its old rows first."""
         if "epoch" not in metrics:
             return  # Ray's closing result of a trial: no new epoch
         epoch = int(metrics["epoch"])
         if epoch <= self.history_last.get(trial_id, 0):
-            self.study.rewrite_history(lambda t, e: t != trial_id or e < epoch)
+            self.study.history_file.restart(trial_id, epoch)
         self.study.append_history(trial_id, epoch, metrics)
         self.history_last[trial_id] = epoch
 
-    def _sync_mirror(self) -> None:
-        """optuna.db holds each finished row once: rebuilt when it holds a trial that is gone."""
-        finished = [t for t, r in self.book.rows.items() if r["state"] in FINISHED]
-        try:
-            mirror = self._optuna()
-            recorded = [
-                t.user_attrs.get("trial_id") for t in mirror.study.get_trials(deepcopy=False)
-            ]
-            if set(recorded) - set(finished) or len(recorded) != len(set(recorded)):
-                self._rebuild_mirror(finished)
-                mirror = self._optuna()
-            for trial_id in finished:
-                self._record(mirror, trial_id)
-        except Exception as exc:  # noqa: BLE001 - the mirror is a record; never stop a study
-            self.console.print(f"sweeper: warning: optuna mirror: {exc}")
-
-    def _rebuild_mirror(self, finished: list[str]) -> None:
-        """Write a new optuna.db with the finished rows, then rename it over the old one."""
-        import os
-
-        from sweeper.optuna_mirror import OptunaMirror
-
-        self._close_mirror()
-        tmp = self.study.path / ".optuna.db.rebuild"
-        tmp.unlink(missing_ok=True)
-        mirror = OptunaMirror(f"sqlite:///{tmp.resolve()}", self.book.spec)
-        for trial_id in sorted(finished, key=lambda t: int(self.book.rows[t].get("number", 0))):
-            self._record(mirror, trial_id)
-        _dispose(mirror)
-        os.replace(tmp, self.study.path / "optuna.db")
-
-    def _record(self, mirror: Any, trial_id: str) -> None:
-        row = self.book.rows[trial_id]
-        mirror.record(
-            trial_id,
-            row["state"],
-            self.book.params(trial_id),
-            row,
-            self.book.curves.get(trial_id, {}),
-        )
-
-    def _close_mirror(self) -> None:
-        if self._mirror is not None:
-            _dispose(self._mirror)
-            self._mirror = None
-
-    def _flush(self) -> None:
-        self.study.write_trials(list(self.book.rows.values()))
-
     def _finish(self, trial: Any, error: str | None) -> None:
         row = self.book.finish(trial, error)
-        try:
-            self._optuna().record(
-                trial.trial_id,
-                row["state"],
-                trial.config or {},
-                row,
-                self.book.curves.get(trial.trial_id, {}),
-            )
-        except Exception as exc:  # noqa: BLE001 - the mirror is a record; never stop a study
-            row["error"] = row.get("error") or f"optuna mirror: {exc}"
-        self._flush()
-        self._show(finished=True)
-
-    def _optuna(self) -> Any:
-        if self._mirror is None:
-            from sweeper.optuna_mirror import OptunaMirror
-
-            self._mirror = OptunaMirror(self.study.optuna_url, self.book.spec)
-        return self._mirror
-
-    def text(self) -> str:
-        c = self.book.counts()
-        done = c["COMPLETE"] + c["PRUNED"] + c["FAIL"]
-        best = self.book.best()
-        name = self.book.spec.metric.name
-        best_txt = f"{best:.4f}" if best is not None else "-"
-        return (
-            f"{self.book.spec.name}: {done}/{self.total} trials done, {c['RUNNING']} running, "
-            f"{c['FAIL']} failed, {c['PRUNED']} stopped early, best {name} {best_txt}  "
-            f"[{time.monotonic() - self.t0:.0f}s]"
-        )
-
-    def _show(self, finished: bool = False) -> None:
-        if not self.console.is_terminal:
-            if finished:  # logs and pipes get one line per finished trial
-                self.console.print(self.text())
-            return
-        if self._live is None:
-            from rich.live import Live
-
-            self._live = Live(self.text(), console=self.console, refresh_per_second=4)
-            self._live.start()
-        self._live.update(self.text())
+        params = self.book.params(trial.trial_id)
+        if self.mirror is not None:
+            try:
+                self.mirror.record(
+                    trial.trial_id, params, row, self.book.curves.get(trial.trial_id, {})
+                )
+            except Exception as exc:  # noqa: BLE001 - the mirror is a record; never stop a study
+                self.progress.warn(f"optuna mirror: trial {trial.trial_id}: {exc}")
+        self._record(row)
+        self.wandb.finish(trial.trial_id, dict(trial.config or {}), row)
+        self.progress.show(ended=True)
 
     def close(self) -> None:
-        if self._live is not None:
-            self._live.update(self.text())
-            self._live.stop()
-            self._live = None
-
-
-def _dispose(mirror: Any) -> None:
-    """Close an Optuna mirror's database connections."""
-    storage = getattr(mirror.study, "_storage", None)
-    storage = getattr(storage, "_backend", storage)  # Optuna caches its RDB storage
-    engine = getattr(storage, "engine", None)
-    if engine is not None:
-        engine.dispose()
+        """Fold the table, close the mirror and the W&B runs, stop the progress line."""
+        self.study.write_trials(list(self.book.rows.values()))
+        if self.mirror is not None:
+            self.mirror.close()
+            self.mirror = None
+        self.wandb.close()
+        self.progress.close()
 
 
 def _error_line(trial: Any) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from sweeper.errors import SweeperError
 from sweeper.plan import Plan
 from sweeper.spec import Spec
+from sweeper.states import TrialState, counts
 from sweeper.store import Study
 
 # Ray's object store holds the dataset once for all trials; Fashion-MNIST is ~55 MB (uint8).
@@ -115,11 +116,14 @@ def build_tuner(plan: Plan, study: Study, trainable: Any, callbacks: list[Any]) 
     if spec.early_terminate is not None:
         et = spec.early_terminate
         max_t = et.max_iter or spec.train.epochs
+        # W&B's hyperband: rungs from min_iter up to max_iter; a trial that passes the top
+        # rung is not stopped there but trains its planned epochs (COMPLETE, not PRUNED).
         scheduler = ASHAScheduler(
             time_attr="training_iteration",
             max_t=max_t,
             grace_period=min(et.min_iter, max_t),
             reduction_factor=et.eta,
+            stop_last_trials=False,
         )
     cluster = ray.cluster_resources()
     limit = concurrency(spec, float(cluster.get("CPU", 1)), float(cluster.get("GPU", 0)))
@@ -186,9 +190,8 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
     import ray
     from ray import tune
 
-    from sweeper.engine.callbacks import StudyCallback
+    from sweeper.engine.callbacks import StudyCallback, study_binding
     from sweeper.engine.snapshot import repair_checkpoints, usable_snapshot
-    from sweeper.engine.tracking import WandbCallback
 
     spec = plan.spec
     if plan.n_trials is None:
@@ -205,19 +208,16 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
             rearm()  # ray.init replaced the SIGTERM handler
             trainable = make_trainable(spec, data)
             tune_dir = study.tune_dir.resolve()  # Ray wants absolute paths
-            if resume and usable_snapshot(tune_dir):
-                repair_checkpoints(tune_dir)
-                tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True)
-            else:
-                if resume:
-                    study.reset_results()
-                # StudyCallback first: the W&B callback reads the trial rows it writes.
-                callbacks = [
-                    StudyCallback(str(study.path), plan.n_trials),
-                    WandbCallback(str(study.path)),
-                ]
-                tuner = build_tuner(plan, study, trainable, callbacks)
-            tuner.fit()
+            with study_binding(study.path):  # a restored callback records here
+                if resume and usable_snapshot(tune_dir):
+                    repair_checkpoints(tune_dir)
+                    tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True)
+                else:
+                    if resume:
+                        study.reset_results()
+                    callbacks = [StudyCallback(study.path, plan.n_trials)]
+                    tuner = build_tuner(plan, study, trainable, callbacks)
+                tuner.fit()
         except (KeyboardInterrupt, SystemExit) as exc:
             study.set_state("interrupted", pid=None)
             if isinstance(exc, SystemExit) and exc.code == signal.SIGTERM:
@@ -228,9 +228,9 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
             if started:
                 ray.shutdown()
     df = study.trials()
-    states = df["state"].tolist() if not df.empty else []
-    finished = sum(s in ("COMPLETE", "PRUNED") for s in states)
-    failed = states.count("FAIL")
+    c = counts(df["state"] if not df.empty else [])
+    finished = c[TrialState.COMPLETE] + c[TrialState.PRUNED]
+    failed = c[TrialState.FAIL]
     interrupted = finished + failed < plan.n_trials
     study.set_state("interrupted" if interrupted else "finished", pid=None)
     return RunResult(plan.n_trials, finished, failed, interrupted)

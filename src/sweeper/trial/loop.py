@@ -274,6 +274,8 @@ def train_trial(cfg: TrialConfig, ctx: TrialContext) -> dict[str, Any]:
     n_params = count_params(runs[0].model)
     per_class = cfg.per_class and data.info.task == "classification"
     metrics: dict[str, Any] = {}
+    # seconds spent training (epochs, evaluation, checkpoints), carried over a restore
+    train_s = float(((ctx.restore or {}).get("metrics") or {}).get("train_s", 0.0))
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         results = []
@@ -291,9 +293,12 @@ def train_trial(cfg: TrialConfig, ctx: TrialContext) -> dict[str, Any]:
         if last and len(runs) > 1:
             for i, res in enumerate(results):
                 metrics.update({f"{k}_r{i}": v for k, v in res.items() if k in PER_RUN_KEYS})
+        epoch_s = time.perf_counter() - t0
+        train_s += epoch_s
         metrics.update(
             epoch=epoch + 1,
-            epoch_s=time.perf_counter() - t0,
+            epoch_s=epoch_s,
+            train_s=train_s,
             params=n_params,
             diverged=int(diverged),
         )

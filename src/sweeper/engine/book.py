@@ -1,0 +1,139 @@
+"""The driver's book of trials: one row per trial, and the rules that move its state.
+
+Pure: no Ray imports. A trial is anything with ``trial_id`` and ``config`` (Ray's
+``Trial``, or a stand-in in tests). The book is rebuilt from the study's own files when a
+driver starts, so a resumed run continues the same table.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sweeper.space import constants
+from sweeper.states import TrialState, best_value, counts
+from sweeper.store import PARAM_PREFIX, Study
+
+# Keys Ray adds to every result that the trial table does not need.
+_RAY_KEYS = {
+    "timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration",
+    "trial_id", "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip",
+    "time_since_restore", "iterations_since_restore", "config", "experiment_tag",
+}  # fmt: skip
+# Reported by the trial, kept in the row under other names (training and start-up time).
+_TIME_KEYS = {"train_s", "epoch_s"}
+
+
+def metrics_of(result: dict[str, Any]) -> dict[str, Any]:
+    """The trial's own metrics from a Ray result (Ray's bookkeeping keys dropped)."""
+    return {k: v for k, v in result.items() if k not in _RAY_KEYS and not isinstance(v, dict)}
+
+
+class TrialBook:
+    """The rows of the trial table, keyed by trial id, plus each trial's metric curve."""
+
+    def __init__(self, study: Study) -> None:
+        self.spec = study.spec()
+        self.metric = self.spec.metric.name
+        self.maximize = self.spec.metric.goal == "maximize"
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.curves: dict[str, dict[int, float]] = {}
+        self._next_number = 0
+        self._load(study)
+
+    def _load(self, study: Study) -> None:
+        """Continue from the study's files (empty for a new study)."""
+        for rec in study.trials().to_dict(orient="records"):
+            rec = {k: v for k, v in rec.items() if not (isinstance(v, float) and v != v)}
+            rec["error"] = rec.get("error", "") or ""
+            rec["state"] = TrialState.of(rec.get("state"))
+            self.rows[str(rec["trial_id"])] = rec
+            self._next_number = max(self._next_number, int(rec.get("number", -1)) + 1)
+        hist = study.history()
+        if self.metric in hist.columns:
+            for rec in hist[["trial_id", "epoch", self.metric]].dropna().itertuples(index=False):
+                self.curves.setdefault(str(rec[0]), {})[int(rec[1])] = float(rec[2])
+
+    def row(self, trial: Any) -> dict[str, Any]:
+        """The trial's row, made (PENDING, numbered after every other) on first sight."""
+        if trial.trial_id not in self.rows:
+            # Constants (``value:``) are not searched, but they are part of every config.
+            config = {**constants(self.spec), **(trial.config or {})}
+            self.rows[trial.trial_id] = {
+                "trial_id": trial.trial_id,
+                "number": self._next_number,
+                "state": TrialState.PENDING,
+                "epochs": 0,
+                "wall_s": 0.0,
+                "startup_s": 0.0,
+                "error": "",
+                **{f"{PARAM_PREFIX}{k}": v for k, v in config.items()},
+            }
+            self._next_number += 1
+        return self.rows[trial.trial_id]
+
+    def start(self, trial: Any) -> dict[str, Any]:
+        row = self.row(trial)
+        row["state"] = TrialState.RUNNING
+        return row
+
+    def planned_epochs(self, trial: Any) -> int:
+        return int((trial.config or {}).get("epochs", self.spec.train.epochs))
+
+    def update(self, trial: Any, result: dict[str, Any]) -> dict[str, Any]:
+        """Take one result into the trial's row; returns the trial's own metrics."""
+        row = self.row(trial)
+        metrics = metrics_of(result)
+        row.update({k: v for k, v in metrics.items() if k not in _TIME_KEYS})
+        row["state"] = TrialState.RUNNING
+        row["epochs"] = int(metrics.get("epoch", row["epochs"]))
+        total = float(result.get("time_total_s", 0.0) or 0.0)
+        train = float(metrics.get("train_s", row["wall_s"]) or 0.0)
+        row["wall_s"] = round(train, 3)  # training only: epochs, evaluation, checkpoints
+        row["startup_s"] = round(max(0.0, total - train), 3)  # imports, data, model, restore
+        value = metrics.get(self.metric)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            self.curves.setdefault(trial.trial_id, {})[row["epochs"]] = float(value)
+            better = max if self.maximize else min
+            row[f"best_{self.metric}"] = better(row.get(f"best_{self.metric}", value), value)
+        return metrics
+
+    def finish(self, trial: Any, error: str | None = None) -> dict[str, Any]:
+        """End the trial: FAIL on an error, PRUNED if stopped before its planned epochs
+        (a diverged trial is not), else COMPLETE."""
+        row = self.row(trial)
+        if error is not None:
+            row.update(state=TrialState.FAIL, error=error)
+        elif row["epochs"] < self.planned_epochs(trial) and not row.get("diverged"):
+            row["state"] = TrialState.PRUNED
+        else:
+            row["state"] = TrialState.COMPLETE
+        return row
+
+    def forget_unknown(self, known_ids: set[str]) -> set[str]:
+        """Drop the rows of trials Ray does not know; returns their ids.
+
+        Ray's experiment snapshot, with the searcher state inside it, is the truth on resume:
+        a trial begun after the snapshot (even one that finished before the kill) is unknown
+        to the restored searcher, which will suggest its config again under a new id, so its
+        old row must go, or the table would hold that config twice.
+        """
+        dropped = {t for t in self.rows if t not in known_ids}
+        for trial_id in dropped:
+            del self.rows[trial_id]
+            self.curves.pop(trial_id, None)
+        return dropped
+
+    def params(self, trial_id: str) -> dict[str, Any]:
+        """A row's swept values (the ``config/`` columns, prefix dropped)."""
+        row = self.rows[trial_id]
+        return {
+            k.removeprefix(PARAM_PREFIX): v for k, v in row.items() if k.startswith(PARAM_PREFIX)
+        }
+
+    def counts(self) -> dict[TrialState, int]:
+        return counts(r["state"] for r in self.rows.values())
+
+    def best(self) -> float | None:
+        """The best result so far (COMPLETE trials only: :func:`sweeper.states.is_result`)."""
+        return best_value(self.rows.values(), self.metric, self.maximize)
