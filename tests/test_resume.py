@@ -102,17 +102,25 @@ def save_state(folder: Path, epoch: int) -> None:
 
 def test_the_newest_readable_checkpoint_wins(tmp_path):
     trial = tmp_path / "trial"
-    save_state(trial / "checkpoint_000000", 1)
-    save_state(trial / "checkpoint_000001", 2)  # written after Ray's snapshot named 000000
-    (trial / "checkpoint_000002").mkdir()
-    (trial / "checkpoint_000002" / STATE_FILE).write_bytes(b"torn")  # cut short by a kill
-    ray_ckpt = SimpleNamespace(path=str(trial / "checkpoint_000000"))
-    state, folder = newest_checkpoint(ray_ckpt, trial)
-    assert state["epoch"] == 2 and folder.name == "checkpoint_000001"
-    # Ray's snapshot names a checkpoint it has since deleted: the folder still has one
-    gone = SimpleNamespace(path=str(trial / "checkpoint_999999"))
-    assert newest_checkpoint(gone, trial)[0]["epoch"] == 2
-    assert newest_checkpoint(None, tmp_path / "empty") == (None, None)
+    save_state(trial / "checkpoint_000001", 1)
+    save_state(trial / "checkpoint_000002", 2)  # a kill fell before the older one went
+    (trial / "checkpoint_000003").mkdir()
+    (trial / "checkpoint_000003" / STATE_FILE).write_bytes(b"torn")  # cut short by a kill
+    state, folder = newest_checkpoint(trial)
+    assert state["epoch"] == 2 and folder.name == "checkpoint_000002"
+    assert newest_checkpoint(tmp_path / "empty") == (None, None)
+
+
+def test_a_checkpoint_replaces_the_older_ones_atomically(tmp_path):
+    from sweeper.engine.trainable import save_checkpoint
+
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    (trial / ".checkpoint-stale").mkdir()  # a write cut short by a kill
+    for epoch in (1, 2, 2, 3):  # epoch 2 trained again after a restore
+        save_checkpoint(trial, {"epoch": epoch, "runs": [], "metrics": {"epoch": epoch}})
+    assert sorted(p.name for p in trial.iterdir()) == ["checkpoint_000003"]
+    assert newest_checkpoint(trial)[0]["epoch"] == 3
 
 
 # -- the driver callback's reconciliation --------------------------------------------------
@@ -212,41 +220,6 @@ def test_a_sigkilled_holders_lock_is_free_though_its_children_live(tmp_path):
     finally:
         os.kill(child, signal.SIGKILL)
         proc.stdout.close()
-
-
-def test_a_checkpoint_ray_deleted_after_its_last_snapshot_is_recreated(tmp_path):
-    """Ray deletes the older checkpoint when it registers a newer one; a kill before the next
-    snapshot leaves a snapshot naming the deleted one (Ray would fail the trial)."""
-    from ray.train._internal.checkpoint_manager import _CheckpointManager
-    from ray.train._internal.session import _TrainingResult
-    from ray.tune import Checkpoint, CheckpointConfig
-    from ray.tune.utils.serialization import TuneFunctionEncoder
-
-    from sweeper.engine.snapshot import repair_checkpoints
-    from sweeper.engine.trainable import RAY_EPOCH_FILE, _epoch_of
-
-    tune = tmp_path / "tune"
-    trial = tune / "ray_trainable_a_1"
-    named = trial / "checkpoint_000001"  # what the snapshot names: epoch 2, deleted since
-    save_state(trial / "checkpoint_000002", 3)  # registered after the snapshot
-    manager = _CheckpointManager(CheckpointConfig(num_to_keep=1))
-    manager._checkpoint_results = [
-        _TrainingResult(
-            checkpoint=Checkpoint.from_directory(str(named)),
-            metrics={"epoch": 2, "training_iteration": 2},
-        )
-    ]
-    meta = json.dumps({"checkpoint_manager": manager}, cls=TuneFunctionEncoder)
-    state = {"trial_data": [[json.dumps({"trial_id": "a"}), meta]]}
-    (tune / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
-
-    assert repair_checkpoints(tune) == 1
-    assert torch.load(named / STATE_FILE)["epoch"] == 3  # the newest state, under Ray's name
-    assert json.loads((named / RAY_EPOCH_FILE).read_text()) == {"epoch": 2}
-    # the trial knows Ray saw epoch 2: it reports epoch 3 again before training epoch 4
-    assert _epoch_of(SimpleNamespace(path=str(named))) == 2
-    assert repair_checkpoints(tune) == 0  # nothing missing any more
-    assert not list(trial.glob(".repair-*"))
 
 
 def test_reset_results_forgets_every_trial(tmp_path):

@@ -8,6 +8,7 @@ driver starts, so a resumed run continues the same table.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from sweeper.space import constants
@@ -89,7 +90,7 @@ class TrialBook:
         row["epochs"] = int(metrics.get("epoch", row["epochs"]))
         total = float(result.get("time_total_s", 0.0) or 0.0)
         train = float(metrics.get("train_s", row["wall_s"]) or 0.0)
-        row["wall_s"] = round(train, 3)  # training only: epochs, evaluation, checkpoints
+        row["wall_s"] = round(train, 3)  # training only: the epochs and their evaluation
         row["startup_s"] = round(max(0.0, total - train), 3)  # imports, data, model, restore
         value = metrics.get(self.metric)
         if isinstance(value, (int, float)) and math.isfinite(value):
@@ -108,6 +109,7 @@ class TrialBook:
             row["state"] = TrialState.PRUNED
         else:
             row["state"] = TrialState.COMPLETE
+        row["ended_at"] = round(time.time(), 3)
         return row
 
     def forget_unknown(self, known_ids: set[str]) -> set[str]:

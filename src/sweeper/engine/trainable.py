@@ -1,14 +1,18 @@
 """The Ray Tune function trainable: a thin adapter around ``train_trial``.
 
-Each epoch's checkpoint (``state.pt``) holds the trial's state *and* the metrics reported
-with it. On a restart the trial continues from the newest readable checkpoint, whether it is
-the one in Ray's experiment snapshot or a later one found in the trial's folder (a driver
-killed after a checkpoint was written but before Ray's snapshot named it, or after Ray had
-already deleted the older checkpoint the snapshot names). A checkpoint newer than Ray's is
-reported once more first (its result may have died with the driver; the study keeps each
-epoch once), so no epoch is trained twice and none is missing from the history. A trial
-whose checkpoint is its final epoch trains nothing. Every start is logged to
-``starts.jsonl`` in the trial's folder (``{"time", "pid", "epoch", "checkpoint"}``).
+Checkpoints are the trial's own, not Ray's: after each epoch the trainable writes
+``checkpoint_<epoch>/state.pt`` (the trial's state *and* the metrics reported with it) in
+its trial folder, atomically (a temporary folder, then a rename), keeps only the newest,
+then reports the epoch's metrics to Ray without a Ray checkpoint. Ray's own checkpoint
+manager would force a snapshot of the whole experiment (every trial's state) on each
+trial checkpoint, a cost that grows with the study; this way Ray's snapshot holds the
+trials and the searcher only, and the trials' files are never deleted under a snapshot.
+
+On any (re)start the trial continues from the newest readable checkpoint in its folder,
+and reports that epoch once more first (its result may have died with the driver; the
+study keeps each epoch once), so no epoch is trained twice and none is missing from the
+history. A trial whose checkpoint is its final epoch trains nothing. Every start is
+logged to ``starts.jsonl`` in the trial's folder (``{"time", "pid", "epoch", "checkpoint"}``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -23,13 +28,11 @@ from typing import Any
 
 STATE_FILE = "state.pt"
 STARTS_FILE = "starts.jsonl"
-# In a checkpoint folder that resume recreated (Ray had deleted it): the epoch Ray knew.
-RAY_EPOCH_FILE = "ray_epoch.json"
+CHECKPOINT_GLOB = "checkpoint_*"
 
 
 def ray_trainable(config: dict[str, Any], spec: Any, data: Any, cpus: float = 1) -> None:
     """Run one trial inside a Ray worker: resolve its config, restore, train, report."""
-    import torch
     from ray import tune
 
     from sweeper.trial import resolve_trial
@@ -37,73 +40,58 @@ def ray_trainable(config: dict[str, Any], spec: Any, data: Any, cpus: float = 1)
 
     cfg = resolve_trial(spec, config)
     trial_dir = _trial_dir()
-    ray_checkpoint = tune.get_checkpoint()
-    restore, folder = newest_checkpoint(ray_checkpoint, trial_dir)
+    restore, folder = newest_checkpoint(trial_dir)
     start_epoch = int(restore["epoch"]) if restore is not None else 0
     _log_start(trial_dir, start_epoch, folder.name if folder else None)
 
     def report(metrics: dict[str, Any], state_fn: Any) -> None:
-        if state_fn is None:
-            tune.report(metrics)
-            return
-        _report_state({**state_fn(), "metrics": dict(metrics)})
-
-    def _report_state(state: dict[str, Any]) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.save(state, Path(tmp) / STATE_FILE)
-            tune.report(state["metrics"], checkpoint=tune.Checkpoint.from_directory(tmp))
+        if state_fn is not None:
+            save_checkpoint(trial_dir, {**state_fn(), "metrics": dict(metrics)})
+        tune.report(dict(metrics))
 
     if restore is not None and restore.get("metrics"):
-        known = _epoch_of(ray_checkpoint)
-        if start_epoch > known:
-            # A checkpoint written after Ray's snapshot: its result may never have reached
-            # the driver. Report it (again) before going on; the study keeps each epoch once.
-            _report_state(restore)
+        tune.report(dict(restore["metrics"]))  # again: the driver may never have seen it
     finished = restore is not None and (
         start_epoch >= cfg.epochs or int((restore.get("metrics") or {}).get("diverged", 0))
     )
     if finished:
-        return  # nothing left to train; its last result is with Ray (or was just reported)
+        return  # nothing left to train; its last result was just reported
     train_trial(
         cfg, TrialContext(data=data, report=report, restore=restore, num_threads=int(max(1, cpus)))
     )
 
 
-def newest_checkpoint(checkpoint: Any, trial_dir: Path | None) -> tuple[Any, Path | None]:
-    """The readable checkpoint with the most epochs: Ray's, or one in the trial's folder.
+def save_checkpoint(trial_dir: Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` as the trial's newest checkpoint, then delete the older ones."""
+    import torch
 
-    Returns ``(state, folder)``, or ``(None, None)`` when there is none to continue from.
+    final = trial_dir / f"checkpoint_{int(state['epoch']):06d}"
+    tmp = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=trial_dir))
+    torch.save(state, tmp / STATE_FILE)
+    if final.exists():  # an epoch trained again after a restore
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in [*trial_dir.glob(CHECKPOINT_GLOB), *trial_dir.glob(".checkpoint-*")]:
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def newest_checkpoint(trial_dir: Path | None) -> tuple[Any, Path | None]:
+    """The readable checkpoint with the most epochs in the trial's folder.
+
+    Returns ``(state, folder)``, or ``(None, None)`` when there is none to continue from
+    (a checkpoint cut short by a kill is skipped).
     """
-    candidates: list[Path] = []
-    path = _path_of(checkpoint)
-    if path is not None:
-        candidates.append(path / STATE_FILE)
-    if trial_dir is not None:
-        candidates += sorted(trial_dir.glob(f"checkpoint_*/{STATE_FILE}"))
     best: Any = None
     best_folder: Path | None = None
-    for path in dict.fromkeys(candidates):
+    if trial_dir is None:
+        return best, best_folder
+    for path in sorted(trial_dir.glob(f"{CHECKPOINT_GLOB}/{STATE_FILE}")):
         state = _load(path)
         if state is not None and (best is None or int(state["epoch"]) > int(best["epoch"])):
             best, best_folder = state, path.parent
     return best, best_folder
-
-
-def _path_of(checkpoint: Any) -> Path | None:
-    try:
-        return Path(checkpoint.path) if checkpoint is not None else None
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _epoch_of(checkpoint: Any) -> int:
-    """The epoch of Ray's own checkpoint (0 when it has none, or it cannot be read)."""
-    path = _path_of(checkpoint)
-    if path is not None and (path / RAY_EPOCH_FILE).exists():
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            return int(json.loads((path / RAY_EPOCH_FILE).read_text())["epoch"])
-    state = _load(path / STATE_FILE) if path is not None else None
-    return int(state["epoch"]) if state is not None else 0
 
 
 def _load(path: Path) -> Any:
@@ -119,24 +107,32 @@ def _load(path: Path) -> Any:
     return state
 
 
-def _trial_dir() -> Path | None:
-    """The trial's folder under the study's ``tune/`` (None outside a Tune session)."""
+def _trial_dir() -> Path:
+    """The trial's folder under the study's ``tune/`` (on the storage every node sees).
+
+    Ray's public ``get_trial_dir()`` names the worker's local working folder, not the
+    trial's folder in the experiment; the storage context (Ray 2.60) names that one.
+    """
+    from ray import tune
+
     try:
-        from ray import tune
+        path = Path(tune.get_context().get_storage().trial_fs_path)
+    except AttributeError as exc:
+        import ray
 
-        return Path(tune.get_context().get_storage().trial_fs_path)
-    except Exception:  # noqa: BLE001 - a developer API; without it only Ray's checkpoint
-        return None
+        raise RuntimeError(
+            f"Ray {ray.__version__}: the trial context has no storage path ({exc}); "
+            "sweeper reads Ray 2.60's get_context().get_storage().trial_fs_path"
+        ) from None
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
-def _log_start(trial_dir: Path | None, epoch: int, source: str | None) -> None:
+def _log_start(trial_dir: Path, epoch: int, source: str | None) -> None:
     """One line per start of the trial: where it continued from (an audit for resume)."""
-    if trial_dir is None:
-        return
     line = json.dumps(
         {"time": time.time(), "pid": os.getpid(), "epoch": epoch, "checkpoint": source}
     )
     with contextlib.suppress(OSError):
-        trial_dir.mkdir(parents=True, exist_ok=True)
         with open(trial_dir / STARTS_FILE, "a", encoding="utf-8") as f:
             f.write(line + "\n")

@@ -21,6 +21,10 @@ from sweeper.spec import Spec
 from sweeper.states import TrialState, counts
 from sweeper.store import Study
 
+# Ray snapshots the experiment (every trial's state, the searcher) every 2 s, so a kill loses
+# little; past this many trials a snapshot is large (~17 kB a trial), and Ray's own "auto"
+# period (snapshots take at most 5% of the time) keeps its cost per trial from growing.
+SMALL_STUDY_TRIALS = 500
 # Ray's object store holds the dataset once for all trials; Fashion-MNIST is ~55 MB (uint8).
 OBJECT_STORE_BYTES = 400 * 1024**2
 
@@ -42,9 +46,15 @@ def ray_env(spec: Spec) -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Snapshot the experiment (trials + searcher) often, so a kill loses little.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     os.environ.setdefault("WANDB_MODE", spec.wandb.mode)
+
+
+def snapshot_period(n_trials: int) -> str:
+    """Ray's experiment snapshot period (``TUNE_GLOBAL_CHECKPOINT_S``) for a study's size;
+    ``SWEEPER_SNAPSHOT_S`` overrides it."""
+    return os.environ.get("SWEEPER_SNAPSHOT_S") or (
+        "2" if n_trials <= SMALL_STUDY_TRIALS else "auto"
+    )
 
 
 def init_ray(num_cpus: int) -> bool:
@@ -119,7 +129,7 @@ def build_tuner(plan: Plan, study: Study, trainable: Any, callbacks: list[Any]) 
         # W&B's hyperband: rungs from min_iter up to max_iter; a trial that passes the top
         # rung is not stopped there but trains its planned epochs (COMPLETE, not PRUNED).
         scheduler = ASHAScheduler(
-            time_attr="training_iteration",
+            time_attr="epoch",  # the trial's own count: it survives a restart
             max_t=max_t,
             grace_period=min(et.min_iter, max_t),
             reduction_factor=et.eta,
@@ -143,7 +153,6 @@ def build_tuner(plan: Plan, study: Study, trainable: Any, callbacks: list[Any]) 
             storage_path=str(study.path.resolve()),
             callbacks=callbacks,
             verbose=0,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
         ),
     )
@@ -191,7 +200,7 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
     from ray import tune
 
     from sweeper.engine.callbacks import StudyCallback, study_binding
-    from sweeper.engine.snapshot import repair_checkpoints, usable_snapshot
+    from sweeper.engine.snapshot import usable_snapshot
 
     spec = plan.spec
     if plan.n_trials is None:
@@ -199,6 +208,7 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
             f"{plan.source}: run_cap: a {spec.sampler_name} sweep needs a trial budget"
         )
     ray_env(spec)
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = snapshot_period(plan.n_trials)  # read by fit()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = False
     with _sigterm_as_sigint() as rearm:
@@ -210,7 +220,6 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
             tune_dir = study.tune_dir.resolve()  # Ray wants absolute paths
             with study_binding(study.path):  # a restored callback records here
                 if resume and usable_snapshot(tune_dir):
-                    repair_checkpoints(tune_dir)
                     tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True)
                 else:
                     if resume:
