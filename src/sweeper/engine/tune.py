@@ -11,6 +11,7 @@ import contextlib
 import math
 import os
 import signal
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -200,6 +201,7 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
     from ray import tune
 
     from sweeper.engine.callbacks import StudyCallback, study_binding
+    from sweeper.engine.relocate import relocate_experiment
     from sweeper.engine.snapshot import usable_snapshot
 
     spec = plan.spec
@@ -210,6 +212,9 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
     ray_env(spec)
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = snapshot_period(plan.n_trials)  # read by fit()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A restarted trial reports its restored epoch again (OptunaSearch then ignores the
+    # intermediate value of a step it has, and says so): expected, not the user's concern.
+    warnings.filterwarnings("ignore", message="The reported value is ignored because this")
     started = False
     with _sigterm_as_sigint() as rearm:
         try:
@@ -220,6 +225,7 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
             tune_dir = study.tune_dir.resolve()  # Ray wants absolute paths
             with study_binding(study.path):  # a restored callback records here
                 if resume and usable_snapshot(tune_dir):
+                    relocate_experiment(tune_dir)  # the folder may have moved since
                     tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True)
                 else:
                     if resume:
