@@ -7,7 +7,6 @@ the data root, and counts the trials. Every failure is a one-line :class:`SpecEr
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 from sweeper.errors import SpecError
 from sweeper.spec import Spec, TrainSpec, validate_part
+from sweeper.suggest import did_you_mean
 from sweeper.trial.config import MODEL_KEY, SWEEPABLE_TRAIN_KEYS
 
 DEFAULT_DATA_ROOT = "data"
@@ -223,5 +223,4 @@ def _smoke_build(spec: Spec, source: str, info: Any) -> int:
 
 def _did_you_mean(name: str, options: Any) -> str:
     # 0.65, not difflib's 0.6: with many registered models, 0.6 offers lenet for resnet18.
-    close = difflib.get_close_matches(name.lower(), list(options), n=1, cutoff=0.65)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return did_you_mean(name.lower(), options, cutoff=0.65)

@@ -6,7 +6,6 @@ after that (search space, engine, trial, store, report) reads the spec, never th
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Annotated, Any, Literal, Union
 
@@ -23,6 +22,7 @@ from pydantic import (
 )
 
 from sweeper.optimizers import OPTIMIZERS
+from sweeper.suggest import did_you_mean
 
 Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]  # noqa: UP007 (a runtime alias)
 Number = Union[StrictInt, StrictFloat]  # noqa: UP007 (a runtime alias)
@@ -222,8 +222,7 @@ class TrainSpec(_Strict):
 
 
 def _unknown_optimizer(name: str) -> str:
-    close = difflib.get_close_matches(name.lower(), list(OPTIMIZERS), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name.lower(), OPTIMIZERS)
     return f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}{hint}"
 
 
