@@ -39,6 +39,7 @@ DISTRIBUTIONS = (
     "log_uniform_values",
     "q_uniform",
 )
+DEFAULT_METRIC = "val_acc"
 FINITE_DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "q_uniform")
 
 
@@ -132,9 +133,13 @@ class Param(_Strict):
 
 
 class Metric(_Strict):
-    """The metric the sampler optimises (W&B: ``metric: {name, goal}``)."""
+    """The metric the sampler optimises (W&B: ``metric: {name, goal}``).
 
-    name: StrictStr = "val_acc"
+    A ``metric`` block must name its metric, as W&B requires; a file with no block at all
+    optimises :data:`DEFAULT_METRIC`.
+    """
+
+    name: StrictStr
     goal: Literal["maximize", "minimize"] = "maximize"
 
     @property
@@ -252,7 +257,7 @@ class Spec(_Strict):
     description: StrictStr = ""
     method: Literal[METHODS] = "grid"  # type: ignore[valid-type]
     sampler: Literal[SAMPLERS] | None = None  # type: ignore[valid-type]
-    metric: Metric = Field(default_factory=Metric)
+    metric: Metric = Field(default_factory=lambda: Metric(name=DEFAULT_METRIC))
     parameters: dict[str, Param] = Field(default_factory=dict)
     run_cap: Annotated[StrictInt, Field(ge=1)] | None = None
     early_terminate: EarlyTerminate | None = None
