@@ -12,6 +12,7 @@ from sweeper.models import mlp as _mlp  # noqa: F401
 from sweeper.models import unet as _unet  # noqa: F401
 from sweeper.models import xor_mlp as _xor_mlp  # noqa: F401
 from sweeper.models._api import (
+    ArgSpec,
     ModelEntry,
     UnknownModelError,
     check_model_args,
@@ -23,6 +24,7 @@ from sweeper.models._api import (
 )
 
 __all__ = [
+    "ArgSpec",
     "ModelEntry",
     "UnknownModelError",
     "check_model_args",

@@ -1,19 +1,21 @@
 """The model registry: one builder per family, presets as data, unknown names fail loudly.
 
 Modelled on torchvision's ``models/_api.py``. This module imports no torch, so the registry
-can be inspected cheaply; the family modules that register builders do import it.
+can be inspected cheaply; the family modules that register builders do import it. Each entry
+carries what every argument accepts (:class:`ArgSpec`: the builder's annotated type plus the
+bounds and choices its registration gives), so sweep values are checked before a build.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# Arguments every builder takes from the dataset, never from the sweep file.
-DATA_ARGS = ("in_shape", "num_classes")
+from sweeper.models._args import DATA_ARGS, ArgSpec, Bounds, arg_specs
+
 # The input a builder is measured on when neither it nor its registration names one.
 FALLBACK_INPUT: tuple[tuple[int, ...], int] = ((1, 28, 28), 10)
 
@@ -32,6 +34,7 @@ class ModelEntry:
         default_input: ``(in_shape, num_classes)`` the family is built for when no dataset
             says otherwise: what ``sweeper models`` counts parameters on and what the
             contract tests feed (a U-Net takes a mask-sized image, XOR two numbers).
+        arg_specs: argument -> what it accepts (type, bounds, choices), shared by the family.
     """
 
     name: str
@@ -41,12 +44,17 @@ class ModelEntry:
     train: dict[str, Any] = field(default_factory=dict)
     doc: str = ""
     default_input: tuple[tuple[int, ...], int] = FALLBACK_INPUT
+    arg_specs: Mapping[str, ArgSpec] = field(default_factory=dict)
 
     @property
     def arg_names(self) -> tuple[str, ...]:
         """Arguments a sweep may set (the builder's keywords, less the data's)."""
         sig = inspect.signature(self.builder)
         return tuple(p for p in sig.parameters if p not in DATA_ARGS)
+
+    def arg_problem(self, arg: str, value: Any) -> tuple[str, str] | None:
+        """``(where, message)`` if ``value`` is no valid ``arg`` (see :meth:`ArgSpec.problem`)."""
+        return self.arg_specs[arg].problem(value)
 
     def defaults(self) -> dict[str, Any]:
         """The builder's defaults overlaid with this preset's arguments."""
@@ -75,8 +83,13 @@ def register_model(
     train: dict[str, dict[str, Any]] | None = None,
     doc: dict[str, str] | None = None,
     default_input: tuple[tuple[int, ...], int] | None = None,
+    bounds: Mapping[str, Bounds] | None = None,
+    choices: Mapping[str, Sequence[str]] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a family builder under ``family`` and each of its ``presets``.
+
+    Every argument's type comes from the builder's annotation; ``bounds`` and ``choices``
+    narrow it. The builder's defaults and each preset's arguments must pass those checks.
 
     Args:
         family: the family's registry name (the builder with its own defaults).
@@ -85,15 +98,16 @@ def register_model(
         doc: name -> one-line description.
         default_input: ``(in_shape, num_classes)`` for every name of the family; by default
             the builder's own defaults for ``in_shape`` and ``num_classes``.
+        bounds: argument -> inclusive ``(low, high)`` (None: open); for a sequence argument,
+            of each element. E.g. ``{"depth": (0, None), "dropout": (0.0, 1.0)}``.
+        choices: argument -> the strings it may take, e.g. ``{"activation": ("relu", ...)}``.
     """
 
     def wrap(builder: Callable[..., Any]) -> Callable[..., Any]:
         shape, classes = default_input or _signature_input(builder)
-        names = {family: {}, **(presets or {})}
-        for name, args in names.items():
-            if name in _MODELS:
-                raise ValueError(f"model {name!r} is already registered")
-            entry = ModelEntry(
+        specs = arg_specs(builder, bounds, choices)
+        entries = [
+            ModelEntry(
                 name=name,
                 family=family,
                 builder=builder,
@@ -101,14 +115,30 @@ def register_model(
                 train=copy.deepcopy((train or {}).get(name, {})),
                 doc=(doc or {}).get(name, (builder.__doc__ or "").strip().splitlines()[0]),
                 default_input=(tuple(shape), int(classes)),
+                arg_specs=specs,
             )
-            bad = set(entry.preset) - set(entry.arg_names)
-            if bad:
-                raise ValueError(f"preset {name!r} sets unknown arguments {sorted(bad)}")
-            _MODELS[name] = entry
+            for name, args in {family: {}, **(presets or {})}.items()
+        ]
+        for entry in entries:  # all checked before any registers: no half-registered family
+            _check_entry(entry)
+        _MODELS.update((entry.name, entry) for entry in entries)
         return builder
 
     return wrap
+
+
+def _check_entry(entry: ModelEntry) -> None:
+    """A new name; a preset sets only the builder's arguments, with values that pass."""
+    if entry.name in _MODELS:
+        raise ValueError(f"model {entry.name!r} is already registered")
+    bad = set(entry.preset) - set(entry.arg_names)
+    if bad:
+        raise ValueError(f"preset {entry.name!r} sets unknown arguments {sorted(bad)}")
+    for arg, value in entry.defaults().items():
+        problem = entry.arg_problem(arg, value)
+        if problem:
+            where, message = problem
+            raise ValueError(f"model {entry.name!r}: {arg}{where}: {message}")
 
 
 def _signature_input(builder: Callable[..., Any]) -> tuple[tuple[int, ...], int]:

@@ -54,7 +54,18 @@ def _hidden(features: int, width: int, batch_norm: bool) -> list[nn.Module]:
 CNN_TRAIN = {"cnn_small": {"lr": 0.001}}
 
 
-@register_model("cnn", presets=CNN_PRESETS, train=CNN_TRAIN, doc=CNN_DOCS)
+# Per element for channels and fc: filters and units are counts, at least one.
+CNN_BOUNDS = {"channels": (1, None), "fc": (1, None), "kernel_size": (1, None)}
+
+
+@register_model(
+    "cnn",
+    presets=CNN_PRESETS,
+    train=CNN_TRAIN,
+    doc=CNN_DOCS,
+    bounds=CNN_BOUNDS,
+    choices={"padding": PADDINGS},
+)
 def cnn(
     *,
     in_shape: tuple[int, ...] = (1, 28, 28),

@@ -89,7 +89,13 @@ def _classifier(
     return nn.Sequential(*layers)
 
 
-@register_model("lenet", presets=LENET_PRESETS, train=LENET_TRAIN, doc=LENET_DOCS)
+# Per element for channels and fc: filters and units are counts, at least one.
+LENET_BOUNDS = {"channels": (1, None), "fc": (1, None), "kernel_size": (1, None)}
+
+
+@register_model(
+    "lenet", presets=LENET_PRESETS, train=LENET_TRAIN, doc=LENET_DOCS, bounds=LENET_BOUNDS
+)
 def lenet(
     *,
     in_shape: tuple[int, ...] = (1, 28, 28),

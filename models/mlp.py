@@ -24,6 +24,8 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.
         "mlp_wide": "wider base MLP: 2 hidden layers of 1024",
         "mlp_deep": "deeper base MLP: 3 hidden layers of 512 (932,362 params, as in the seed)",
     },
+    bounds={"depth": (0, None), "width": (1, None), "dropout": (0.0, 1.0)},
+    choices={"activation": tuple(ACTIVATIONS)},
 )
 def mlp(
     *,

@@ -77,6 +77,7 @@ def check_divisible(hw: tuple[int, ...], depth: int) -> None:
 @register_model(
     "unet",
     doc={"unet": "U-Net: depth levels, filters doubling from base_filters, skip concat"},
+    bounds={"depth": (1, None), "base_filters": (1, None)},
 )
 def unet(
     *,

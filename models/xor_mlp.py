@@ -19,6 +19,8 @@ from sweeper.models.mlp import ACTIVATIONS, mlp
 @register_model(
     "xor_mlp",
     doc={"xor_mlp": "XOR MLP: depth (0-3) hidden layers of width (1-3) units, Tanh"},
+    bounds={"depth": (0, None), "width": (1, None)},
+    choices={"activation": tuple(ACTIVATIONS)},
 )
 def xor_mlp(
     *,

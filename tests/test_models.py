@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from sweeper.models import (
+    ArgSpec,
     UnknownModelError,
     check_model_args,
     count_params,
     get_entry,
     get_model,
     list_models,
+    register_model,
 )
 
 BATCH = 2  # batch norm in training mode needs more than one example
@@ -186,3 +188,99 @@ def test_unknown_argument_is_an_error() -> None:
         check_model_args("lenet5", {"channel": (6, 16)})
     with pytest.raises(UnknownModelError):
         get_model("unet", in_shape=(1, 64, 64), num_classes=1, filters=8)
+
+
+# -- argument specs: types from the annotations, bounds and choices as data ----------------
+
+# A value of the wrong type for each kind of argument (YAML's true is no integer).
+WRONG = {"int": True, "float": "half", "bool": "yes", "str": 3}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_argument_has_a_spec_and_the_defaults_pass(name: str) -> None:
+    entry = get_entry(name)
+    assert set(entry.arg_specs) == set(entry.arg_names)
+    for arg, value in entry.defaults().items():
+        assert entry.arg_problem(arg, value) is None, (name, arg, value)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_argument_rejects_a_wrong_type(name: str) -> None:
+    entry = get_entry(name)
+    for arg, spec in entry.arg_specs.items():
+        wrong = [WRONG[spec.kind]] if spec.sequence else WRONG[spec.kind]
+        where, message = entry.arg_problem(arg, wrong) or ("", "")
+        assert message.startswith(f"expected {spec.element().describe()}, got "), (arg, message)
+        assert where == ("[0]" if spec.sequence else "")
+        if spec.sequence:
+            assert entry.arg_problem(arg, "abc") == (
+                "",
+                f"expected {spec.describe()}, got a string 'abc'",
+            )
+
+
+@pytest.mark.parametrize(
+    ("spec", "value", "message"),
+    [
+        (ArgSpec("int", bounds=(0, None)), -1, "expected an integer >= 0, got -1"),
+        (ArgSpec("int"), 32.5, "expected an integer, got float 32.5"),
+        (ArgSpec("int"), True, "expected an integer, got a boolean true"),
+        (ArgSpec("float", bounds=(0.0, 1.0)), 1.5, "expected a number in [0.0, 1.0], got 1.5"),
+        (ArgSpec("float", bounds=(0.0, 1.0)), float("nan"), "expected a number in"),
+        (ArgSpec("float", bounds=(None, 2)), 3, "expected a number <= 2, got 3"),
+        (ArgSpec("bool"), 1, "expected true or false, got int 1"),
+        (ArgSpec("str", choices=("relu", "tanh")), "rellu", "did you mean 'relu'?"),
+    ],
+)
+def test_arg_spec_messages(spec: ArgSpec, value: object, message: str) -> None:
+    assert message in spec.problem(value)[1]
+
+
+def test_arg_spec_accepts() -> None:
+    assert ArgSpec("float", bounds=(0.0, 1.0)).problem(0) is None  # dropout: 0
+    assert ArgSpec("int", sequence=True, bounds=(1, None)).problem([6, 16]) is None
+    assert ArgSpec("int", sequence=True).problem((1, 0, True)) == (
+        "[2]",
+        "expected an integer, got a boolean true",
+    )
+
+
+def test_the_seed_bounds() -> None:
+    mlp, lenet, unet = get_entry("mlp"), get_entry("lenet5"), get_entry("unet")
+    assert mlp.arg_specs["depth"].bounds == (0, None)
+    assert mlp.arg_specs["activation"].choices == ("relu", "tanh", "gelu", "sigmoid")
+    assert lenet.arg_specs["channels"] == ArgSpec("int", sequence=True, bounds=(1, None))
+    assert unet.arg_specs["depth"].bounds == (1, None)
+    assert get_entry("cnn").arg_specs["padding"].choices == ("same", "valid")
+
+
+def _builder(*, in_shape=(1,), num_classes=2, depth: int = 1, act: str = "relu"):
+    """A builder that is never built."""
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bounds": {"dept": (0, None)}}, "takes no argument dept"),
+        ({"bounds": {"act": (0, None)}}, "bounds are for numbers"),
+        ({"choices": {"depth": ("a",)}}, "choices are for strings"),
+        ({"presets": {"_t_bad": {"depth": -1}}, "bounds": {"depth": (0, None)}}, "depth: expected"),
+    ],
+)
+def test_register_model_rejects_bad_limits(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        register_model("_t_family", **kwargs)(_builder)
+    assert "_t_family" not in list_models()  # nothing half-registered
+
+
+def test_register_model_needs_annotations() -> None:
+    def untyped(*, in_shape=(1,), num_classes=2, depth=1):
+        """No annotation."""
+
+    def odd(*, in_shape=(1,), num_classes=2, depth: dict | None = None):
+        """An annotation with no check."""
+
+    with pytest.raises(ValueError, match="depth has no annotation"):
+        register_model("_t_untyped")(untyped)
+    with pytest.raises(ValueError, match="expected int, float, bool, str"):
+        register_model("_t_odd")(odd)

@@ -28,3 +28,18 @@ class SpecError(SweeperError):
         self.message = message
         where = f"{source}: {key}" if key else source
         super().__init__(f"{where}: {message}")
+
+
+def describe_value(value: object) -> str:
+    """What arrived, in the file's terms: ``a boolean true``, ``float 32.5``, ``a list``."""
+    if value is None:
+        return "nothing (an empty value)"
+    if isinstance(value, bool):  # YAML spells it true/false (or yes/no, on/off)
+        return f"a boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"a string {value!r}"
+    kinds = {dict: "a mapping", list: "a list", tuple: "a list"}
+    for typ, word in kinds.items():
+        if isinstance(value, typ):
+            return word
+    return f"{type(value).__name__} {value!r}"

@@ -1,13 +1,14 @@
 """From a validated spec to a runnable plan: names checked against the registries.
 
 The spec's own schema knows nothing of models or datasets; this step checks the sweep
-file's names against the model, dataset and optimizer registries (importing torch), fixes
-the data root, and counts the trials. Every failure is a one-line :class:`SpecError`.
+file's names against the model, dataset and optimizer registries (importing torch), checks
+every model argument, fixed or swept, against what its registry entry accepts (before any
+model is built), fixes the data root, and counts the trials. Every failure is a one-line
+:class:`SpecError`.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from sweeper.errors import SpecError
 from sweeper.spec import Spec, TrainSpec, validate_part
+from sweeper.suggest import did_you_mean
 from sweeper.trial.config import MODEL_KEY, SWEEPABLE_TRAIN_KEYS
 
 DEFAULT_DATA_ROOT = "data"
@@ -56,8 +58,8 @@ def make_plan(
     data = spec.data.model_copy(update={"root": resolve_data_root(spec, data_dir)})
     spec = spec.model_copy(update={"data": data})
     info = _check_dataset(spec, source)
-    model_args = _check_models(spec, source)
-    _check_parameters(spec, source, model_args)
+    entries = _check_models(spec, source)
+    _check_parameters(spec, source, entries)
     if spec.train.augment != "none" and len(info.in_shape) != 3:
         raise SpecError(
             source,
@@ -113,13 +115,13 @@ def _model_names(spec: Spec, source: str) -> list[str]:
     return values
 
 
-def _check_models(spec: Spec, source: str) -> tuple[str, ...]:
-    """Check every model the sweep can build; returns the arguments all of them take."""
+def _check_models(spec: Spec, source: str) -> list[Any]:
+    """Check every model the sweep can build and its fixed arguments; returns their entries."""
     from sweeper.models import UnknownModelError, check_model_args, get_entry, list_models
 
     names = _model_names(spec, source)
     key = "model.name" if MODEL_KEY not in spec.parameters else f"parameters.{MODEL_KEY}.values"
-    common: list[str] | None = None
+    entries = []
     for name in names:
         try:
             entry = get_entry(name)
@@ -135,16 +137,29 @@ def _check_models(spec: Spec, source: str) -> tuple[str, ...]:
             raise SpecError(
                 source, f"model.args.{bad}", f"{exc}{_did_you_mean(bad, entry.arg_names)}"
             ) from None
-        common = [a for a in entry.arg_names if common is None or a in common]
-    return tuple(common or ())
+        for arg, value in spec.model.args.items():
+            _raise_problem(source, f"model.args.{arg}", entry.arg_problem(arg, value))
+        entries.append(entry)
+    return entries
 
 
-def _check_parameters(spec: Spec, source: str, model_args: tuple[str, ...]) -> None:
+def _raise_problem(source: str, key: str, problem: tuple[str, str] | None) -> None:
+    """Raise ``problem`` (``(where, message)`` from :meth:`ArgSpec.problem`) at ``key``."""
+    if problem is not None:
+        where, message = problem
+        raise SpecError(source, f"{key}{where}", message)
+
+
+def _check_parameters(spec: Spec, source: str, entries: list[Any]) -> None:
+    model_args = tuple(a for a in entries[0].arg_names if all(a in e.arg_names for e in entries))
     valid = (*SWEEPABLE_TRAIN_KEYS, MODEL_KEY, *model_args)
     for name, param in spec.parameters.items():
         base, dot, index = name.rpartition(".")
-        if name == MODEL_KEY or (dot and index.isdigit() and base in model_args):
-            continue  # a model name, or one element of a sequence argument (channels.1)
+        if name == MODEL_KEY:
+            continue
+        if dot and index.isdigit() and base in model_args:  # one element: channels.1
+            _check_element_values(spec, source, name, param, entries)
+            continue
         if name not in valid:
             raise SpecError(
                 source,
@@ -156,18 +171,66 @@ def _check_parameters(spec: Spec, source: str, model_args: tuple[str, ...]) -> N
             )
         if name in SWEEPABLE_TRAIN_KEYS:
             _check_train_values(source, name, param)
+        else:
+            for entry in entries:
+                _check_arg_values(source, name, param, entry.arg_specs[name])
+
+
+def _candidates(param: Any) -> dict[str, Any]:
+    """The values a parameter names, by where they stand: ``value``, ``values[i]``, ``min``."""
+    kind = param.kind
+    if kind == "constant":
+        return {"value": param.value}
+    if kind == "categorical":
+        return {f"values[{i}]": v for i, v in enumerate(param.values)}
+    return {"min": param.min, "max": param.max}
+
+
+def _check_arg_values(source: str, name: str, param: Any, arg: Any, element: bool = False) -> None:
+    """Each value a swept model argument can take (a range: both ends) must pass ``arg``."""
+    check = arg.element() if element else arg
+    for where, value in _candidates(param).items():
+        problem = check.problem(value)
+        if problem and where in ("min", "max") and isinstance(value, float) and arg.kind == "int":
+            problem = (problem[0], f"{problem[1]} (an int_uniform range needs integer min and max)")
+        _raise_problem(source, f"parameters.{name}.{where}", problem)
+    if arg.kind == "int" and param.kind not in ("constant", "categorical", "int_uniform"):
+        raise SpecError(
+            source,
+            f"parameters.{name}.distribution",
+            f"{name} takes integers; expected values or int_uniform, got {param.kind}",
+        )
+
+
+def _check_element_values(
+    spec: Spec, source: str, name: str, param: Any, entries: list[Any]
+) -> None:
+    """``channels.1``: the argument must be a list with that index, each value an element."""
+    base, _, index = name.rpartition(".")
+    for entry in entries:
+        arg = entry.arg_specs[base]
+        if not arg.sequence:
+            raise SpecError(
+                source,
+                f"parameters.{name}",
+                f"{base} of {entry.name} is not a list (it takes {arg.describe()}); "
+                f"expected parameter {base}, got {name}",
+            )
+        length = len(spec.model.args.get(base, entry.defaults().get(base, ())))
+        if int(index) >= length:
+            raise SpecError(
+                source,
+                f"parameters.{name}",
+                f"{base} of {entry.name} has {length} elements; "
+                f"expected an index below {length}, got {index}",
+            )
+        _check_arg_values(source, name, param, arg, element=True)
 
 
 def _check_train_values(source: str, name: str, param: Any) -> None:
     """Each value a swept training key can take must be valid as that key."""
     kind = param.kind
-    if kind == "constant":
-        candidates = {"value": param.value}
-    elif kind == "categorical":
-        candidates = {f"values[{i}]": v for i, v in enumerate(param.values)}
-    else:
-        candidates = {"min": param.min, "max": param.max}
-    for where, value in candidates.items():
+    for where, value in _candidates(param).items():
         try:
             validate_part(TrainSpec, {name: value}, source, "")
         except SpecError as exc:
@@ -223,5 +286,4 @@ def _smoke_build(spec: Spec, source: str, info: Any) -> int:
 
 def _did_you_mean(name: str, options: Any) -> str:
     # 0.65, not difflib's 0.6: with many registered models, 0.6 offers lenet for resnet18.
-    close = difflib.get_close_matches(name.lower(), list(options), n=1, cutoff=0.65)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return did_you_mean(name.lower(), options, cutoff=0.65)

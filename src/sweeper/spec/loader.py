@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -11,8 +10,9 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from sweeper.errors import SpecError
+from sweeper.errors import SpecError, describe_value
 from sweeper.spec.schema import Spec
+from sweeper.suggest import did_you_mean
 
 
 class _Loader(yaml.SafeLoader):
@@ -36,7 +36,7 @@ def _no_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False) 
         key = loader.construct_object(key_node, deep=deep)
         if not isinstance(key, (str, int, float, bool)) and key is not None:
             raise yaml.constructor.ConstructorError(
-                None, None, f"expected a plain key, got {_kind(key)}", key_node.start_mark
+                None, None, f"expected a plain key, got {describe_value(key)}", key_node.start_mark
             )
         if key in first_line:
             raise yaml.constructor.ConstructorError(
@@ -117,7 +117,9 @@ def spec_from_dict(
     if raw is None:
         raise SpecError(source, "", "the file is empty; expected a mapping with name, model, ...")
     if not isinstance(raw, dict):
-        raise SpecError(source, "", f"expected a mapping at the top level, got {_kind(raw)}")
+        raise SpecError(
+            source, "", f"expected a mapping at the top level, got {describe_value(raw)}"
+        )
     raw = apply_overrides(raw, overrides or [], source)
     if name is not None:
         raw["name"] = name
@@ -142,18 +144,6 @@ def validate_part(model: type[BaseModel], data: Any, source: str, prefix: str) -
         return model.model_validate(data)
     except ValidationError as exc:
         raise _to_spec_error(exc, source, prefix) from None
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing (an empty value)"
-    if isinstance(value, bool):  # YAML spells it true/false (or yes/no, on/off)
-        return f"a boolean {str(value).lower()}"
-    kinds = {dict: "a mapping", list: "a list", str: "a string"}
-    for typ, word in kinds.items():
-        if isinstance(value, typ):
-            return f"{word} {value!r}" if typ is str else word
-    return f"{type(value).__name__} {value!r}"
 
 
 _EXPECTED = {
@@ -243,11 +233,11 @@ def _message(err: dict[str, Any], msg: str, loc: list[str]) -> str:
         expected = err.get("ctx", {}).get("expected", "")
         return f"expected one of {expected}, got {got!r}{_suggest(got, expected)}"
     if kind == "union_type":
-        return f"{msg}, got {_kind(got)}"
+        return f"{msg}, got {describe_value(got)}"
     if kind in ("model_type", "model_attributes_type") and loc[:1] == ["parameters"]:
-        return f"expected a mapping such as {_param_example(got)}, got {_kind(got)}"
+        return f"expected a mapping such as {_param_example(got)}, got {describe_value(got)}"
     if kind in _EXPECTED:
-        return f"{_EXPECTED[kind]}, got {_kind(got)}"
+        return f"{_EXPECTED[kind]}, got {describe_value(got)}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         ops = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<"}
         ctx = err.get("ctx", {})
@@ -259,7 +249,7 @@ def _message(err: dict[str, Any], msg: str, loc: list[str]) -> str:
         )
     if kind == "value_error":
         return msg
-    return f"{msg[:1].lower()}{msg[1:]}, got {_kind(got)}"
+    return f"{msg[:1].lower()}{msg[1:]}, got {describe_value(got)}"
 
 
 def _param_example(got: Any) -> str:
@@ -276,8 +266,7 @@ def _unknown_key(loc: list[str], err: dict[str, Any]) -> str:
     valid = _valid_keys(loc[:-1])
     hint = ""
     if valid:
-        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; expected one of {', '.join(valid)}"
+        hint = did_you_mean(key, valid) or f"; expected one of {', '.join(valid)}"
     return f"unknown key {key!r}{hint}"
 
 
@@ -328,6 +317,4 @@ def _suggest(got: Any, expected: str) -> str:
         return ""
     if got in _ALIASES and f"'{_ALIASES[got]}'" in expected:
         return f"; did you mean {_ALIASES[got]!r}?"
-    options = re.findall(r"'([^']*)'", expected)
-    close = difflib.get_close_matches(got, options, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return did_you_mean(got, re.findall(r"'([^']*)'", expected))

@@ -6,7 +6,6 @@ after that (search space, engine, trial, store, report) reads the spec, never th
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Annotated, Any, Literal, Union
 
@@ -23,6 +22,7 @@ from pydantic import (
 )
 
 from sweeper.optimizers import OPTIMIZERS
+from sweeper.suggest import did_you_mean
 
 Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]  # noqa: UP007 (a runtime alias)
 Number = Union[StrictInt, StrictFloat]  # noqa: UP007 (a runtime alias)
@@ -39,6 +39,7 @@ DISTRIBUTIONS = (
     "log_uniform_values",
     "q_uniform",
 )
+DEFAULT_METRIC = "val_acc"
 FINITE_DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "q_uniform")
 
 
@@ -132,9 +133,13 @@ class Param(_Strict):
 
 
 class Metric(_Strict):
-    """The metric the sampler optimises (W&B: ``metric: {name, goal}``)."""
+    """The metric the sampler optimises (W&B: ``metric: {name, goal}``).
 
-    name: StrictStr = "val_acc"
+    A ``metric`` block must name its metric, as W&B requires; a file with no block at all
+    optimises :data:`DEFAULT_METRIC`.
+    """
+
+    name: StrictStr
     goal: Literal["maximize", "minimize"] = "maximize"
 
     @property
@@ -222,8 +227,7 @@ class TrainSpec(_Strict):
 
 
 def _unknown_optimizer(name: str) -> str:
-    close = difflib.get_close_matches(name.lower(), list(OPTIMIZERS), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name.lower(), OPTIMIZERS)
     return f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}{hint}"
 
 
@@ -253,7 +257,7 @@ class Spec(_Strict):
     description: StrictStr = ""
     method: Literal[METHODS] = "grid"  # type: ignore[valid-type]
     sampler: Literal[SAMPLERS] | None = None  # type: ignore[valid-type]
-    metric: Metric = Field(default_factory=Metric)
+    metric: Metric = Field(default_factory=lambda: Metric(name=DEFAULT_METRIC))
     parameters: dict[str, Param] = Field(default_factory=dict)
     run_cap: Annotated[StrictInt, Field(ge=1)] | None = None
     early_terminate: EarlyTerminate | None = None
