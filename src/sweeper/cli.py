@@ -92,15 +92,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     plan = _plan(args)
     spec = plan.spec
-    if plan.n_trials is None:
-        raise SweeperError(
-            f"{args.file}: run_cap: a {spec.sampler_name} sweep needs a trial budget; "
-            "set run_cap in the file or pass --max-trials"
-        )
+    n_trials = plan.trial_budget()
     path = study_path(spec.name, args.out)
     Study.check_new(path, spec.name, args.force_new)  # before any slow work
     data = _load_data(plan)
-    study = Study.create(path, spec, args.file, plan.n_trials, force_new=args.force_new)
+    study = Study.create(path, spec, args.file, n_trials, force_new=args.force_new)
     return _run(plan, study, data, resume=False)
 
 
@@ -149,10 +145,11 @@ def _load_data(plan: Any) -> Any:
 
 def _run(plan: Any, study: Any, data: Any, resume: bool) -> int:
     """Run (or resume) ``study`` under its lock; Ctrl-C or SIGTERM leave it interrupted (130)."""
-    from sweeper.engine.tune import _sigterm_as_sigint, run_study
+    from sweeper.engine.tune import run_study
+    from sweeper.signals import sigterm_as_sigint
 
     locked = False
-    with _sigterm_as_sigint():  # from here on SIGTERM is a Ctrl-C
+    with sigterm_as_sigint():  # from here on SIGTERM is a Ctrl-C
         try:
             spec = plan.spec
             err = _console(stderr=True)
