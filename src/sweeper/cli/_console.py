@@ -16,7 +16,11 @@ def console(stderr: bool = False) -> Any:
 
 
 def fmt(value: Any) -> str:
-    """A cell's text: floats to 4 decimals (big ones whole), NaN blank."""
+    """A cell's text: floats to 4 decimals (big ones whole), missing values blank."""
+    import pandas as pd
+
+    if value is None or value is pd.NA:
+        return ""
     if isinstance(value, float):
         if value != value:  # NaN
             return ""

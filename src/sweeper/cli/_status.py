@@ -16,68 +16,73 @@ def cmd_status(args: argparse.Namespace) -> int:
     study = Study.open(args.study, args.out)
     spec = study.spec()
     if args.json:
-        df = _summary_frame(study, spec)
-        state = state_word(study)
-        resumable = state in ("interrupted", "created")
-        payload = {
-            "name": spec.name,
-            "state": state,
-            "resume": f"sweeper resume {study.path}" if resumable else None,
-            "path": str(study.path),
-            "metric": {"name": spec.metric.name, "goal": spec.metric.goal},
-            "trials": json.loads(df.to_json(orient="records")) if not df.empty else [],
-        }
-        print(json.dumps(payload, indent=2))
+        print(json.dumps(status_payload(study, spec), indent=2))
         return 0
     print_summary(study, spec)
     return 0
 
 
-def _summary_frame(study: Any, spec: Any) -> Any:
-    from sweeper.store import PARAM_PREFIX
+def trials(study: Any, spec: Any) -> Any:
+    """The study's trial table as the report reads it: results best first, then the rest."""
+    from sweeper.report import collect, trial_table
 
-    df = study.trials()
-    if df.empty:
-        return df
+    maximize = spec.metric.goal == "maximize"
+    return trial_table(collect(study), list(spec.parameters), spec.metric.name, maximize)
+
+
+def best(table: Any, spec: Any) -> dict[str, Any] | None:
+    """The best result's id and metric (:func:`sweeper.states.best_rows`), or None."""
+    from sweeper.states import best_rows, metric_value
+
     metric = spec.metric.name
-    cols = ["trial_id", "state", "epochs", "wall_s"]
-    cols += [c for c in df.columns if c.startswith(PARAM_PREFIX)]
-    cols += [
-        c for c in (metric, f"best_{metric}", "val_acc", "test_acc", "params") if c in df.columns
-    ]
-    if "error" in df.columns and df["error"].fillna("").astype(str).str.len().gt(0).any():
-        cols.append("error")
-    cols = list(dict.fromkeys(cols))
-    out = df[cols].copy()
-    # Show params by their names, unless one collides with a column (a swept `epochs`).
-    out.columns = [
-        c.removeprefix(PARAM_PREFIX) if c.removeprefix(PARAM_PREFIX) not in cols else c
-        for c in cols
-    ]
-    if metric in out.columns:
-        out = out.sort_values(metric, ascending=spec.metric.goal == "minimize", na_position="last")
-    return out
+    rows = best_rows(table.to_dict(orient="records"), metric, spec.metric.goal == "maximize", 1)
+    if not rows:
+        return None
+    return {"trial_id": str(rows[0]["trial_id"]), metric: metric_value(rows[0], metric)}
+
+
+def status_payload(study: Any, spec: Any) -> dict[str, Any]:
+    """What ``status --json`` prints: the study's state, its best result and every trial."""
+    table = trials(study, spec)
+    state = state_word(study)
+    resumable = state in ("interrupted", "created")
+    return {
+        "name": spec.name,
+        "state": state,
+        "resume": f"sweeper resume {study.path}" if resumable else None,
+        "path": str(study.path),
+        "metric": {"name": spec.metric.name, "goal": spec.metric.goal},
+        "best": best(table, spec),
+        "trials": json.loads(table.to_json(orient="records")) if not table.empty else [],
+    }
 
 
 def print_summary(study: Any, spec: Any) -> None:
-    """Print the trial table and the best trial's line (also the end of ``run``)."""
+    """Print the trial table and the best result's line (also the end of ``run``)."""
     from rich.table import Table
 
-    df = _summary_frame(study, spec)
+    table = trials(study, spec)
     out = console()
-    if df.empty:
+    if table.empty:
         out.print(f"study {spec.name} ({state_text(study)}): no trials yet")
         return
-    table = Table(title=f"study {spec.name} ({state_text(study)})", title_justify="left")
-    for col in df.columns:
-        table.add_column(str(col), justify="right" if df[col].dtype.kind in "if" else "left")
-    for _, row in df.iterrows():
-        table.add_row(*[fmt(v) for v in row])
-    out.print(table)
-    metric = spec.metric.name
-    if metric in df.columns and df[metric].notna().any():
-        best = df.iloc[0]
-        out.print(f"best {metric}: {best[metric]:.4f} (trial {best['trial_id']})")
+    shown = Table(title=f"study {spec.name} ({state_text(study)})", title_justify="left")
+    for col in table.columns:
+        shown.add_column(str(col), justify="right" if _numeric(table[col]) else "left")
+    for row in table.itertuples(index=False):
+        shown.add_row(*[fmt(v) for v in row])
+    out.print(shown)
+    top = best(table, spec)
+    if top is not None:
+        metric = spec.metric.name
+        out.print(f"best {metric}: {top[metric]:.4f} (trial {top['trial_id']})")
+
+
+def _numeric(values: Any) -> bool:
+    import pandas as pd
+
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    return kind in ("integer", "floating", "mixed-integer-float", "decimal")
 
 
 def state_word(study: Any) -> str:
