@@ -27,8 +27,6 @@ from sweeper.report import collect, context, history, write_report
 from sweeper.spec import spec_from_dict
 from sweeper.store import Study
 
-REPO = Path(__file__).resolve().parents[1]
-
 SPEC = {
     "name": "synthetic",
     "method": "random",
