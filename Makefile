@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+LINTED := src models tests benchmarks scripts
 
 .PHONY: setup demo test test-fast lint bench clean
 
@@ -19,7 +20,8 @@ demo: setup
 	$(BIN)/sweeper run sweeps/quickstart.yaml --force-new
 	$(BIN)/sweeper status quickstart
 
-test: setup
+# CI runs this (.ci/run): lint and format check first, then every test.
+test: setup lint
 	scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -q
 
@@ -27,7 +29,8 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
-	$(BIN)/ruff check src models tests
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 clean:
 	rm -rf $(VENV) runs .cache .pytest_cache

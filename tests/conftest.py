@@ -1,7 +1,10 @@
-"""Shared test set-up: offline W&B, data root, one Ray session, contained randomness."""
+"""Shared test set-up: offline W&B, data root, one Ray session, contained randomness, and
+the small sweep file (``tests/support`` holds what plain modules share, as the chaos
+harness and the benchmarks do)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from pathlib import Path
@@ -9,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+from tests.support import REPO, SHARED_DATA, write_sweep
 
 os.environ.setdefault("SWEEPER_DATA_DIR", str(SHARED_DATA))
 os.environ.setdefault("SWEEPER_CACHE_DIR", str(REPO / ".cache"))
@@ -48,6 +50,23 @@ def _restore_rng():
     random.setstate(state[0])
     np.random.set_state(state[1])
     torch.set_rng_state(state[2])
+
+
+@pytest.fixture
+def seeded(_restore_rng):
+    """Python's, NumPy's and torch's global RNGs seeded with 0 (put back afterwards)."""
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def sweep_file(tmp_path):
+    """``sweep_file(name="sweep", epochs=1, **overrides)``: the small grid sweep as a YAML
+    file in ``tmp_path`` (:func:`tests.support.sweeps.sweep_config` says how overrides merge)."""
+    return functools.partial(write_sweep, tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -2,16 +2,16 @@
 
 Every driver runs as ``python -m sweeper.cli`` in its own session with a private Ray temp
 dir; after a SIGKILL the Ray processes of that session (and only those) are killed. The
-helpers live in ``benchmarks/chaos.py`` (which runs the long form: 10 kills). The kill
-count here is ``$SWEEPER_CHAOS_KILLS`` (default 2, the short form CI runs).
+harness is ``tests/support/chaos.py`` (``benchmarks/chaos.py`` runs its long form: 10
+kills). The kill count here is ``$SWEEPER_CHAOS_KILLS`` (default 2, the short form CI runs).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,15 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from sweeper.states import TrialState
 from sweeper.store import Study
+from tests.support import REPO, chaos
+from tests.support.drivers import Driver, harness_env
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("sweeper_chaos", REPO / "benchmarks" / "chaos.py")
-chaos = importlib.util.module_from_spec(_spec)
-sys.modules["sweeper_chaos"] = chaos  # dataclasses look their module up by name
-_spec.loader.exec_module(chaos)
 
 EPOCHS = 4
 
@@ -38,9 +35,7 @@ EPOCHS = 4
 def env(data_root):
     """The drivers' environment, with a Ray temp dir of their own (removed afterwards)."""
     ray_tmp = Path(tempfile.mkdtemp(prefix="swt", dir="/tmp"))
-    yield chaos.harness_env(ray_tmp)
-    import shutil
-
+    yield harness_env(ray_tmp)
     shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
@@ -72,7 +67,7 @@ def mid_trial(study: Path) -> bool:
         rows = Study(study).trials().to_dict(orient="records")
     except Exception:  # noqa: BLE001 - not written yet
         return False
-    return any(r["state"] == "RUNNING" and 1 <= r["epochs"] <= EPOCHS - 2 for r in rows)
+    return any(r["state"] == TrialState.RUNNING and 1 <= r["epochs"] <= EPOCHS - 2 for r in rows)
 
 
 def assert_study_complete(study: Path, planned: list[tuple], epochs: int = EPOCHS) -> None:
@@ -80,7 +75,7 @@ def assert_study_complete(study: Path, planned: list[tuple], epochs: int = EPOCH
     snap = chaos.read_study(study)
     assert snap.state == "finished"
     assert sorted(snap.configs()) == sorted(planned)  # each exactly once
-    assert {r["state"] for r in snap.rows} == {"COMPLETE"}
+    assert {r["state"] for r in snap.rows} == {TrialState.COMPLETE}
     assert all(int(r["epochs"]) == epochs for r in snap.rows)
     assert all(n == 1 for n in snap.history_pairs.values()), "an epoch recorded twice"
     for r in snap.rows:
@@ -123,18 +118,18 @@ def test_sigkill_at_random_moments_then_resume_loses_and_duplicates_nothing(tmp_
     assert sum(c.redone_epochs for c in outcome.cycles) == 0
 
 
-def start(tmp_path: Path, env, widths=(16,)) -> tuple[chaos.Driver, Path, list[tuple]]:
+def start(tmp_path: Path, env, widths=(16,)) -> tuple[Driver, Path, list[tuple]]:
     sweep, planned = chaos.write_sweep(
         tmp_path, widths=widths, epochs=EPOCHS, train_size=10000, batch_size=16
     )
     out = tmp_path / "runs"
-    d = chaos.Driver(["run", str(sweep), "--out", str(out)], tmp_path / "driver.log", env, REPO)
+    d = Driver(["run", str(sweep), "--out", str(out)], tmp_path / "driver.log", env, REPO)
     return d, out / "chaos", planned
 
 
-def resume(tmp_path: Path, env) -> chaos.Driver:
+def resume(tmp_path: Path, env) -> Driver:
     out = tmp_path / "runs"
-    return chaos.Driver(["resume", "chaos", "--out", str(out)], tmp_path / "driver.log", env, REPO)
+    return Driver(["resume", "chaos", "--out", str(out)], tmp_path / "driver.log", env, REPO)
 
 
 def test_second_driver_is_refused_and_a_killed_drivers_lock_is_taken_over(tmp_path, env):
@@ -186,7 +181,9 @@ def test_one_sigint_or_sigterm_stops_cleanly_and_resume_completes(tmp_path, env,
         cli(env, "status", "chaos", "--out", str(study.parent), "--json").stdout
     )
     assert status_json["state"] == "interrupted"
-    done_before = {t["trial_id"] for t in status_json["trials"] if t["state"] == "COMPLETE"}
+    done_before = {
+        t["trial_id"] for t in status_json["trials"] if t["state"] == TrialState.COMPLETE
+    }
     if sig == signal.SIGTERM:
         return  # the same stop as SIGINT's; resuming it is the SIGINT case's job
 

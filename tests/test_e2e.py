@@ -10,30 +10,17 @@ import pytest
 
 from sweeper.cli import main
 from sweeper.store import Study
+from tests.support import REPO
 
 pytestmark = pytest.mark.slow
-
-GRID = """
-name: e2e_grid
-method: grid
-metric: {name: val_acc, goal: maximize}
-parameters:
-  width: {values: [16, 32]}
-  optimizer: {values: [adam, sgd]}
-model: {name: mlp, args: {depth: 1}}
-data: {name: fashion_mnist, train_size: 2000, val_size: 500, test_size: 500}
-train: {epochs: 1, batch_size: 128, optimizer_args: {sgd: {lr: 0.05, momentum: 0.9}}}
-resources: {cpus: 1}
-"""
 
 
 def run_cli(*argv: str) -> int:
     return main(list(argv))
 
 
-def test_grid_visits_every_cell_exactly_once(tmp_path, ray_session, data_root, capsys):
-    sweep = tmp_path / "grid.yaml"
-    sweep.write_text(GRID)
+def test_grid_visits_every_cell_exactly_once(tmp_path, sweep_file, ray_session, data_root, capsys):
+    sweep = sweep_file("e2e_grid")
     out = tmp_path / "runs"
     assert run_cli("run", str(sweep), "--out", str(out)) == 0
 
@@ -78,7 +65,7 @@ def test_seed_grid_file_with_max_trials(tmp_path, ray_session, data_root):
     out = tmp_path / "runs"
     code = run_cli(
         "run",
-        "sweeps/mlp_grid.yaml",
+        str(REPO / "sweeps" / "mlp_grid.yaml"),
         "--max-trials",
         "4",
         "--out",

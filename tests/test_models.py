@@ -23,14 +23,7 @@ from sweeper.models import (
 BATCH = 2  # batch norm in training mode needs more than one example
 SEGMENTATION_FAMILIES = {"unet"}
 
-
-@pytest.fixture(autouse=True)
-def _contained_rng():
-    """Seed torch for each test and give the previous RNG state back afterwards."""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(0)
-    yield
-    torch.random.set_rng_state(state)
+pytestmark = pytest.mark.usefixtures("seeded")  # every test from the same weights
 
 
 def _build(name: str, **args):

@@ -27,8 +27,6 @@ from sweeper.report import collect, context, history, write_report
 from sweeper.spec import spec_from_dict
 from sweeper.store import Study
 
-REPO = Path(__file__).resolve().parents[1]
-
 SPEC = {
     "name": "synthetic",
     "method": "random",
@@ -141,6 +139,51 @@ def test_epochs_to_threshold_and_problems(synthetic):
     assert probs.loc["t010", "state"] == "PRUNED"
     assert probs.loc["t009", "state"] == "COMPLETE (diverged)"
     assert list(probs.index[:2]) == ["t011", "t010"]  # failures first
+
+
+def with_a_pruned_leader(study: Study) -> Study:
+    """``study`` with its pruned trial (t010) given the best metric of all: never a result."""
+    df = study.trials()
+    df.loc[df["trial_id"] == "t010", "val_acc"] = 0.99
+    study.write_trials(df.to_dict(orient="records"))
+    return study
+
+
+def test_trial_table_has_results_best_first_then_the_other_trials(tmp_path):
+    df = collect(with_a_pruned_leader(make_study(tmp_path)))
+    df.loc[df["trial_id"] == "t003", "state"] = "RUNNING"  # a trial still training
+    table = S.trial_table(df, ["width", "optimizer", "lr"], "val_acc", maximize=True)
+    assert len(table) == len(df) and table["state"].tolist()[-3:] == ["RUNNING", "PRUNED", "FAIL"]
+    results = table[table["state"] == "COMPLETE"]
+    assert results["val_acc"].is_monotonic_decreasing and len(results) == 9
+    assert list(table.columns[:7]) == ["trial_id", "state", "epochs", "wall_s", "width",
+                                       "optimizer", "lr"]  # fmt: skip
+    best = S.best_trials(df, ["width", "optimizer", "lr"], "val_acc", True, k=3)
+    assert best["trial_id"].tolist() == table["trial_id"].tolist()[:3]
+    assert list(best.columns[:3]) == ["rank", "trial_id", "val_acc"]
+    lowest = S.trial_table(df, [], "val_acc", maximize=False)
+    assert lowest["val_acc"].iloc[0] == results["val_acc"].min()
+
+
+def test_a_swept_parameter_named_like_a_column_keeps_its_prefix():
+    df = pd.DataFrame({"trial_id": ["a", "b"], "state": ["COMPLETE"] * 2, "epochs": [3, 5],
+                       "config/epochs": [3, 5], "val_acc": [0.5, 0.7]})  # fmt: skip
+    table = S.trial_table(df, ["epochs"], "val_acc", maximize=True)
+    assert list(table.columns) == ["trial_id", "state", "epochs", "config/epochs", "val_acc"]
+    assert table["trial_id"].tolist() == ["b", "a"]
+
+
+def test_status_never_picks_a_pruned_trial_as_best(tmp_path, capsys):
+    study = with_a_pruned_leader(make_study(tmp_path))
+    assert main(["status", str(study.path), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["best"]["trial_id"] == status["trials"][0]["trial_id"] != "t010"
+    assert [t["state"] for t in status["trials"]][-2:] == ["PRUNED", "FAIL"]
+    assert main(["status", str(study.path)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"best val_acc: {status['best']['val_acc']:.4f} (trial {status['best']['trial_id']})" in out
+    )
 
 
 def test_missing_grid_cells_are_listed():

@@ -14,31 +14,19 @@ from sweeper.cli import main
 from sweeper.store import Study
 from sweeper.tracking import run_id
 from sweeper.tracking.offline import offline_runs
+from tests.support import write_sweep
 
 pytestmark = pytest.mark.slow
 
 SECRET = "sweeper-e2e-secret-" + "7" * 21  # a W&B-key-shaped marker that must not leak
 
-SWEEP = """
-name: e2e_results
-method: grid
-metric: {name: val_acc, goal: maximize}
-parameters:
-  width: {values: [16, 32]}
-  optimizer: {values: [adam, sgd]}
-model: {name: mlp, args: {depth: 1}}
-data: {name: fashion_mnist, train_size: 2000, val_size: 500, test_size: 500}
-train: {epochs: 2, batch_size: 128, optimizer_args: {sgd: {lr: 0.05, momentum: 0.9}}}
-resources: {cpus: 1}
-wandb: {mode: offline, tags: [e2e, grid]}
-"""
-
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, ray_session, data_root) -> Study:
     root = tmp_path_factory.mktemp("results")
-    sweep = root / "sweep.yaml"
-    sweep.write_text(SWEEP)
+    sweep = write_sweep(
+        root, "e2e_results", epochs=2, wandb={"mode": "offline", "tags": ["e2e", "grid"]}
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WANDB_API_KEY", SECRET)
         assert main(["run", str(sweep), "--out", str(root / "runs")]) == 0

@@ -23,19 +23,6 @@ from sweeper.engine.trainable import STATE_FILE, newest_checkpoint
 from sweeper.spec import load_spec
 from sweeper.store import Study
 
-SWEEP = """\
-name: rs
-method: grid
-metric: {name: val_acc, goal: maximize}
-parameters:
-  width: {values: [16, 32]}
-  optimizer: {values: [adam, sgd]}
-model: {name: mlp}
-data: {name: fashion_mnist, train_size: 2000, val_size: 500, test_size: 500}
-train: {epochs: 4}
-"""
-
-
 # -- Ray's snapshot ----------------------------------------------------------------------
 
 
@@ -140,11 +127,10 @@ def result(epoch, val_acc):
     return {"epoch": epoch, "val_acc": val_acc, "train_loss": 1.0 / epoch, "time_total_s": 1.0}
 
 
-def test_resume_reconciles_the_table_history_and_optuna_db_with_ray(tmp_path, capsys):
+def test_resume_reconciles_the_table_history_and_optuna_db_with_ray(tmp_path, sweep_file):
     from sweeper.engine.callbacks import StudyCallback
 
-    (tmp_path / "rs.yaml").write_text(SWEEP)
-    study = Study.create(tmp_path / "rs", load_spec(str(tmp_path / "rs.yaml")), "rs.yaml", 4)
+    study = Study.create(tmp_path / "rs", load_spec(sweep_file("rs", epochs=4)), "rs.yaml", 4)
     cb = StudyCallback(study.path, 4)
     a = fake_trial("a", 16, "adam", "RUNNING")  # finishes, but after Ray's last snapshot
     b = fake_trial("b", 16, "sgd", "RUNNING")  # its last result recorded, not its end
@@ -222,9 +208,8 @@ def test_a_sigkilled_holders_lock_is_free_though_its_children_live(tmp_path):
         proc.stdout.close()
 
 
-def test_reset_results_forgets_every_trial(tmp_path):
-    (tmp_path / "rs.yaml").write_text(SWEEP)
-    study = Study.create(tmp_path / "rs", load_spec(str(tmp_path / "rs.yaml")), "rs.yaml", 4)
+def test_reset_results_forgets_every_trial(tmp_path, sweep_file):
+    study = Study.create(tmp_path / "rs", load_spec(sweep_file("rs", epochs=4)), "rs.yaml", 4)
     (study.tune_dir / "ray_trainable_a").mkdir(parents=True)
     (study.tune_dir / "tuner.pkl").write_bytes(b"x")
     study.write_trials([{"trial_id": "a", "state": "RUNNING"}])

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from sweeper.cli import main
+from tests.support import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
-BAD = sorted((ROOT / "tests" / "specs" / "bad").glob("*.yaml"))
-GOOD = sorted((ROOT / "sweeps").glob("*.yaml"))
+BAD = sorted((REPO / "tests" / "specs" / "bad").glob("*.yaml"))
+GOOD = sorted((REPO / "sweeps").glob("*.yaml"))
 EXPECT = "# expect: "
 
 
@@ -82,7 +82,7 @@ def test_directory_instead_of_file(tmp_path: Path, capsys: pytest.CaptureFixture
 
 # -- --set overrides ---------------------------------------------------------------------
 
-GRID = str(ROOT / "sweeps" / "mlp_grid.yaml")
+GRID = str(REPO / "sweeps" / "mlp_grid.yaml")
 
 
 @pytest.mark.parametrize("item", ["foo", "=1", "train..epochs=1", ".epochs=1"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import copy
 import pickle
 import sys
 
@@ -12,23 +12,20 @@ from sweeper.spec import spec_from_dict
 from sweeper.store import Study
 from sweeper.tracking import TrackerSettings, WandbTracker, run_config, run_id
 from sweeper.tracking.offline import offline_runs
+from tests.support import sweep_config
 
-SPEC = {
-    "name": "track",
-    "metric": {"name": "val_acc", "goal": "maximize"},
-    "parameters": {
-        "width": {"values": [16, 32]},
-        "optimizer": {"values": ["adam", "sgd"]},
-        "activation": {"value": "relu"},
-    },
-    "model": {"name": "mlp", "args": {"depth": 2}},
-    "train": {"epochs": 2, "optimizer_args": {"sgd": {"lr": 0.05, "momentum": 0.9}}},
-    "wandb": {"tags": ["unit", "mlp"]},
-}
+# The small sweep, with a constant parameter and W&B tags.
+SPEC = sweep_config(
+    "track",
+    epochs=2,
+    parameters={"activation": {"value": "relu"}},
+    model={"args": {"depth": 2}},
+    wandb={"tags": ["unit", "mlp"]},
+)
 
 
 def spec(**changes):
-    return spec_from_dict({**json.loads(json.dumps(SPEC)), **changes}, "track.yaml")
+    return spec_from_dict({**copy.deepcopy(SPEC), **changes}, "track.yaml")
 
 
 def tracker(tmp_path, mode="offline") -> WandbTracker:

@@ -40,6 +40,17 @@ class Plan:
     n_trials: int | None
     first_params: int
 
+    def trial_budget(self) -> int:
+        """The trials a run makes; a one-line :class:`SpecError` when nothing bounds them."""
+        if self.n_trials is None:
+            raise SpecError(
+                self.source,
+                "run_cap",
+                f"a {self.spec.sampler_name} sweep needs a trial budget; "
+                "set run_cap in the file or pass --max-trials",
+            )
+        return self.n_trials
+
 
 def resolve_data_root(spec: Spec, data_dir: str | None) -> str:
     """``--data-dir``, else the file's ``data.root``, else ``$SWEEPER_DATA_DIR``, else ./data."""

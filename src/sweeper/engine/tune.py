@@ -7,17 +7,16 @@ study's own files (trial table, history, optuna.db) are written by the driver ca
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import signal
 import warnings
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from sweeper.errors import SweeperError
 from sweeper.plan import Plan
+from sweeper.signals import sigterm_as_sigint
 from sweeper.spec import Spec
 from sweeper.states import TrialState, counts
 from sweeper.store import Study
@@ -159,35 +158,6 @@ def build_tuner(plan: Plan, study: Study, trainable: Any, callbacks: list[Any]) 
     )
 
 
-@contextlib.contextmanager
-def _sigterm_as_sigint() -> Iterator[Callable[[], None]]:
-    """SIGTERM stops a run the way the first Ctrl-C does.
-
-    Inside ``tuner.fit()`` that is Ray Tune's SIGINT handler (stop cleanly, snapshot, return);
-    before it, Python's (KeyboardInterrupt). Yields ``rearm()``: ``ray.init`` installs its own
-    SIGTERM handler (``sys.exit``), so the forwarding is set again after it.
-    """
-
-    def forward(signum: int, frame: Any) -> None:
-        handler = signal.getsignal(signal.SIGINT)
-        if callable(handler):
-            handler(signal.SIGINT, frame)
-
-    def rearm() -> None:
-        with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, forward)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, forward)
-    except ValueError:  # not the main thread
-        yield lambda: None
-        return
-    try:
-        yield rearm
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> RunResult:
     """Run (or, with ``resume``, continue) every planned trial of ``plan`` into ``study``.
 
@@ -205,10 +175,7 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
     from sweeper.engine.snapshot import usable_snapshot
 
     spec = plan.spec
-    if plan.n_trials is None:
-        raise SweeperError(
-            f"{plan.source}: run_cap: a {spec.sampler_name} sweep needs a trial budget"
-        )
+    plan.trial_budget()  # a one-line error when nothing bounds the trials
     ray_env(spec)
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = snapshot_period(plan.n_trials)  # read by fit()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -216,7 +183,7 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
     # intermediate value of a step it has, and says so): expected, not the user's concern.
     warnings.filterwarnings("ignore", message="The reported value is ignored because this")
     started = False
-    with _sigterm_as_sigint() as rearm:
+    with sigterm_as_sigint() as rearm:
         try:
             study.set_state("running", pid=os.getpid(), n_trials=plan.n_trials)
             started = init_ray(spec.resources.num_cpus or os.cpu_count() or 1)

@@ -13,6 +13,7 @@ from sweeper.errors import SweeperError
 from sweeper.report._build import Section, Table, build
 from sweeper.report._collect import ReportContext, collect, context, history
 from sweeper.report._importance import importance
+from sweeper.report._summary import trial_table
 from sweeper.report._write import markdown_table, render_html, render_markdown, write_csv
 from sweeper.store import Study, atomic_write
 
@@ -65,6 +66,7 @@ __all__ = [
     "markdown_table",
     "render_html",
     "render_markdown",
+    "trial_table",
     "write_csv",
     "write_report",
 ]

@@ -13,9 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from sweeper.states import TrialState
 from sweeper.store import PARAM_PREFIX, Study
-
-STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "PENDING")
 
 
 @dataclass(frozen=True)
@@ -75,14 +74,14 @@ def collect(study: Study) -> pd.DataFrame:
     """The trial table, one row per trial, with each ``config/<param>`` typed by the spec.
 
     Categorical values come back as the spec wrote them (CSV makes ``[16, auto]`` all
-    text); ``state`` is always filled; ``error`` is text.
+    text); ``state`` is always a :class:`TrialState` name; ``error`` is text.
     """
     ctx = context(study)
     df = study.trials().copy()
     for col in ("state", "error"):
         if col not in df.columns:
             df[col] = ""
-    df["state"] = df["state"].fillna("PENDING").astype(str)
+    df["state"] = df["state"].map(lambda s: TrialState.of(s).value)  # unknown: PENDING
     df["error"] = df["error"].fillna("").astype(str)
     df["trial_id"] = df["trial_id"].astype(str)
     if ctx.metric not in df.columns:  # no trial reported yet (or every one failed first)

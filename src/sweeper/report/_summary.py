@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sweeper.states import TrialState, best_rows, is_result
 from sweeper.store import PARAM_PREFIX
 
 # A continuous parameter with more distinct values than this is binned for tables.
@@ -20,6 +21,16 @@ MAX_LEVELS = 8
 BINS = 5
 # Pairs of parameters shown (the first ones, in the spec's order).
 MAX_PAIRS = 15
+# A trial table's metric columns after the main metric and its best (those recorded).
+TABLE_METRICS = ("val_acc", "test_acc", "test_loss", "params")
+# The order of the trials that are not results, after the results (best first).
+OTHERS_ORDER = (
+    TrialState.RUNNING,
+    TrialState.PRUNED,
+    TrialState.COMPLETE,  # without a finite metric
+    TrialState.FAIL,
+    TrialState.PENDING,
+)
 
 
 def col(param: str) -> str:
@@ -27,23 +38,64 @@ def col(param: str) -> str:
 
 
 def finished(df: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Trials that trained all their epochs and have a finite metric (tables use these)."""
+    """The results: trials that trained all their epochs and have a finite metric
+    (:func:`sweeper.states.is_result`); tables and plots use these."""
     if df.empty or metric not in df.columns:
         return df.iloc[0:0]
-    ok = (df["state"] == "COMPLETE") & np.isfinite(pd.to_numeric(df[metric], errors="coerce"))
-    return df[ok]
+    ok = [is_result(row, metric) for row in df.to_dict(orient="records")]
+    return df[pd.Series(ok, index=df.index, dtype=bool)]
+
+
+def trial_table(df: pd.DataFrame, params: list[str], metric: str, maximize: bool) -> pd.DataFrame:
+    """Every trial, one row each, in the order of :func:`sweeper.states.best_rows`.
+
+    The results (COMPLETE with a finite ``metric``) come first, best first; then the other
+    trials in :data:`OTHERS_ORDER` (RUNNING, PRUNED, FAIL, PENDING), each in table order.
+    Columns: ``trial_id``, ``state``, ``epochs``, ``wall_s``, the ``params`` by their names
+    (``config/<name>`` where a name is taken, as by a swept ``epochs``), ``metric``, its
+    best, :data:`TABLE_METRICS`, and ``error`` when any trial has one; only those recorded.
+    ``sweeper status`` prints this table; the report's best trials are its first rows.
+    """
+    rows = df.to_dict(orient="records")
+    for i, row in enumerate(rows):
+        row[_POSITION] = i
+    best = [row[_POSITION] for row in best_rows(rows, metric, maximize)]
+    taken = set(best)
+    rank = {state: i for i, state in enumerate(OTHERS_ORDER)}
+    rest = sorted(
+        (i for i in range(len(rows)) if i not in taken),
+        key=lambda i: rank[TrialState.of(rows[i].get("state"))],
+    )
+    cols = ["trial_id", "state", "epochs", "wall_s", *(col(p) for p in params)]
+    cols += [metric, f"best_{metric}", *TABLE_METRICS]
+    if "error" in df.columns and df["error"].fillna("").astype(str).str.len().gt(0).any():
+        cols.append("error")
+    cols = [c for c in dict.fromkeys(cols) if c in df.columns]
+    out = df.iloc[best + rest][cols].reset_index(drop=True)
+
+    def name(c: str) -> str:
+        bare = c.removeprefix(PARAM_PREFIX)
+        return bare if c.startswith(PARAM_PREFIX) and bare not in cols else c
+
+    return out.rename(columns=name)
+
+
+_POSITION = "__position"  # a row's place in the table, carried through best_rows
 
 
 def best_trials(
     df: pd.DataFrame, params: list[str], metric: str, maximize: bool, k: int = 10
 ) -> pd.DataFrame:
-    """The ``k`` best finished trials, best first, with their configs and key metrics."""
-    done = finished(df, metric).sort_values(metric, ascending=not maximize).head(k)
-    extra = [c for c in (f"best_{metric}", "test_acc", "test_loss", "params") if c in df.columns]
-    cols = ["trial_id", metric, *extra, "epochs", "wall_s", *(col(p) for p in params)]
-    out = done[[c for c in dict.fromkeys(cols) if c in done.columns]].copy()
+    """The ``k`` best results, best first (the first rows of :func:`trial_table`), with
+    their configs and key metrics."""
+    table = trial_table(df, params, metric, maximize)
+    top = table.head(min(k, len(finished(df, metric))))
+    shown = [col(p) if col(p) in table.columns else p for p in params]
+    extra = (f"best_{metric}", "test_acc", "test_loss", "params")
+    cols = ["trial_id", metric, *extra, "epochs", "wall_s", *shown]
+    out = top[[c for c in dict.fromkeys(cols) if c in top.columns]].copy()
     out.insert(0, "rank", range(1, len(out) + 1))
-    return out.rename(columns=lambda c: c.removeprefix(PARAM_PREFIX)).reset_index(drop=True)
+    return out.reset_index(drop=True)
 
 
 def repeat_values(df: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -166,11 +218,16 @@ def problems(df: pd.DataFrame, params: list[str]) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=["trial_id", "state", "epochs", "error"])
     diverged = pd.to_numeric(df.get("diverged", pd.Series(0, index=df.index)), errors="coerce")
-    bad = (df["state"] != "COMPLETE") | (diverged.fillna(0) > 0)
+    complete = df["state"].map(TrialState.of) == TrialState.COMPLETE
+    bad = ~complete | (diverged.fillna(0) > 0)
     out = df.loc[bad, ["trial_id", "state", "epochs", "error", *(col(p) for p in params)]].copy()
     out.loc[diverged[bad].fillna(0) > 0, "state"] = out["state"] + " (diverged)"
-    order = {"FAIL": 0, "PRUNED": 1}
-    out = out.sort_values("state", key=lambda s: s.str.split().str[0].map(order).fillna(2))
+    order = {TrialState.FAIL: 0, TrialState.PRUNED: 1}  # then the rest
+
+    def key(states: pd.Series) -> pd.Series:
+        return states.str.split().str[0].map(lambda s: order.get(TrialState.of(s), 2))
+
+    out = out.sort_values("state", key=key, kind="stable")
     return out.rename(columns=lambda c: c.removeprefix(PARAM_PREFIX)).reset_index(drop=True)
 
 

@@ -1,0 +1,143 @@
+"""``sweeper check``, ``run`` and ``resume``: from a sweep file (or a study) to trials."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from sweeper.cli._console import console
+from sweeper.cli._status import print_summary
+from sweeper.errors import SweeperError
+
+
+def run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--force-new",
+        action="store_true",
+        help="delete an existing study of the same name and start over",
+    )
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate a sweep file without running it; print the size of the search space."""
+    plan = _plan(args)
+    spec = plan.spec
+    size = "continuous (infinite)" if plan.space_size is None else f"{plan.space_size} configs"
+    trials = (
+        plan.n_trials if plan.n_trials is not None else "unbounded: set run_cap or --max-trials"
+    )
+    out = console()
+    out.print(f"{args.file}: ok")
+    out.print(f"  study        {spec.name}")
+    out.print(f"  search space {size} over {len(spec.parameters)} parameters")
+    out.print(f"  sampler      {spec.sampler_name} (method {spec.method})")
+    out.print(f"  trials       {trials}")
+    out.print(f"  metric       {spec.metric.name} ({spec.metric.goal})")
+    out.print(f"  model        {spec.model.name} ({plan.first_params:,} parameters, first config)")
+    out.print(f"  data         {spec.data.name} from {spec.data.root}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a whole study: every planned trial, results into the study folder."""
+    from sweeper.store import Study, study_path
+
+    plan = _plan(args)
+    spec = plan.spec
+    n_trials = plan.trial_budget()
+    path = study_path(spec.name, args.out)
+    Study.check_new(path, spec.name, args.force_new)  # before any slow work
+    data = _load_data(plan)
+    study = Study.create(path, spec, args.file, n_trials, force_new=args.force_new)
+    return _run(plan, study, data, resume=False)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Continue an interrupted study: finished trials stay, running ones resume, none repeat."""
+    from sweeper.plan import make_plan
+    from sweeper.store import Study
+
+    study = Study.open(args.study, args.out)
+    study.check_free()  # another driver holds it: refuse now, naming its pid
+    meta = study.meta()
+    if meta.get("state") == "finished":
+        console().print(f"study {study.name} is finished: nothing to resume ({study.path})")
+        return 0
+    if meta.get("state") == "running" and study.driver_alive():
+        raise SweeperError(
+            f"{study.path}: study is running (driver pid {meta.get('pid')}); nothing to resume"
+        )
+    spec = study.spec()
+    if args.wandb and args.wandb != spec.wandb.mode:
+        spec = _set_wandb_mode(study, spec, args.wandb)
+    plan = make_plan(
+        spec, str(study.path / "spec.yaml"), data_dir=args.data_dir, max_trials=meta.get("n_trials")
+    )
+    data = _load_data(plan)
+    return _run(plan, study, data, resume=True)
+
+
+def _plan(args: argparse.Namespace) -> Any:
+    from sweeper.plan import make_plan
+    from sweeper.spec import load_spec
+
+    overrides = list(args.overrides)
+    if getattr(args, "wandb", None):
+        overrides.append(f"wandb.mode={args.wandb}")
+    spec = load_spec(args.file, overrides, name=args.name)
+    return make_plan(spec, args.file, data_dir=args.data_dir, max_trials=args.max_trials)
+
+
+def _set_wandb_mode(study: Any, spec: Any, mode: str) -> Any:
+    """Record a new W&B mode in the saved spec (the W&B callback reads it on resume)."""
+    from sweeper.store import atomic_write, dump_spec
+
+    spec = spec.model_copy(update={"wandb": spec.wandb.model_copy(update={"mode": mode})})
+    atomic_write(study.path / "spec.yaml", dump_spec(spec))
+    return spec
+
+
+def _load_data(plan: Any) -> Any:
+    from sweeper.data import DataError, load_splits
+
+    try:
+        return load_splits(plan.spec.data, plan.spec.data.root)
+    except DataError as exc:
+        raise SweeperError(f"{plan.source}: data: {exc}") from None
+
+
+def _run(plan: Any, study: Any, data: Any, resume: bool) -> int:
+    """Run (or resume) ``study`` under its lock; Ctrl-C or SIGTERM leave it interrupted (130)."""
+    from sweeper.engine.tune import run_study
+    from sweeper.signals import sigterm_as_sigint
+
+    locked = False
+    with sigterm_as_sigint():  # from here on SIGTERM is a Ctrl-C
+        try:
+            spec = plan.spec
+            err = console(stderr=True)
+            sizes = data.sizes()
+            verb = "resuming" if resume else "study"
+            err.print(
+                f"{verb} {spec.name}: {plan.n_trials} trials of {spec.model.name} on "
+                f"{spec.data.name} ({sizes['train']}/{sizes['val']}/{sizes['test']} "
+                f"train/val/test) -> {study.path}"
+            )
+            with study.lock():
+                locked = True
+                result = run_study(plan, study, data, resume=resume)
+        except KeyboardInterrupt:
+            # Stopped before (or while) Ray Tune ran: the study is resumable; say so.
+            if locked or study.holder() is None:
+                study.set_state("interrupted", pid=None)
+            print(f"interrupted; continue with `sweeper resume {study.path}`", file=sys.stderr)
+            raise
+    print_summary(study, spec)
+    if result.interrupted:
+        err.print(
+            f"interrupted: {result.finished + result.failed}/{result.total} trials done; "
+            f"continue with `sweeper resume {study.path}`"
+        )
+        return 130
+    return 0

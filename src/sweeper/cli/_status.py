@@ -1,0 +1,101 @@
+"""``sweeper status``: a study's trial table, its best trial so far and its state."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from sweeper.cli._console import console, fmt
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show a study's trial table and its best trial so far."""
+    from sweeper.store import Study
+
+    study = Study.open(args.study, args.out)
+    spec = study.spec()
+    if args.json:
+        print(json.dumps(status_payload(study, spec), indent=2))
+        return 0
+    print_summary(study, spec)
+    return 0
+
+
+def trials(study: Any, spec: Any) -> Any:
+    """The study's trial table as the report reads it: results best first, then the rest."""
+    from sweeper.report import collect, trial_table
+
+    maximize = spec.metric.goal == "maximize"
+    return trial_table(collect(study), list(spec.parameters), spec.metric.name, maximize)
+
+
+def best(table: Any, spec: Any) -> dict[str, Any] | None:
+    """The best result's id and metric (:func:`sweeper.states.best_rows`), or None."""
+    from sweeper.states import best_rows, metric_value
+
+    metric = spec.metric.name
+    rows = best_rows(table.to_dict(orient="records"), metric, spec.metric.goal == "maximize", 1)
+    if not rows:
+        return None
+    return {"trial_id": str(rows[0]["trial_id"]), metric: metric_value(rows[0], metric)}
+
+
+def status_payload(study: Any, spec: Any) -> dict[str, Any]:
+    """What ``status --json`` prints: the study's state, its best result and every trial."""
+    table = trials(study, spec)
+    state = state_word(study)
+    resumable = state in ("interrupted", "created")
+    return {
+        "name": spec.name,
+        "state": state,
+        "resume": f"sweeper resume {study.path}" if resumable else None,
+        "path": str(study.path),
+        "metric": {"name": spec.metric.name, "goal": spec.metric.goal},
+        "best": best(table, spec),
+        "trials": json.loads(table.to_json(orient="records")) if not table.empty else [],
+    }
+
+
+def print_summary(study: Any, spec: Any) -> None:
+    """Print the trial table and the best result's line (also the end of ``run``)."""
+    from rich.table import Table
+
+    table = trials(study, spec)
+    out = console()
+    if table.empty:
+        out.print(f"study {spec.name} ({state_text(study)}): no trials yet")
+        return
+    shown = Table(title=f"study {spec.name} ({state_text(study)})", title_justify="left")
+    for col in table.columns:
+        shown.add_column(str(col), justify="right" if _numeric(table[col]) else "left")
+    for row in table.itertuples(index=False):
+        shown.add_row(*[fmt(v) for v in row])
+    out.print(shown)
+    top = best(table, spec)
+    if top is not None:
+        metric = spec.metric.name
+        out.print(f"best {metric}: {top[metric]:.4f} (trial {top['trial_id']})")
+
+
+def _numeric(values: Any) -> bool:
+    import pandas as pd
+
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    return kind in ("integer", "floating", "mixed-integer-float", "decimal")
+
+
+def state_word(study: Any) -> str:
+    """The study's state; a 'running' study whose driver is gone is 'interrupted'."""
+    state = study.meta().get("state", "?")
+    return "interrupted" if state == "running" and not study.driver_alive() else state
+
+
+def state_text(study: Any) -> str:
+    """The study's state, saying when a 'running' study's driver is in fact gone."""
+    state = study.meta().get("state", "?")
+    if state == "running" and not study.driver_alive():
+        state = "interrupted: its driver is gone"
+    if state.startswith("interrupted") or state == "created":
+        state += f"; continue with `sweeper resume {study.path}`"
+    return state

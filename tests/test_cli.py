@@ -1,0 +1,63 @@
+"""The command line's shape: the table of subcommands, shared flags, --debug, usage errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from sweeper.cli import COMMANDS, build_parser, main
+from sweeper.errors import SpecError
+
+
+@pytest.mark.parametrize(
+    "argv", [["--debug", "check", "nope.yaml"], ["check", "nope.yaml", "--debug"]]
+)
+def test_debug_before_or_after_the_subcommand_shows_the_traceback(argv, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpecError, match="no such file"):
+        main(argv)
+
+
+def test_without_debug_an_error_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "nope.yaml"]) == 2
+    assert capsys.readouterr().err == "sweeper: error: nope.yaml: no such file\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["run"], ["run", "x.yaml", "--max-trials", "many"], ["resume", "s", "--json"], ["nope"]],
+    ids=["missing-file", "bad-int", "resume-json", "unknown-command"],
+)
+def test_a_usage_error_is_one_error_line_after_the_usage_exit_2(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: sweeper")
+    errors = [line for line in err.splitlines() if line.startswith("sweeper: error: ")]
+    assert len(errors) == 1 and err.endswith(errors[0] + "\n")
+    assert "Traceback" not in err
+
+
+def test_every_subcommand_has_help_and_a_description(capsys):
+    parser = build_parser()
+    for name, cmd in COMMANDS.items():
+        assert cmd.help and cmd.handler.__doc__, name
+        with pytest.raises(SystemExit) as exit_:
+            parser.parse_args([name, "--help"])
+        assert exit_.value.code == 0
+        assert f"usage: sweeper {name}" in capsys.readouterr().out
+
+
+def test_shared_flags_parse_the_same_everywhere():
+    parser = build_parser()
+    run = parser.parse_args(["run", "f.yaml", "--set", "a=1", "--max-trials", "3", "--out", "o"])
+    check = parser.parse_args(["check", "f.yaml", "--set", "a=1", "--max-trials", "3"])
+    for args in (run, check):
+        assert (args.file, args.overrides, args.max_trials) == ("f.yaml", ["a=1"], 3)
+    assert run.out == "o" and run.debug is False
+    resume = parser.parse_args(["--debug", "resume", "s", "--data-dir", "d", "--wandb", "disabled"])
+    assert (resume.study, resume.data_dir, resume.wandb, resume.debug) == (
+        "s",
+        "d",
+        "disabled",
+        True,
+    )
