@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -104,9 +105,16 @@ def _record_all(mirror: OptunaMirror, book: Any, ended: list[str]) -> None:
         )
 
 
+# Per-class and per-repeat columns stay in the trial table: each user attribute is a row
+# (and most of the cost of adding a trial) in Optuna's database.
+_DETAIL = re.compile(r"(_class\d+|_r\d+|_std)$")
+
+
 def _scalars(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: (v.value if isinstance(v, TrialState) else v)
         for k, v in row.items()
-        if isinstance(v, (int, float, str, bool)) and not k.startswith("config/")
+        if isinstance(v, (int, float, str, bool))
+        and not k.startswith("config/")
+        and not _DETAIL.search(k)
     }

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from sweeper.space import constants
-from sweeper.states import TrialState, best_value, counts
+from sweeper.states import TrialState, best_value, counts, is_result, metric_value
 from sweeper.store import PARAM_PREFIX, Study
 
 # Keys Ray adds to every result that the trial table does not need.
@@ -41,6 +41,7 @@ class TrialBook:
         self.curves: dict[str, dict[int, float]] = {}
         self._next_number = 0
         self._load(study)
+        self._recount()
 
     def _load(self, study: Study) -> None:
         """Continue from the study's files (empty for a new study)."""
@@ -63,7 +64,7 @@ class TrialBook:
             self.rows[trial.trial_id] = {
                 "trial_id": trial.trial_id,
                 "number": self._next_number,
-                "state": TrialState.PENDING,
+                "state": TrialState.PENDING,  # counted below
                 "epochs": 0,
                 "wall_s": 0.0,
                 "startup_s": 0.0,
@@ -71,12 +72,28 @@ class TrialBook:
                 **{f"{PARAM_PREFIX}{k}": v for k, v in config.items()},
             }
             self._next_number += 1
+            self._counts[TrialState.PENDING] += 1
         return self.rows[trial.trial_id]
 
     def start(self, trial: Any) -> dict[str, Any]:
         row = self.row(trial)
-        row["state"] = TrialState.RUNNING
+        self._set_state(row, TrialState.RUNNING)
         return row
+
+    def _set_state(self, row: dict[str, Any], state: TrialState) -> None:
+        """Move a row to ``state``, keeping the counts and the best result current."""
+        self._counts[TrialState.of(row["state"])] -= 1
+        self._counts[state] += 1
+        row["state"] = state
+        value = metric_value(row, self.metric)
+        if is_result(row, self.metric) and (
+            self._best is None or (value > self._best if self.maximize else value < self._best)
+        ):
+            self._best = value
+
+    def _recount(self) -> None:
+        self._counts = counts(r["state"] for r in self.rows.values())
+        self._best = best_value(self.rows.values(), self.metric, self.maximize)
 
     def planned_epochs(self, trial: Any) -> int:
         return int((trial.config or {}).get("epochs", self.spec.train.epochs))
@@ -86,7 +103,7 @@ class TrialBook:
         row = self.row(trial)
         metrics = metrics_of(result)
         row.update({k: v for k, v in metrics.items() if k not in _TIME_KEYS})
-        row["state"] = TrialState.RUNNING
+        self._set_state(row, TrialState.RUNNING)
         row["epochs"] = int(metrics.get("epoch", row["epochs"]))
         total = float(result.get("time_total_s", 0.0) or 0.0)
         train = float(metrics.get("train_s", row["wall_s"]) or 0.0)
@@ -104,11 +121,12 @@ class TrialBook:
         (a diverged trial is not), else COMPLETE."""
         row = self.row(trial)
         if error is not None:
-            row.update(state=TrialState.FAIL, error=error)
+            row["error"] = error
+            self._set_state(row, TrialState.FAIL)
         elif row["epochs"] < self.planned_epochs(trial) and not row.get("diverged"):
-            row["state"] = TrialState.PRUNED
+            self._set_state(row, TrialState.PRUNED)
         else:
-            row["state"] = TrialState.COMPLETE
+            self._set_state(row, TrialState.COMPLETE)
         row["ended_at"] = round(time.time(), 3)
         return row
 
@@ -124,6 +142,7 @@ class TrialBook:
         for trial_id in dropped:
             del self.rows[trial_id]
             self.curves.pop(trial_id, None)
+        self._recount()
         return dropped
 
     def params(self, trial_id: str) -> dict[str, Any]:
@@ -134,8 +153,9 @@ class TrialBook:
         }
 
     def counts(self) -> dict[TrialState, int]:
-        return counts(r["state"] for r in self.rows.values())
+        """Trials in each state (kept as rows change: no pass over the rows)."""
+        return dict(self._counts)
 
     def best(self) -> float | None:
         """The best result so far (COMPLETE trials only: :func:`sweeper.states.is_result`)."""
-        return best_value(self.rows.values(), self.metric, self.maximize)
+        return self._best
