@@ -2,8 +2,9 @@
 
 Runs ``sweeper run`` in this process on a random search of N trials (2 at a time on a
 2-core machine, W&B disabled), then prints, for the first and the last 1,000 trials to end,
-the wall time per trial, the training time per trial, the orchestration cost per trial (wall
-time less training, per trial slot), and the bytes this driver wrote per trial (``wchar`` of
+the wall time per trial, the training time per trial (the epochs), the orchestration cost
+per trial (wall time less training spread over the trial slots: trial start-up, Ray, the
+driver's records), and the bytes this driver wrote per trial (``wchar`` of
 /proc/self/io: the study folder, Ray's experiment snapshots, logs). The per-trial figures of
 the last 1,000 should match the first 1,000's: no cost grows with the study's size.
 
@@ -73,7 +74,7 @@ def window(df, sampler: Sampler, t0: float, lo: int, hi: int, slots: int) -> dic
     span = ends[hi - 1] - start
     part = df.iloc[lo:hi]
     n = hi - lo
-    train = float((part["wall_s"] + part["startup_s"]).sum())
+    train = float(part["wall_s"].sum())  # the epochs themselves (start-up is orchestration)
     return {
         "trials": f"{lo + 1:,}-{hi:,}",
         "wall_per_trial": span / n,

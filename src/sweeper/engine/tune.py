@@ -110,9 +110,9 @@ def build_tuner(plan: Plan, study: Study, trainable: Any, callbacks: list[Any]) 
     """A new Tuner: OptunaSearch over the spec's space, ASHA if asked, per-trial resources."""
     import ray
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
+    from sweeper.engine.schedulers import AshaQueue, FifoQueue
     from sweeper.space import distributions, make_sampler
 
     spec = plan.spec
@@ -122,13 +122,13 @@ def build_tuner(plan: Plan, study: Study, trainable: Any, callbacks: list[Any]) 
         searcher = OptunaSearch(
             space=space, metric=spec.metric.name, mode=spec.metric.mode, sampler=make_sampler(spec)
         )
-    scheduler = None
+    scheduler = FifoQueue()
     if spec.early_terminate is not None:
         et = spec.early_terminate
         max_t = et.max_iter or spec.train.epochs
         # W&B's hyperband: rungs from min_iter up to max_iter; a trial that passes the top
         # rung is not stopped there but trains its planned epochs (COMPLETE, not PRUNED).
-        scheduler = ASHAScheduler(
+        scheduler = AshaQueue(
             time_attr="epoch",  # the trial's own count: it survives a restart
             max_t=max_t,
             grace_period=min(et.min_iter, max_t),
