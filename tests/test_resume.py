@@ -1,6 +1,6 @@
 """Resume's pieces without Ray running: snapshot checks, checkpoint choice, the driver's
-reconciliation of the study files with Ray's trials, the flock lock. (The end-to-end kills
-are in test_chaos.py.)"""
+reconciliation of the study files with Ray's trials, the flock lock. (A real Tuner's snapshot
+is read in test_snapshot_ray.py; the end-to-end kills are in test_chaos.py.)"""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ import optuna
 import pytest
 import torch
 
-from sweeper.engine.snapshot import usable_snapshot
+from sweeper.engine.snapshot import read_snapshot, repair
 from sweeper.engine.trainable import STATE_FILE, newest_checkpoint
+from sweeper.errors import SweeperError
 from sweeper.spec import load_spec
 from sweeper.store import Study
 
@@ -39,8 +40,20 @@ train: {epochs: 4}
 # -- Ray's snapshot ----------------------------------------------------------------------
 
 
+def run_metadata(results=()) -> str:
+    """A trial's run metadata as Ray 2.60 writes it: a checkpoint manager, cloudpickled."""
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.tune import CheckpointConfig
+    from ray.tune.utils.serialization import TuneFunctionEncoder
+
+    manager = _CheckpointManager(CheckpointConfig(num_to_keep=1))
+    manager._checkpoint_results = list(results)
+    manager._latest_checkpoint_result = results[-1] if results else None
+    return json.dumps({"checkpoint_manager": manager}, cls=TuneFunctionEncoder)
+
+
 def write_session(tune: Path, session: str, ids: list[str], counter: int | None = None) -> None:
-    trials = [[json.dumps({"trial_id": t, "status": "RUNNING"}), "{}"] for t in ids]
+    trials = [[json.dumps({"trial_id": t, "status": "RUNNING"}), run_metadata()] for t in ids]
     (tune / f"experiment_state-{session}.json").write_text(json.dumps({"trial_data": trials}))
     gen = {"counter": len(ids) if counter is None else counter}
     (tune / f"search_gen_state-{session}.json").write_bytes(pickle.dumps(gen))
@@ -50,11 +63,14 @@ def write_session(tune: Path, session: str, ids: list[str], counter: int | None 
 
 def test_no_snapshot_is_not_restorable(tmp_path):
     tune = tmp_path / "tune"
-    assert not usable_snapshot(tune)
+    assert not read_snapshot(tune).usable
     tune.mkdir()
-    assert not usable_snapshot(tune)
+    assert not read_snapshot(tune).usable
     (tune / "tuner.pkl").write_bytes(pickle.dumps({"x": 1}))  # a Tuner, killed before a snapshot
-    assert not usable_snapshot(tune)
+    snap = read_snapshot(tune)
+    assert snap.tuner_whole and snap.session is None and not snap.usable
+    with pytest.raises(ValueError, match="no usable"):
+        repair(tune, snap)
 
 
 def test_a_torn_newest_snapshot_is_set_aside_for_the_previous_one(tmp_path):
@@ -62,12 +78,18 @@ def test_a_torn_newest_snapshot_is_set_aside_for_the_previous_one(tmp_path):
     tune.mkdir()
     (tune / "tuner.pkl").write_bytes(pickle.dumps({"x": 1}))
     write_session(tune, "2026-01-01_00-00-00", ["a"])
-    assert usable_snapshot(tune)
+    snap = read_snapshot(tune)
+    assert snap.usable and snap.session == "2026-01-01_00-00-00" and snap.torn == ()
+    assert snap.trial_ids == ("a",) and snap.counter == 1 and snap.searcher_trials == ("a",)
     # a newer session whose experiment state was cut short by the kill
     write_session(tune, "2026-01-01_01-00-00", ["a", "b"])
     newest = tune / "experiment_state-2026-01-01_01-00-00.json"
     newest.write_text(newest.read_text()[:20])
-    assert usable_snapshot(tune)
+    before = sorted(p.name for p in tune.iterdir())
+    snap = read_snapshot(tune)
+    assert snap.session == "2026-01-01_00-00-00" and snap.torn == ("2026-01-01_01-00-00",)
+    assert sorted(p.name for p in tune.iterdir()) == before  # reading writes nothing
+    repair(tune, snap)
     assert sorted(p.name for p in tune.glob("*.torn")) == [
         "experiment_state-2026-01-01_01-00-00.json.torn",
         "search_gen_state-2026-01-01_01-00-00.json.torn",
@@ -75,7 +97,9 @@ def test_a_torn_newest_snapshot_is_set_aside_for_the_previous_one(tmp_path):
     ]
     # files of one snapshot that disagree (copied half old, half new) are torn too
     write_session(tune, "2026-01-01_02-00-00", ["a", "b"], counter=3)
-    assert usable_snapshot(tune)
+    snap = read_snapshot(tune)
+    assert snap.torn == ("2026-01-01_02-00-00",)
+    repair(tune, snap)
     assert (tune / "experiment_state-2026-01-01_02-00-00.json.torn").exists()
     assert sorted(tune.glob("experiment_state-*.json"))[-1].name.endswith("00-00-00.json")
 
@@ -86,10 +110,41 @@ def test_a_torn_tuner_file_is_replaced_by_the_copy_kept_at_the_last_resume(tmp_p
     whole = pickle.dumps({"x": list(range(100))})
     (tune / "tuner.pkl").write_bytes(whole)
     write_session(tune, "2026-01-01_00-00-00", ["a"])
-    assert usable_snapshot(tune)  # keeps tuner.pkl.good
+    repair(tune, read_snapshot(tune))  # keeps tuner.pkl.good
     (tune / "tuner.pkl").write_bytes(whole[:10])  # the next start was killed mid-write
-    assert usable_snapshot(tune)
+    snap = read_snapshot(tune)
+    assert not snap.tuner_whole and snap.good_tuner_whole and snap.usable
+    repair(tune, snap)
     assert (tune / "tuner.pkl").read_bytes() == whole
+
+
+def test_a_torn_searcher_file_is_torn_but_a_whole_one_without_its_key_is_loud(tmp_path):
+    tune = tmp_path / "tune"
+    tune.mkdir()
+    (tune / "tuner.pkl").write_bytes(pickle.dumps({"x": 1}))
+    write_session(tune, "2026-01-01_00-00-00", ["a"])
+    write_session(tune, "2026-01-01_01-00-00", ["a", "b"])
+    searcher = tune / "searcher-state-2026-01-01_01-00-00.pkl"
+    searcher.write_bytes(searcher.read_bytes()[:-3])  # cut short: fall back a session
+    assert read_snapshot(tune).session == "2026-01-01_00-00-00"
+    searcher.write_bytes(pickle.dumps({"_trials": {}}))  # whole, but not what Ray 2.60 writes
+    with pytest.raises(SweeperError) as err:
+        read_snapshot(tune)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{searcher}: Ray ")
+    assert "stores no '_ot_trials' (sweeper reads Ray 2.60's snapshot format)" in msg
+
+
+def test_a_trial_without_a_checkpoint_manager_is_loud(tmp_path):
+    tune = tmp_path / "tune"
+    tune.mkdir()
+    state = {"trial_data": [[json.dumps({"trial_id": "a"}), json.dumps({"last_result": {}})]]}
+    (tune / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
+    with pytest.raises(SweeperError, match="stores no 'checkpoint_manager'"):
+        read_snapshot(tune)
+    (tune / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trials": []}))
+    with pytest.raises(SweeperError, match="stores no 'trial_data'"):
+        read_snapshot(tune)
 
 
 # -- checkpoints -------------------------------------------------------------------------
@@ -217,36 +272,36 @@ def test_a_sigkilled_holders_lock_is_free_though_its_children_live(tmp_path):
 
 def test_a_checkpoint_ray_deleted_after_its_last_snapshot_is_recreated(tmp_path):
     """Ray deletes the older checkpoint when it registers a newer one; a kill before the next
-    snapshot leaves a snapshot naming the deleted one (Ray would fail the trial)."""
-    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    snapshot leaves a snapshot naming the deleted one (Ray would fail the trial). The study
+    folder was moved since: Ray's absolute path names the old place."""
     from ray.train._internal.session import _TrainingResult
-    from ray.tune import Checkpoint, CheckpointConfig
-    from ray.tune.utils.serialization import TuneFunctionEncoder
+    from ray.tune import Checkpoint
 
-    from sweeper.engine.snapshot import repair_checkpoints
     from sweeper.engine.trainable import RAY_EPOCH_FILE, _epoch_of
 
-    tune = tmp_path / "tune"
+    tune = tmp_path / "moved" / "tune"
     trial = tune / "ray_trainable_a_1"
     named = trial / "checkpoint_000001"  # what the snapshot names: epoch 2, deleted since
     save_state(trial / "checkpoint_000002", 3)  # registered after the snapshot
-    manager = _CheckpointManager(CheckpointConfig(num_to_keep=1))
-    manager._checkpoint_results = [
-        _TrainingResult(
-            checkpoint=Checkpoint.from_directory(str(named)),
-            metrics={"epoch": 2, "training_iteration": 2},
-        )
-    ]
-    meta = json.dumps({"checkpoint_manager": manager}, cls=TuneFunctionEncoder)
-    state = {"trial_data": [[json.dumps({"trial_id": "a"}), meta]]}
+    old = tmp_path / "old" / "tune" / "ray_trainable_a_1" / "checkpoint_000001"
+    recorded = _TrainingResult(
+        checkpoint=Checkpoint.from_directory(str(old)),
+        metrics={"epoch": 2, "training_iteration": 2},
+    )
+    state = {"trial_data": [[json.dumps({"trial_id": "a"}), run_metadata([recorded])]]}
     (tune / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
+    (tune / "tuner.pkl").write_bytes(pickle.dumps({"x": 1}))
 
-    assert repair_checkpoints(tune) == 1
+    snap = read_snapshot(tune)
+    [ckpt] = snap.checkpoints["a"]
+    assert ckpt.path == str(old) and ckpt.epoch == 2 and ckpt.under(tune) == named
+    assert repair(tune, snap) == 1
+    assert not (tmp_path / "old").exists()  # nothing written where the study used to be
     assert torch.load(named / STATE_FILE)["epoch"] == 3  # the newest state, under Ray's name
     assert json.loads((named / RAY_EPOCH_FILE).read_text()) == {"epoch": 2}
     # the trial knows Ray saw epoch 2: it reports epoch 3 again before training epoch 4
     assert _epoch_of(SimpleNamespace(path=str(named))) == 2
-    assert repair_checkpoints(tune) == 0  # nothing missing any more
+    assert repair(tune, read_snapshot(tune)) == 0  # nothing missing any more
     assert not list(trial.glob(".repair-*"))
 
 

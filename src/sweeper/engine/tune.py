@@ -187,7 +187,7 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
     from ray import tune
 
     from sweeper.engine.callbacks import StudyCallback
-    from sweeper.engine.snapshot import repair_checkpoints, usable_snapshot
+    from sweeper.engine.snapshot import read_snapshot, repair
     from sweeper.engine.tracking import WandbCallback
 
     spec = plan.spec
@@ -205,8 +205,9 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
             rearm()  # ray.init replaced the SIGTERM handler
             trainable = make_trainable(spec, data)
             tune_dir = study.tune_dir.resolve()  # Ray wants absolute paths
-            if resume and usable_snapshot(tune_dir):
-                repair_checkpoints(tune_dir)
+            snapshot = read_snapshot(tune_dir) if resume else None
+            if snapshot is not None and snapshot.usable:
+                repair(tune_dir, snapshot)
                 tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True)
             else:
                 if resume:
