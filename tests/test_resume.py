@@ -1,6 +1,6 @@
 """Resume's pieces without Ray running: snapshot checks, checkpoint choice, the driver's
-reconciliation of the study files with Ray's trials, the flock lock. (The end-to-end kills
-are in test_chaos.py.)"""
+reconciliation of the study files with Ray's trials, the flock lock. (A real Tuner's snapshot
+is read in test_snapshot_ray.py; the end-to-end kills are in test_chaos.py.)"""
 
 from __future__ import annotations
 
@@ -18,16 +18,29 @@ import optuna
 import pytest
 import torch
 
-from sweeper.engine.snapshot import usable_snapshot
+from sweeper.engine.snapshot import read_snapshot, repair
 from sweeper.engine.trainable import STATE_FILE, newest_checkpoint
+from sweeper.errors import SweeperError
 from sweeper.spec import load_spec
 from sweeper.store import Study
 
 # -- Ray's snapshot ----------------------------------------------------------------------
 
 
+def run_metadata(results=()) -> str:
+    """A trial's run metadata as Ray 2.60 writes it: a checkpoint manager, cloudpickled."""
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.tune import CheckpointConfig
+    from ray.tune.utils.serialization import TuneFunctionEncoder
+
+    manager = _CheckpointManager(CheckpointConfig(num_to_keep=1))
+    manager._checkpoint_results = list(results)
+    manager._latest_checkpoint_result = results[-1] if results else None
+    return json.dumps({"checkpoint_manager": manager}, cls=TuneFunctionEncoder)
+
+
 def write_session(tune: Path, session: str, ids: list[str], counter: int | None = None) -> None:
-    trials = [[json.dumps({"trial_id": t, "status": "RUNNING"}), "{}"] for t in ids]
+    trials = [[json.dumps({"trial_id": t, "status": "RUNNING"}), run_metadata()] for t in ids]
     (tune / f"experiment_state-{session}.json").write_text(json.dumps({"trial_data": trials}))
     gen = {"counter": len(ids) if counter is None else counter}
     (tune / f"search_gen_state-{session}.json").write_bytes(pickle.dumps(gen))
@@ -37,11 +50,14 @@ def write_session(tune: Path, session: str, ids: list[str], counter: int | None 
 
 def test_no_snapshot_is_not_restorable(tmp_path):
     tune = tmp_path / "tune"
-    assert not usable_snapshot(tune)
+    assert not read_snapshot(tune).usable
     tune.mkdir()
-    assert not usable_snapshot(tune)
+    assert not read_snapshot(tune).usable
     (tune / "tuner.pkl").write_bytes(pickle.dumps({"x": 1}))  # a Tuner, killed before a snapshot
-    assert not usable_snapshot(tune)
+    snap = read_snapshot(tune)
+    assert snap.tuner_whole and snap.session is None and not snap.usable
+    with pytest.raises(ValueError, match="no usable"):
+        repair(tune, snap)
 
 
 def test_a_torn_newest_snapshot_is_set_aside_for_the_previous_one(tmp_path):
@@ -49,12 +65,18 @@ def test_a_torn_newest_snapshot_is_set_aside_for_the_previous_one(tmp_path):
     tune.mkdir()
     (tune / "tuner.pkl").write_bytes(pickle.dumps({"x": 1}))
     write_session(tune, "2026-01-01_00-00-00", ["a"])
-    assert usable_snapshot(tune)
+    snap = read_snapshot(tune)
+    assert snap.usable and snap.session == "2026-01-01_00-00-00" and snap.torn == ()
+    assert snap.trial_ids == ("a",) and snap.counter == 1 and snap.searcher_trials == ("a",)
     # a newer session whose experiment state was cut short by the kill
     write_session(tune, "2026-01-01_01-00-00", ["a", "b"])
     newest = tune / "experiment_state-2026-01-01_01-00-00.json"
     newest.write_text(newest.read_text()[:20])
-    assert usable_snapshot(tune)
+    before = sorted(p.name for p in tune.iterdir())
+    snap = read_snapshot(tune)
+    assert snap.session == "2026-01-01_00-00-00" and snap.torn == ("2026-01-01_01-00-00",)
+    assert sorted(p.name for p in tune.iterdir()) == before  # reading writes nothing
+    repair(tune, snap)
     assert sorted(p.name for p in tune.glob("*.torn")) == [
         "experiment_state-2026-01-01_01-00-00.json.torn",
         "search_gen_state-2026-01-01_01-00-00.json.torn",
@@ -62,7 +84,9 @@ def test_a_torn_newest_snapshot_is_set_aside_for_the_previous_one(tmp_path):
     ]
     # files of one snapshot that disagree (copied half old, half new) are torn too
     write_session(tune, "2026-01-01_02-00-00", ["a", "b"], counter=3)
-    assert usable_snapshot(tune)
+    snap = read_snapshot(tune)
+    assert snap.torn == ("2026-01-01_02-00-00",)
+    repair(tune, snap)
     assert (tune / "experiment_state-2026-01-01_02-00-00.json.torn").exists()
     assert sorted(tune.glob("experiment_state-*.json"))[-1].name.endswith("00-00-00.json")
 
@@ -73,10 +97,29 @@ def test_a_torn_tuner_file_is_replaced_by_the_copy_kept_at_the_last_resume(tmp_p
     whole = pickle.dumps({"x": list(range(100))})
     (tune / "tuner.pkl").write_bytes(whole)
     write_session(tune, "2026-01-01_00-00-00", ["a"])
-    assert usable_snapshot(tune)  # keeps tuner.pkl.good
+    repair(tune, read_snapshot(tune))  # keeps tuner.pkl.good
     (tune / "tuner.pkl").write_bytes(whole[:10])  # the next start was killed mid-write
-    assert usable_snapshot(tune)
+    snap = read_snapshot(tune)
+    assert not snap.tuner_whole and snap.good_tuner_whole and snap.usable
+    repair(tune, snap)
     assert (tune / "tuner.pkl").read_bytes() == whole
+
+
+def test_a_torn_searcher_file_is_torn_but_a_whole_one_without_its_key_is_loud(tmp_path):
+    tune = tmp_path / "tune"
+    tune.mkdir()
+    (tune / "tuner.pkl").write_bytes(pickle.dumps({"x": 1}))
+    write_session(tune, "2026-01-01_00-00-00", ["a"])
+    write_session(tune, "2026-01-01_01-00-00", ["a", "b"])
+    searcher = tune / "searcher-state-2026-01-01_01-00-00.pkl"
+    searcher.write_bytes(searcher.read_bytes()[:-3])  # cut short: fall back a session
+    assert read_snapshot(tune).session == "2026-01-01_00-00-00"
+    searcher.write_bytes(pickle.dumps({"_trials": {}}))  # whole, but not what Ray 2.60 writes
+    with pytest.raises(SweeperError) as err:
+        read_snapshot(tune)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{searcher}: Ray ")
+    assert "stores no '_ot_trials' (sweeper reads Ray 2.60's snapshot format)" in msg
 
 
 # -- checkpoints -------------------------------------------------------------------------

@@ -249,13 +249,11 @@ def wait_for_kill(d: Driver, kill: Kill, study: Path) -> bool:
 
 def snapshot_torn(study: Path) -> bool | None:
     """Whether the newest Ray snapshot in tune/ is torn (None: there is none)."""
-    from sweeper.engine.snapshot import _snapshot_consistent
+    from sweeper.engine.snapshot import read_snapshot
 
-    states = sorted((study / "tune").glob("experiment_state-*.json"))
-    if not states:
+    if not any((study / "tune").glob("experiment_state-*.json")):
         return None
-    session = states[-1].name.removeprefix("experiment_state-").removesuffix(".json")
-    return not _snapshot_consistent(study / "tune", session)
+    return bool(read_snapshot(study / "tune").torn)
 
 
 def run_chaos(

@@ -1,132 +1,263 @@
-"""Ray Tune's experiment snapshot on disk: is it whole, and can its checkpoints be found?
+"""Ray Tune's experiment snapshot on disk: read it (:func:`read_snapshot`), then make the
+folder restorable (:func:`repair`) before ``Tuner.restore``.
 
 ``sweeper resume`` restores only from a consistent snapshot (a driver killed mid-write can
-leave a torn one) and recreates checkpoints the snapshot names but Ray already deleted.
-These read Ray's files directly; they are checked by tests/test_resume.py.
+leave a torn one). Reading writes nothing; repairing writes only what the snapshot it is
+given asks for. Trial checkpoints are not Ray's (see :mod:`sweeper.engine.trainable`), so
+nothing here reads Ray's checkpoint manager.
+
+These read Ray's private on-disk state, in the format of Ray :data:`TESTED_RAY` (the one
+pyproject.toml pins). File names are relative to the experiment folder (``tune/``); source
+files are under ``ray/``:
+
+- ``experiment_state-<session>.json``: ``TuneController.CKPT_FILE_TMPL`` and ``save_to_dir``
+  (``tune/execution/tune_controller.py``), a JSON dict; key ``trial_data``: a list of
+  ``[trial_json, run_metadata_json]`` pairs from ``Trial.get_json_state``
+  (``tune/experiment/trial.py``). Of ``trial_json`` the key ``trial_id``.
+- ``search_gen_state-<session>.json`` (a cloudpickle despite its name):
+  ``SearchGenerator.CKPT_FILE_TMPL`` / ``get_state`` (``tune/search/search_generator.py``),
+  written by ``_atomic_save`` (``tune/utils/util.py``); key ``counter``, the trials created.
+- ``searcher-state-<session>.pkl``: ``Searcher.CKPT_FILE_TMPL`` / ``save_to_dir``
+  (``tune/search/searcher.py``); ``OptunaSearch.save`` (``tune/search/optuna/optuna_search.py``)
+  pickles its ``__dict__``; key ``_ot_trials``, a dict from trial id to Optuna trial.
+- ``tuner.pkl``: ``_TUNER_PKL`` (``tune/impl/tuner_internal.py``), only checked to be whole.
+How torn snapshots come about: Ray writes a snapshot to a staging folder, then
+``_ExperimentCheckpointManager.sync_up_experiment_state`` (``tune/execution/experiment_state.py``)
+copies it file by file over the session's previous one, and ``tuner.pkl`` is rewritten in
+place at every start. A file cut short, or a session's files from two different snapshots,
+is *torn*: that session is set aside (``*.torn``, a name ``sync_down_experiment_state`` and
+``_find_newest_experiment_checkpoint`` skip) and Ray falls back to the previous one. A file
+that reads whole but lacks what is listed above means Ray changed its format: a
+:class:`~sweeper.errors.SweeperError`, never a silent fallback. Checked by tests/test_resume.py
+(hand-made files) and tests/test_snapshot_ray.py (a real Tuner's).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import pickle
+import pickletools
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from sweeper.errors import SweeperError
+
+TESTED_RAY = "2.60"  # the Ray minor version whose snapshot format this module reads
+TUNER_FILE = "tuner.pkl"
+GOOD_TUNER_FILE = "tuner.pkl.good"  # the whole copy repair keeps (Ray rewrites tuner.pkl)
+TORN_SUFFIX = ".torn"
+_STATE = "experiment_state-{}.json"
+_GEN = "search_gen_state-{}.json"
+_SEARCHER = "searcher-state-{}.pkl"
+_MISSING = object()
+# What loading a whole pickle (or Ray's cloudpickle blob in JSON) raises when the classes or
+# the layout it names are not the ones installed: a format change, not a torn file.
+_LOAD_ERRORS = (
+    pickle.UnpicklingError,
+    AttributeError,
+    ImportError,
+    TypeError,
+    ValueError,
+    EOFError,
+)
 
 
-def usable_snapshot(tune_dir: Path) -> bool:
-    """Whether Ray can restore ``tune_dir``: its Tuner plus one whole, consistent snapshot.
+class _Torn(Exception):
+    """A snapshot file that is missing, cut short, or from another snapshot of the session."""
 
-    Ray copies each snapshot (experiment state, searcher, search generator) file by file from
-    its staging folder, writes ``tuner.pkl`` in place, and writes that before its first
-    snapshot: a driver killed at the wrong moment leaves no snapshot, or a torn one. A torn
-    newest snapshot is renamed ``*.torn`` so Ray falls back to the previous session's; a torn
-    ``tuner.pkl`` is replaced by the copy kept at the last resume. False when nothing usable
-    is left.
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What Ray left in an experiment folder, as :func:`read_snapshot` found it.
+
+    Attributes:
+        session: the newest consistent session (``experiment_state-<session>.json``), or None.
+        torn: the sessions newer than ``session`` that are torn, newest first.
+        tuner_whole: whether ``tuner.pkl`` is a complete pickle.
+        good_tuner_whole: whether the copy ``tuner.pkl.good`` is.
+        trial_ids: the trials of ``session``, in Ray's order.
+        counter: the search generator's count of created trials (None without one).
+        searcher_trials: the trial ids OptunaSearch knows (None without a searcher).
     """
-    import shutil
 
-    from ray import tune
+    session: str | None = None
+    torn: tuple[str, ...] = ()
+    tuner_whole: bool = False
+    good_tuner_whole: bool = False
+    trial_ids: tuple[str, ...] = ()
+    counter: int | None = None
+    searcher_trials: tuple[str, ...] | None = None
 
-    if not tune_dir.is_dir() or not tune.Tuner.can_restore(str(tune_dir)):
-        return False
-    # Ray rewrites tuner.pkl in place when a run (or a restore) starts: keep a whole copy.
-    pkl, good = tune_dir / "tuner.pkl", tune_dir / "tuner.pkl.good"
-    src, dst = (pkl, good) if _whole_pickle(pkl) else (good, pkl)
-    if not _whole_pickle(src):
-        return False
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-    while True:
-        states = sorted(tune_dir.glob("experiment_state-*.json"))
-        if not states:
-            return False
-        session = states[-1].name.removeprefix("experiment_state-").removesuffix(".json")
-        if _snapshot_consistent(tune_dir, session):
-            return True
-        for f in [*tune_dir.glob(f"*-{session}.json"), *tune_dir.glob(f"*-{session}.pkl")]:
-            f.replace(f.with_name(f.name + ".torn"))
+    @property
+    def usable(self) -> bool:
+        """Whether Ray can restore from it (after :func:`repair`)."""
+        return self.session is not None and (self.tuner_whole or self.good_tuner_whole)
+
+
+@dataclass(frozen=True)
+class _Session:
+    trial_ids: tuple[str, ...]
+    counter: int | None
+    searcher_trials: tuple[str, ...] | None
+
+
+def read_snapshot(tune_dir: Path) -> Snapshot:
+    """Read Ray's snapshot in ``tune_dir`` (writes nothing).
+
+    Raises:
+        SweeperError: a snapshot file reads whole but not in Ray :data:`TESTED_RAY`'s format.
+    """
+    if not tune_dir.is_dir():
+        return Snapshot()
+    tuner = (_whole_pickle(tune_dir / TUNER_FILE), _whole_pickle(tune_dir / GOOD_TUNER_FILE))
+    torn: list[str] = []
+    for session in sorted(_sessions(tune_dir), reverse=True):
+        try:
+            found = _read_session(tune_dir, session)
+        except _Torn:
+            torn.append(session)
+            continue
+        return Snapshot(session, tuple(torn), *tuner, **vars(found))
+    return Snapshot(None, tuple(torn), *tuner)
+
+
+def _sessions(tune_dir: Path) -> list[str]:
+    prefix, suffix = _STATE.split("{}")
+    return [p.name[len(prefix) : -len(suffix)] for p in tune_dir.glob(_STATE.format("*"))]
+
+
+def _read_session(tune_dir: Path, session: str) -> _Session:
+    """One session's snapshot: its files all read whole and agree on the trials."""
+    state_file = tune_dir / _STATE.format(session)
+    ids = _read_trials(state_file, _read_json(state_file))
+    counter = searcher_trials = None
+    gen_file = tune_dir / _GEN.format(session)
+    if gen_file.exists() or any(tune_dir.glob(_GEN.format("*"))):
+        counter = _get(gen_file, _read_pickle(gen_file), "counter", int)
+        if counter != len(ids):
+            raise _Torn(f"{gen_file.name}: counter {counter}, {len(ids)} trials")
+    searcher_file = tune_dir / _SEARCHER.format(session)
+    if searcher_file.exists() or any(tune_dir.glob(_SEARCHER.format("*"))):
+        known = _get(searcher_file, _read_pickle(searcher_file), "_ot_trials", dict)
+        searcher_trials = tuple(known)
+        if known and set(known) != set(ids):
+            raise _Torn(f"{searcher_file.name}: other trials than {state_file.name}")
+    return _Session(ids, counter, searcher_trials)
+
+
+def _read_trials(path: Path, state: Any) -> tuple[str, ...]:
+    """The trial ids of an experiment state, in Ray's order."""
+    ids: list[str] = []
+    for pair in _get(path, state, "trial_data", list):
+        if not (
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(s, str) for s in pair)
+        ):
+            raise _format_error(path, f"a trial_data entry {_kind(pair)}, not [str, str]")
+        trial = _decode(path, "a trial_data entry", pair[0], cloudpickle=False)
+        ids.append(_get(path, trial, "trial_id", str))
+    return tuple(ids)
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON snapshot file; torn when missing or cut short (not JSON, not UTF-8)."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError as exc:
+        raise _Torn(f"{path.name} is missing") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise _Torn(f"{path.name}: {exc}") from exc
+
+
+def _decode(path: Path, what: str, text: str, *, cloudpickle: bool) -> Any:
+    """A JSON string inside a whole experiment state; with ``cloudpickle``, Ray's blobs too."""
+    from ray.tune.utils.serialization import TuneFunctionDecoder
+
+    try:  # the study's own snapshot, as trusted as Ray's restore of it
+        if not cloudpickle:
+            return json.loads(text)
+        return json.loads(text, cls=TuneFunctionDecoder, allow_cloudpickle=True)
+    except _LOAD_ERRORS as exc:
+        raise _format_error(path, f"{what} that cannot be loaded ({_one_line(exc)})") from exc
 
 
 def _whole_pickle(path: Path) -> bool:
     """Whether ``path`` is a complete pickle (read opcode by opcode; nothing is built)."""
-    import pickletools
-
     try:
         with open(path, "rb") as f:
             for _ in pickletools.genops(f):
                 pass
-    except Exception:  # noqa: BLE001 - missing, empty or cut short
+    except (FileNotFoundError, ValueError):  # missing, empty or cut short
         return False
     return True
 
 
-def _snapshot_consistent(tune_dir: Path, session: str) -> bool:
-    """One session's snapshot files all read, and agree on the trials they name."""
-    import json
-    import pickle
-
+def _read_pickle(path: Path) -> Any:
+    """A pickled snapshot file; torn when missing or cut short."""
+    if not _whole_pickle(path):
+        raise _Torn(f"{path.name} is missing or cut short")
     try:
-        state = json.loads((tune_dir / f"experiment_state-{session}.json").read_text())
-        n_trials = len(state["trial_data"])
-        trial_ids = set()
-        for trial_json, _meta in state["trial_data"]:
-            trial_ids.add(json.loads(trial_json)["trial_id"])
-        gen_file = tune_dir / f"search_gen_state-{session}.json"
-        searcher_file = tune_dir / f"searcher-state-{session}.pkl"
-        if any(tune_dir.glob("search_gen_state-*.json")) or gen_file.exists():
-            with open(gen_file, "rb") as f:
-                gen = pickle.load(f)
-            if int(gen.get("counter", n_trials)) != n_trials:
-                return False
-        if any(tune_dir.glob("searcher-state-*.pkl")) or searcher_file.exists():
-            with open(searcher_file, "rb") as f:
-                searcher = pickle.load(f)
-            known = set((searcher.get("_ot_trials") or {}) if isinstance(searcher, dict) else ())
-            if known and known != trial_ids:
-                return False
-    except Exception:  # noqa: BLE001 - missing, truncated or unreadable: not usable
-        return False
-    return True
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except _LOAD_ERRORS as exc:
+        raise _format_error(path, f"an object that cannot be loaded ({_one_line(exc)})") from exc
 
 
-def repair_checkpoints(tune_dir: Path) -> int:
-    """Recreate checkpoints Ray's newest snapshot names but Ray has already deleted.
+def _get(path: Path, obj: Any, name: str, kind: type) -> Any:
+    """``obj[name]`` (a dict) or its attribute ``name.rsplit('.')[-1]``, of type ``kind``."""
+    key = name.rsplit(".", 1)[-1]
+    if "." in name:
+        value = getattr(obj, key, _MISSING)
+    elif isinstance(obj, dict):
+        value = obj.get(key, _MISSING)
+    else:
+        raise _format_error(path, f"{_kind(obj)} where a dict with '{name}' belongs")
+    if value is _MISSING:
+        raise _format_error(path, f"no '{name}'")
+    if not isinstance(value, kind):
+        raise _format_error(path, f"'{name}' as {_kind(value)}, not {kind.__name__}")
+    return value
 
-    With ``num_to_keep`` Ray deletes a trial's older checkpoint as soon as it registers a
-    new one, and the snapshot naming the new one follows a moment later: a kill in between
-    leaves a snapshot whose checkpoint is gone, and Ray fails that trial on restore ("does
-    not exist on storage anymore"). The folder is recreated from the trial's newest readable
-    checkpoint, marked with the epoch Ray knew (``ray_epoch.json``) so the trial reports the
-    newer epoch again before going on. Returns how many were recreated.
+
+def _kind(obj: Any) -> str:
+    return f"a {type(obj).__name__}"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _format_error(path: Path, what: str) -> SweeperError:
+    """The loud, one-line error for a snapshot file Ray wrote in another format."""
+    import ray
+
+    return SweeperError(
+        f"{path}: Ray {ray.__version__} stores {what} (sweeper reads Ray {TESTED_RAY}'s "
+        f"snapshot format); pin ray=={TESTED_RAY}.* or upgrade sweeper"
+    )
+
+
+def repair(tune_dir: Path, snapshot: Snapshot) -> None:
+    """Make ``tune_dir`` restorable as ``snapshot`` (read from it) found it.
+
+    Sets the torn sessions aside, so Ray restores ``snapshot.session``, and keeps a whole
+    ``tuner.pkl`` (copied to ``tuner.pkl.good``, or restored from it).
+
+    Raises:
+        ValueError: ``snapshot`` is not usable.
     """
-    import json
-    import shutil
-    import tempfile
-
-    from ray.tune.utils.serialization import TuneFunctionDecoder
-
-    from sweeper.engine.trainable import RAY_EPOCH_FILE, STATE_FILE, newest_checkpoint
-
-    states = sorted(tune_dir.glob("experiment_state-*.json"))
-    if not states:
-        return 0
-    repaired = 0
-    for _trial_json, meta_json in json.loads(states[-1].read_text())["trial_data"]:
-        try:  # the study's own snapshot, as trusted as Ray's restore of it
-            meta = json.loads(meta_json, cls=TuneFunctionDecoder, allow_cloudpickle=True)
-            results = list(meta["checkpoint_manager"]._checkpoint_results)
-        except Exception:  # noqa: BLE001 - no checkpoint manager to check
-            continue
-        for result in results:
-            folder = Path(result.checkpoint.path)
-            if folder.exists():
-                continue
-            _state, newest = newest_checkpoint(None, folder.parent)
-            if newest is None:
-                continue
-            tmp = Path(tempfile.mkdtemp(prefix=".repair-", dir=folder.parent))
-            shutil.copyfile(newest / STATE_FILE, tmp / STATE_FILE)
-            epoch = int((result.metrics or {}).get("epoch", 0))
-            (tmp / RAY_EPOCH_FILE).write_text(json.dumps({"epoch": epoch}))
-            tmp.replace(folder)
-            repaired += 1
-    return repaired
+    if not snapshot.usable:
+        raise ValueError(f"{tune_dir}: no usable Ray snapshot to repair")
+    for session in snapshot.torn:
+        for name in (_STATE, _GEN, _SEARCHER):
+            f = tune_dir / name.format(session)
+            if f.exists():
+                f.replace(f.with_name(f.name + TORN_SUFFIX))
+    # Ray rewrites tuner.pkl in place when a run (or a restore) starts: keep a whole copy.
+    pkl, good = tune_dir / TUNER_FILE, tune_dir / GOOD_TUNER_FILE
+    src, dst = (pkl, good) if snapshot.tuner_whole else (good, pkl)
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)

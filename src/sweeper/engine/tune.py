@@ -172,7 +172,7 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
 
     from sweeper.engine.callbacks import StudyCallback, study_binding
     from sweeper.engine.relocate import relocate_experiment
-    from sweeper.engine.snapshot import usable_snapshot
+    from sweeper.engine.snapshot import read_snapshot, repair
 
     spec = plan.spec
     plan.trial_budget()  # a one-line error when nothing bounds the trials
@@ -190,8 +190,10 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
             rearm()  # ray.init replaced the SIGTERM handler
             trainable = make_trainable(spec, data)
             tune_dir = study.tune_dir.resolve()  # Ray wants absolute paths
+            snapshot = read_snapshot(tune_dir) if resume else None
             with study_binding(study.path):  # a restored callback records here
-                if resume and usable_snapshot(tune_dir):
+                if snapshot is not None and snapshot.usable:
+                    repair(tune_dir, snapshot)
                     relocate_experiment(tune_dir)  # the folder may have moved since
                     tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True)
                 else:
