@@ -208,26 +208,28 @@ def kill_schedule(rng: random.Random, kills: int, window: tuple[float, float]) -
     return plan[:kills]
 
 
-def progress(study: Path) -> int:
-    """Epochs done over all trials, from trials.csv (0 before it exists)."""
+def _rows(study: Path) -> list[dict]:
+    """The trial table's rows (trials.csv plus its journal), [] while there are none."""
+    from sweeper.store.table import TrialTable
+
     try:
-        with open(study / "trials.csv", newline="", encoding="utf-8") as f:
-            return sum(int(float(r.get("epochs") or 0)) for r in csv.DictReader(f))
+        return TrialTable(study).rows()
     except (OSError, ValueError):
-        return 0
+        return []
+
+
+def progress(study: Path) -> int:
+    """Epochs done over all trials, from the trial table (0 before it exists)."""
+    return sum(int(float(r.get("epochs") or 0)) for r in _rows(study))
 
 
 def running_epochs(study: Path) -> list[int]:
-    """Epochs done by each running trial, from trials.csv."""
-    try:
-        with open(study / "trials.csv", newline="", encoding="utf-8") as f:
-            return [
-                int(float(r.get("epochs") or 0))
-                for r in csv.DictReader(f)
-                if r.get("state") == TrialState.RUNNING
-            ]
-    except (OSError, ValueError):
-        return []
+    """Epochs done by each running trial, from the trial table."""
+    return [
+        int(float(r.get("epochs") or 0))
+        for r in _rows(study)
+        if r.get("state") == TrialState.RUNNING
+    ]
 
 
 def wait_for_kill(d: Driver, kill: Kill, study: Path) -> bool:

@@ -67,6 +67,15 @@ class TrialTable:
                 continue  # a line cut short by a power loss
         return latest
 
+    def rows(self) -> list[dict[str, Any]]:
+        """Every row as a dict, without pandas (CSV values are text; journal rows typed)."""
+        merged: dict[str, dict[str, Any]] = {}
+        if _size(self.csv_path):
+            with open(self.csv_path, newline="", encoding="utf-8") as f:
+                merged = {str(r["trial_id"]): r for r in csv.DictReader(f)}
+        merged.update(self.journal_rows())
+        return list(merged.values())
+
     def frame(self) -> Any:
         """The whole table as a DataFrame, in trial-number order (empty: base columns)."""
         import pandas as pd
