@@ -15,7 +15,6 @@ that had epochs done before a kill continued from a checkpoint (each trial's
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import random
@@ -94,12 +93,10 @@ def read_study(path: Path) -> Snapshot:
     snap.rows = [{k: v for k, v in r.items()} for r in df.to_dict(orient="records")]
     for r in snap.rows:
         r["trial_id"] = str(r["trial_id"])
-    hist = path / "history.csv"
-    if hist.exists():
-        with open(hist, newline="", encoding="utf-8") as f:
-            for rec in csv.DictReader(f):
-                key = (rec["trial_id"], int(rec["epoch"]), rec["key"])
-                snap.history_pairs[key] = snap.history_pairs.get(key, 0) + 1
+    # the history as its readers see it (restart marks applied): each key once per epoch
+    for rec in study.history_file.long().itertuples(index=False):
+        key = (str(rec.trial_id), int(rec.epoch), str(rec.key))
+        snap.history_pairs[key] = snap.history_pairs.get(key, 0) + 1
     if (path / "optuna.db").exists():
         import optuna
 
