@@ -99,13 +99,21 @@ def test_a_killed_study_resumes_from_another_folder_after_being_moved(
     study_dir = a / "runs" / "mv"
     try:
 
-        def mid_study() -> bool:  # an epoch recorded, and a Ray snapshot that names it
-            hist = study_dir / "history.csv"
-            snaps = list((study_dir / "tune").glob("experiment_state-*.json"))
-            return hist.exists() and len(hist.read_text().splitlines()) > 8 and bool(snaps)
+        def mid_study() -> bool:  # Ray's snapshot names a running trial with a checkpoint
+            import json
 
-        _wait_for(mid_study, 240, "a recorded epoch and a Ray snapshot", proc)
-        time.sleep(2.5)  # one more snapshot (every 2 s) after the first epochs
+            for state in (study_dir / "tune").glob("experiment_state-*.json"):
+                try:
+                    trials = [json.loads(t) for t, _ in json.loads(state.read_text())["trial_data"]]
+                except (OSError, ValueError, KeyError):
+                    continue  # being written
+                for t in trials:
+                    folders = (study_dir / "tune").glob(f"*_{t['trial_id']}_*/checkpoint_*")
+                    if t.get("status") == "RUNNING" and any(folders):
+                        return True
+            return False
+
+        _wait_for(mid_study, 240, "a snapshot naming a running trial with a checkpoint", proc)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Ray processes
         proc.wait()

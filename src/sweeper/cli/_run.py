@@ -49,8 +49,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     path = study_path(spec.name, args.out)
     Study.check_new(path, spec.name, args.force_new)  # before any slow work
     data = _load_data(plan)
-    study = Study.create(path, spec, args.file, n_trials, force_new=args.force_new)
-    return _run(plan, study, data, resume=False)
+
+    def create() -> None:
+        Study.create(path, spec, args.file, n_trials, force_new=args.force_new)
+
+    return _run(plan, Study(path), data, resume=False, create=create)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -107,15 +110,21 @@ def _load_data(plan: Any) -> Any:
         raise SweeperError(f"{plan.source}: data: {exc}") from None
 
 
-def _run(plan: Any, study: Any, data: Any, resume: bool) -> int:
-    """Run (or resume) ``study`` under its lock; Ctrl-C or SIGTERM leave it interrupted (130)."""
+def _run(plan: Any, study: Any, data: Any, resume: bool, create: Any = None) -> int:
+    """Run (or resume) ``study`` under its lock; Ctrl-C or SIGTERM leave it interrupted (130).
+
+    ``create`` makes a new study's folder; it runs inside the same guard, so a signal that
+    comes while (or just after) the folder is made still leaves the study ``interrupted``.
+    """
     from sweeper.engine.tune import run_study
     from sweeper.signals import sigterm_as_sigint
 
     locked = False
-    with sigterm_as_sigint():  # from here on SIGTERM is a Ctrl-C
-        try:
-            spec = plan.spec
+    spec = plan.spec
+    try:
+        with sigterm_as_sigint():  # from here on SIGTERM is a Ctrl-C
+            if create is not None:
+                create()
             err = console(stderr=True)
             sizes = data.sizes()
             verb = "resuming" if resume else "study"
@@ -127,12 +136,14 @@ def _run(plan: Any, study: Any, data: Any, resume: bool) -> int:
             with study.lock():
                 locked = True
                 result = run_study(plan, study, data, resume=resume)
-        except KeyboardInterrupt:
-            # Stopped before (or while) Ray Tune ran: the study is resumable; say so.
-            if locked or study.holder() is None:
-                study.set_state("interrupted", pid=None)
-            print(f"interrupted; continue with `sweeper resume {study.path}`", file=sys.stderr)
-            raise
+    except KeyboardInterrupt:
+        # Stopped before (or while) Ray Tune ran: the study is resumable; say so.
+        made = (study.path / "study.json").exists()
+        if made and (locked or study.holder() is None):
+            study.set_state("interrupted", pid=None)
+        hint = f"continue with `sweeper resume {study.path}`" if made else "no study was made"
+        print(f"interrupted; {hint}", file=sys.stderr)
+        raise
     print_summary(study, spec)
     if result.interrupted:
         err.print(
