@@ -16,9 +16,8 @@ import os
 import pickle
 from pathlib import Path
 
+from sweeper.engine.snapshot import TESTED_RAY
 from sweeper.errors import SweeperError
-
-TESTED_RAY = "2.60"
 
 
 def relocate_experiment(tune_dir: Path) -> int:

@@ -156,7 +156,7 @@ def _read_trials(path: Path, state: Any) -> tuple[str, ...]:
             isinstance(pair, list) and len(pair) == 2 and all(isinstance(s, str) for s in pair)
         ):
             raise _format_error(path, f"a trial_data entry {_kind(pair)}, not [str, str]")
-        trial = _decode(path, "a trial_data entry", pair[0], cloudpickle=False)
+        trial = _decode(path, "a trial_data entry", pair[0])
         ids.append(_get(path, trial, "trial_id", str))
     return tuple(ids)
 
@@ -171,15 +171,11 @@ def _read_json(path: Path) -> Any:
         raise _Torn(f"{path.name}: {exc}") from exc
 
 
-def _decode(path: Path, what: str, text: str, *, cloudpickle: bool) -> Any:
-    """A JSON string inside a whole experiment state; with ``cloudpickle``, Ray's blobs too."""
-    from ray.tune.utils.serialization import TuneFunctionDecoder
-
-    try:  # the study's own snapshot, as trusted as Ray's restore of it
-        if not cloudpickle:
-            return json.loads(text)
-        return json.loads(text, cls=TuneFunctionDecoder, allow_cloudpickle=True)
-    except _LOAD_ERRORS as exc:
+def _decode(path: Path, what: str, text: str) -> Any:
+    """A JSON string inside a whole experiment state (a trial's state)."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
         raise _format_error(path, f"{what} that cannot be loaded ({_one_line(exc)})") from exc
 
 
