@@ -26,6 +26,8 @@ def test_grid_visits_every_cell_exactly_once(tmp_path, sweep_file, ray_session, 
 
     study = Study.open("e2e_grid", out)
     assert study.meta()["state"] == "finished"
+    placement = study.meta()["placement"]  # gpus: auto on a machine without a GPU
+    assert (placement["device"], placement["gpus"]) == ("cpu", 0.0)
     df = study.trials()
     assert len(df) == 4
     assert set(df["state"]) == {"COMPLETE"}

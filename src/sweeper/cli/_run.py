@@ -27,6 +27,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     trials = (
         plan.n_trials if plan.n_trials is not None else "unbounded: set run_cap or --max-trials"
     )
+    resources = _placement(plan)  # may fail: before "ok"
     out = console()
     out.print(f"{args.file}: ok")
     out.print(f"  study        {spec.name}")
@@ -36,7 +37,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     out.print(f"  metric       {spec.metric.name} ({spec.metric.goal})")
     out.print(f"  model        {spec.model.name} ({plan.first_params:,} parameters, first config)")
     out.print(f"  data         {spec.data.name} from {spec.data.root}")
+    out.print(f"  resources    {resources}")
     return 0
+
+
+def _placement(plan: Any) -> str:
+    """Where the trials would run on this machine (a GPU is probed, Ray is not started)."""
+    from sweeper.engine.placement import place_here
+
+    placement = place_here(plan.spec, plan.n_trials or 1, lambda: _load_data(plan), plan.source)
+    return placement.describe()
 
 
 def cmd_run(args: argparse.Namespace) -> int:

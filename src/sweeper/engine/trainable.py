@@ -31,8 +31,14 @@ STARTS_FILE = "starts.jsonl"
 CHECKPOINT_GLOB = "checkpoint_*"
 
 
-def ray_trainable(config: dict[str, Any], spec: Any, data: Any, cpus: float = 1) -> None:
-    """Run one trial inside a Ray worker: resolve its config, restore, train, report."""
+def ray_trainable(
+    config: dict[str, Any], spec: Any, data: Any, cpus: float = 1, device: str = "cpu"
+) -> None:
+    """Run one trial inside a Ray worker: resolve its config, restore, train, report.
+
+    ``device`` is where the placement put the trial: ``cuda`` with a GPU share (Ray made
+    its GPU the worker's ``cuda:0``), else ``cpu``, and then CUDA is never touched.
+    """
     from ray import tune
 
     from sweeper.trial import resolve_trial
@@ -57,7 +63,14 @@ def ray_trainable(config: dict[str, Any], spec: Any, data: Any, cpus: float = 1)
     if finished:
         return  # nothing left to train; its last result was just reported
     train_trial(
-        cfg, TrialContext(data=data, report=report, restore=restore, num_threads=int(max(1, cpus)))
+        cfg,
+        TrialContext(
+            data=data,
+            report=report,
+            restore=restore,
+            num_threads=int(max(1, cpus)),
+            device=device,
+        ),
     )
 
 

@@ -7,19 +7,21 @@ study's own files (trial table, history, optuna.db) are written by the driver ca
 
 from __future__ import annotations
 
-import math
 import os
 import signal
+import sys
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sweeper.errors import SweeperError
 from sweeper.plan import Plan
 from sweeper.signals import sigterm_as_sigint
 from sweeper.spec import Spec
 from sweeper.states import TrialState, counts
 from sweeper.store import Study
+
+if TYPE_CHECKING:
+    from sweeper.engine.placement import Placement
 
 # Ray snapshots the experiment (every trial's state, the searcher) every 2 s, so a kill loses
 # little; past this many trials a snapshot is large (~17 kB a trial), and Ray's own "auto"
@@ -74,41 +76,24 @@ def init_ray(num_cpus: int) -> bool:
     return True
 
 
-def concurrency(spec: Spec, num_cpus: float, num_gpus: float) -> int:
-    """Trials that fit at once: the CPUs (and GPUs) divided by each trial's share."""
-    res = spec.resources
-    if res.cpus > num_cpus:
-        raise SweeperError(
-            f"resources.cpus: a trial asks for {res.cpus} CPUs but Ray has {num_cpus:g}"
-        )
-    fits = math.floor(num_cpus / res.cpus)
-    if res.gpus > 0:
-        if num_gpus < res.gpus:
-            raise SweeperError(
-                f"resources.gpus: a trial asks for {res.gpus} GPUs, found {num_gpus:g}"
-            )
-        fits = min(fits, math.floor(num_gpus / res.gpus))
-    if res.max_concurrent is not None:
-        fits = min(fits, res.max_concurrent)
-    return max(1, fits)
-
-
-def make_trainable(spec: Spec, data: Any) -> Any:
+def make_trainable(spec: Spec, data: Any, placement: Placement) -> Any:
     """The trial function with its data in Ray's object store and its resources attached."""
     from ray import tune
 
     from sweeper.engine.trainable import ray_trainable
 
-    res = spec.resources
     return tune.with_resources(
-        tune.with_parameters(ray_trainable, spec=spec, data=data, cpus=res.cpus),
-        {"cpu": res.cpus, "gpu": res.gpus},
+        tune.with_parameters(
+            ray_trainable, spec=spec, data=data, cpus=placement.cpus, device=placement.device
+        ),
+        {"cpu": placement.cpus, "gpu": placement.gpus},
     )
 
 
-def build_tuner(plan: Plan, study: Study, trainable: Any, callbacks: list[Any]) -> Any:
-    """A new Tuner: OptunaSearch over the spec's space, ASHA if asked, per-trial resources."""
-    import ray
+def build_tuner(
+    plan: Plan, study: Study, trainable: Any, callbacks: list[Any], at_once: int
+) -> Any:
+    """A new Tuner: OptunaSearch over the spec's space, ASHA if asked, ``at_once`` trials."""
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
@@ -135,8 +120,6 @@ def build_tuner(plan: Plan, study: Study, trainable: Any, callbacks: list[Any]) 
             reduction_factor=et.eta,
             stop_last_trials=False,
         )
-    cluster = ray.cluster_resources()
-    limit = concurrency(spec, float(cluster.get("CPU", 1)), float(cluster.get("GPU", 0)))
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -145,7 +128,7 @@ def build_tuner(plan: Plan, study: Study, trainable: Any, callbacks: list[Any]) 
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=plan.n_trials,
-            max_concurrent_trials=limit,
+            max_concurrent_trials=at_once,
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
@@ -171,6 +154,7 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
     from ray import tune
 
     from sweeper.engine.callbacks import StudyCallback, study_binding
+    from sweeper.engine.placement import place_on_ray
     from sweeper.engine.relocate import relocate_experiment
     from sweeper.engine.snapshot import read_snapshot, repair
 
@@ -188,7 +172,10 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
             study.set_state("running", pid=os.getpid(), n_trials=plan.n_trials)
             started = init_ray(spec.resources.num_cpus or os.cpu_count() or 1)
             rearm()  # ray.init replaced the SIGTERM handler
-            trainable = make_trainable(spec, data)
+            placement = place_on_ray(spec, plan.n_trials, data, plan.source)
+            print(f"  trials on {placement.describe()}", file=sys.stderr)
+            study.set_state("running", placement=placement.as_dict())
+            trainable = make_trainable(spec, data, placement)
             tune_dir = study.tune_dir.resolve()  # Ray wants absolute paths
             snapshot = read_snapshot(tune_dir) if resume else None
             with study_binding(study.path):  # a restored callback records here
@@ -200,7 +187,7 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
                     if resume:
                         study.reset_results()
                     callbacks = [StudyCallback(study.path, plan.n_trials)]
-                    tuner = build_tuner(plan, study, trainable, callbacks)
+                    tuner = build_tuner(plan, study, trainable, callbacks, placement.at_once)
                 tuner.fit()
         except (KeyboardInterrupt, SystemExit) as exc:
             study.set_state("interrupted", pid=None)

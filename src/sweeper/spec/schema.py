@@ -232,13 +232,29 @@ def _unknown_optimizer(name: str) -> str:
 
 
 class Resources(_Strict):
-    """What one trial gets, and how many CPUs Ray may use in all."""
+    """What one trial gets, and how many CPUs Ray may use in all.
+
+    ``gpus: auto`` (the default) gives each trial a share of a GPU where Ray sees GPUs,
+    sized by a probe of the first config (at most ``max_trials_per_gpu`` trials per GPU),
+    and none where there is none; a number is each trial's share as it is.
+    """
 
     cpus: Annotated[Number, Field(gt=0)] = 1
-    gpus: Annotated[Number, Field(ge=0)] = 0
+    gpus: Literal["auto"] | Number = "auto"
+    max_trials_per_gpu: Annotated[StrictInt, Field(ge=1)] = 8
     max_concurrent: Annotated[StrictInt, Field(ge=1)] | None = None
     num_cpus: Annotated[StrictInt, Field(ge=1)] | None = None
     max_failures: Annotated[StrictInt, Field(ge=0)] = 0
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpu_share(cls, value: Any) -> Any:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if value == "auto" or (number and math.isfinite(value) and value >= 0):
+            return value
+        raise ValueError(
+            f"expected auto or a number >= 0 (each trial's share of a GPU), got {value!r}"
+        )
 
 
 class WandbSpec(_Strict):

@@ -49,12 +49,15 @@ class TrialContext:
             checkpoint to save (or is None when checkpoints are off).
         restore: a checkpoint from ``state_fn`` to continue from, or None.
         num_threads: CPU threads for torch (the CPUs the scheduler gave this trial).
+        device: where the placement put the trial (``cpu``/``cuda``), or None to follow
+            ``train.device`` (``auto`` picks CUDA when there is one).
     """
 
     data: Splits
     report: Report
     restore: dict[str, Any] | None = None
     num_threads: int | None = None
+    device: str | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -262,7 +265,7 @@ def train_trial(cfg: TrialConfig, ctx: TrialContext) -> dict[str, Any]:
     """
     if ctx.num_threads:
         torch.set_num_threads(max(1, int(ctx.num_threads)))
-    device = resolve_device(cfg.device)
+    device = resolve_device(ctx.device or cfg.device)
     data = DeviceData(ctx.data, device)
     task = task_for(data.info.task, data.info.num_classes)
     runs = make_runs(cfg, data, device)

@@ -1,0 +1,174 @@
+"""Where trials run: ``resources.gpus`` auto, GPU shares from a probe, and the CPU untouched."""
+
+from __future__ import annotations
+
+import pytest
+
+from sweeper.cli import main
+from sweeper.engine.placement import (
+    CONTEXT_BYTES,
+    HEADROOM,
+    place,
+    place_here,
+    share,
+    trials_per_gpu,
+)
+from sweeper.errors import SpecError
+from sweeper.spec import spec_from_dict
+from sweeper.trial.probe import GpuProbe, data_bytes
+
+GiB = 2**30
+H200 = GpuProbe("NVIDIA H200", 141 * GiB, 120 * 2**20)
+
+
+def _spec(resources=None, train=None):
+    return spec_from_dict(
+        {
+            "name": "p",
+            "model": {"name": "mlp"},
+            "train": {"epochs": 1, **(train or {})},
+            "resources": resources or {},
+        },
+        "p.yaml",
+    )
+
+
+def test_gpus_default_to_auto_and_cpu_without_a_gpu():
+    spec = _spec()
+    assert spec.resources.gpus == "auto"
+    p = place(spec, n_trials=8, num_cpus=2, num_gpus=0)
+    assert (p.device, p.gpus, p.at_once) == ("cpu", 0.0, 2)
+    assert p.describe() == "cpu: 2 trials at a time (1 CPU each, no GPU seen)"
+
+
+def test_one_big_gpu_packs_up_to_the_cap():
+    p = place(_spec(), n_trials=96, num_cpus=16, num_gpus=1, probe=H200, data_bytes=220 * 2**20)
+    assert (p.device, p.trials_per_gpu, p.gpus, p.at_once, p.bound) == (
+        "cuda", 8, 0.125, 8, "cap",
+    )  # fmt: skip
+    assert p.trial_bytes == CONTEXT_BYTES + 220 * 2**20 + int(HEADROOM * H200.peak_bytes)
+    text = p.describe()
+    assert "8 trials per GPU (0.125 GPU, 1 CPU each" in text and "NVIDIA H200 (141 GiB)" in text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        # a small GPU and a big step: memory decides
+        (dict(gpu_bytes=8 * GiB, trial_bytes=3 * GiB, cpus_per_gpu=16, cpus=1, cap=8, trials=96),
+         (2, "memory")),
+        # 4 cores per GPU at 1 CPU a trial
+        (dict(gpu_bytes=80 * GiB, trial_bytes=GiB, cpus_per_gpu=4, cpus=1, cap=8, trials=96),
+         (4, "cpus")),
+        # 3 trials need only 3 slots: each gets a third of the GPU
+        (dict(gpu_bytes=80 * GiB, trial_bytes=GiB, cpus_per_gpu=16, cpus=1, cap=8, trials=3),
+         (3, "trials")),
+        # nothing fits by memory: still one trial per GPU
+        (dict(gpu_bytes=GiB, trial_bytes=4 * GiB, cpus_per_gpu=16, cpus=1, cap=8, trials=9),
+         (1, "memory")),
+    ],
+)  # fmt: skip
+def test_trials_per_gpu_takes_the_tightest_limit(kwargs, expected):
+    assert trials_per_gpu(**kwargs) == expected
+
+
+def test_shares_never_add_up_past_one_gpu():
+    for k in range(1, 65):
+        assert k * share(k) <= 1.0
+        assert int(1 / share(k) + 1e-9) == k  # Ray fits exactly k of them on one GPU
+
+
+def test_two_gpus_split_the_trials_and_the_cap_is_the_specs():
+    spec = _spec({"max_trials_per_gpu": 2})
+    p = place(spec, n_trials=96, num_cpus=32, num_gpus=2, probe=H200)
+    assert (p.trials_per_gpu, p.gpus, p.at_once, p.bound) == (2, 0.5, 4, "cap")
+    p = place(_spec(), n_trials=6, num_cpus=32, num_gpus=2, probe=H200)
+    assert (p.trials_per_gpu, p.at_once, p.bound) == (3, 6, "trials")
+
+
+def test_a_number_is_used_as_it_is_and_max_concurrent_still_bounds():
+    p = place(_spec({"gpus": 0.25, "max_concurrent": 3}), n_trials=10, num_cpus=8, num_gpus=1)
+    assert (p.device, p.gpus, p.trials_per_gpu, p.at_once, p.bound) == (
+        "cuda", 0.25, 4, 3, "spec",
+    )  # fmt: skip
+    p = place(_spec({"gpus": 0}), n_trials=10, num_cpus=8, num_gpus=4)
+    assert (p.device, p.gpus, p.at_once) == ("cpu", 0.0, 8)
+    assert "no GPU seen" not in p.describe()
+
+
+def test_cpu_trials_on_a_gpu_machine_take_no_share():
+    p = place(_spec(train={"device": "cpu"}), n_trials=4, num_cpus=4, num_gpus=1)
+    assert (p.device, p.gpus) == ("cpu", 0.0)
+
+
+@pytest.mark.parametrize(
+    ("resources", "train", "gpus", "key", "words"),
+    [
+        ({"gpus": 0.5}, {}, 0, "resources.gpus", "a trial asks for 0.5 GPUs, but 0 are seen"),
+        ({}, {"device": "cuda"}, 0, "train.device", "cuda needs a GPU share"),
+        ({"gpus": 0}, {"device": "cuda"}, 1, "train.device", "resources.gpus is 0"),
+        ({"gpus": 1}, {"device": "cpu"}, 1, "resources.gpus", "reserves a GPU for trials"),
+        ({"cpus": 4}, {}, 0, "resources.cpus", "a trial asks for 4 CPUs but Ray has 2"),
+    ],
+)
+def test_impossible_placements_are_one_line_errors(resources, train, gpus, key, words):
+    with pytest.raises(SpecError) as err:
+        place(_spec(resources, train), n_trials=4, num_cpus=2, num_gpus=gpus, probe=H200)
+    assert err.value.key == key and words in err.value.message
+
+
+def test_check_names_the_file_and_prints_the_plan(sweep_file, capsys):
+    path = sweep_file()
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "  resources    cpu: " in out and "1 CPU each" in out
+    assert main(["check", str(path), "--set", "resources.gpus=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"sweeper: error: {path}: resources.gpus: a trial asks for 0.5 GPUs, but 0 are seen\n"
+    )
+
+
+def test_cpu_trials_never_touch_cuda(monkeypatch, data_root):
+    """``gpus: 0`` (or no GPU): no CUDA context is made, nor are devices counted.
+
+    (torch's own optimizers ask ``torch.cuda.is_available()``, which makes no context.)"""
+    import torch
+
+    from sweeper.data import load_splits
+    from sweeper.trial import resolve_trial
+    from sweeper.trial.loop import TrialContext, train_trial
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("CUDA was touched")
+
+    for name in ("device_count", "init", "_lazy_init", "current_device"):
+        monkeypatch.setattr(torch.cuda, name, refuse)
+    spec = spec_from_dict(
+        {"name": "c", "model": {"name": "mlp", "args": {"depth": 1, "width": 8}},
+         "data": {"train_size": 256, "val_size": 64, "test_size": 64},
+         "train": {"epochs": 1, "batch_size": 64}, "resources": {"gpus": 0}},
+        "c.yaml",
+    )  # fmt: skip
+    splits = load_splits(spec.data, data_root)
+    assert place_here(spec, 1, lambda: splits, "c.yaml").device == "cpu"
+    out = train_trial(
+        resolve_trial(spec, {}), TrialContext(splits, lambda m, s: None, device="cpu")
+    )
+    assert out["epoch"] == 1 and not torch.cuda.is_initialized()
+
+
+def test_data_bytes_counts_what_a_trial_keeps_on_its_device(data_root):
+    from sweeper.data import load_splits
+
+    spec = _spec()
+    spec = spec.model_copy(
+        update={
+            "data": spec.data.model_copy(
+                update={"train_size": 100, "val_size": 50, "test_size": 20}
+            )
+        }
+    )
+    splits = load_splits(spec.data, data_root)
+    assert data_bytes(splits) == 170 * 784 * 4 + 170 * 8
