@@ -11,8 +11,8 @@ real updates: they create the optimizer's lazy state, cuBLAS/cuDNN handles and c
 benchmark choices), then the next full batch is captured with ``torch.cuda.graph`` on that
 stream (capture runs nothing) and replayed, as is every later full batch after a copy into
 the static buffers. The last, smaller batch of an epoch is trained eagerly on the same
-parameters and optimizer state. On the CPU (or with ``compile: false``'s static path in the
-benchmark) the same object runs every step eagerly through the same buffers.
+parameters and optimizer state. On the CPU (and wherever ``graphs`` is None) the same object
+runs every step eagerly through the same buffers.
 
 A learning-rate schedule sets ``param_group["lr"]`` (a float) once per epoch; a captured
 graph holds the lr it was captured with as a kernel argument, so the step re-captures when
