@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from sweeper.errors import describe_value
 from sweeper.optimizers import OPTIMIZERS
 from sweeper.suggest import did_you_mean
 
@@ -178,6 +179,7 @@ class DataSpec(_Strict):
 
 AUGMENTS = ("none", "flip", "seed")
 LR_SCHEDULES = ("none", "step", "exponential")
+PRECISIONS = ("fp32", "bf16")
 
 
 class TrainSpec(_Strict):
@@ -202,6 +204,17 @@ class TrainSpec(_Strict):
     cv_folds: Annotated[StrictInt, Field(ge=2)] | None = None
     log_grad_mean: StrictBool = False
     per_class: StrictBool = True
+    # The fast train step (trial/step.py): on CUDA one captured CUDA graph per step.
+    compile: StrictBool = True
+    precision: Literal[PRECISIONS] = "fp32"  # type: ignore[valid-type]
+    channels_last: StrictBool | Literal["auto"] = "auto"
+
+    @field_validator("channels_last", mode="before")
+    @classmethod
+    def _bool_or_auto(cls, value: Any) -> Any:
+        if isinstance(value, bool) or value == "auto":
+            return value
+        raise ValueError(f"expected true, false or 'auto', got {describe_value(value)}")
 
     @field_validator("optimizer")
     @classmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ import torch
 from sweeper.data import Splits
 from sweeper.models import count_params, get_model
 from sweeper.optimizers import build_optimizer
+from sweeper.trial import step as fast
 from sweeper.trial.augment import augment_images, augment_pairs
 from sweeper.trial.config import TrialConfig
 from sweeper.trial.tasks import task_for
@@ -129,12 +130,16 @@ class Run:
     ) -> None:
         torch.manual_seed(seed)
         info = data.info
-        self.model = get_model(
+        model = get_model(
             cfg.model, in_shape=info.in_shape, num_classes=info.num_classes, **cfg.model_args
         ).to(device)
+        self.channels_last = fast.channels_last_for(cfg.channels_last, model, device)
+        self.model = fast.prepare_model(model, self.channels_last)
+        self.capture_opts = fast.optimizer_options(cfg, device)  # capturable Adam when graphed
         self.optimizer = build_optimizer(
-            cfg.optimizer, self.model.parameters(), cfg.optimizer_kwargs
+            cfg.optimizer, self.model.parameters(), {**cfg.optimizer_kwargs, **self.capture_opts}
         )
+        self.step: fast.TrainStep | None = None  # made at the first epoch (needs the task)
         self.scheduler = _scheduler(cfg, self.optimizer)
         self.generator = torch.Generator().manual_seed(seed)
         self.device = device
@@ -142,31 +147,55 @@ class Run:
         self.grad_sum, self.grad_steps = 0.0, 0
 
     def train_epoch(self, cfg: TrialConfig, data: DeviceData, task: Any) -> dict[str, float]:
-        """One pass over the training set in shuffled mini-batches."""
+        """One pass over the training set in shuffled mini-batches.
+
+        With ``compile`` the batches go through :class:`~sweeper.trial.step.TrainStep`
+        (one CUDA graph per step on CUDA); else, and with ``log_grad_mean``, the eager loop.
+        """
         self.model.train()
-        x, y, idx = self.train_set
-        n = len(idx) if idx is not None else len(x)
-        order = torch.randperm(n, generator=self.generator).to(self.device)
-        if idx is not None:
-            order = idx[order]
-        sums: dict[str, torch.Tensor] = {}
-        for start in range(0, n, cfg.batch_size):
-            batch = order[start : start + cfg.batch_size]
-            xb, yb = data.augment(x[batch], y[batch], cfg.augment, self.generator)
-            logits = self.model(xb)
-            loss = task.loss(logits, yb)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.log_grad_mean and self.grad_steps < GRAD_STEPS:
-                self._log_grad()
-            self.optimizer.step()
-            _add(sums, task.stats(logits.detach(), yb))
+        batches = self._batches(cfg, data)
+        if fast.uses_step(cfg):
+            if self.step is None:
+                self.step = fast.make_step(
+                    cfg, self.model, self.optimizer, task, self.channels_last
+                )
+            sums = self.step.epoch(batches)
+        else:
+            sums = self._eager_epoch(cfg, task, batches)
         if self.scheduler is not None:
             self.scheduler.step()
         out = task.metrics(sums, "train")
         if cfg.log_grad_mean and self.grad_steps:
             out["grad_mean"] = self.grad_sum / self.grad_steps
         return out
+
+    def _batches(self, cfg: TrialConfig, data: DeviceData) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Shuffled, augmented mini-batches ``(b, ...)``; the last may be smaller."""
+        x, y, idx = self.train_set
+        n = len(idx) if idx is not None else len(x)
+        order = torch.randperm(n, generator=self.generator).to(self.device)
+        if idx is not None:
+            order = idx[order]
+        for start in range(0, n, cfg.batch_size):
+            batch = order[start : start + cfg.batch_size]
+            yield data.augment(x[batch], y[batch], cfg.augment, self.generator)
+
+    def _eager_epoch(
+        self, cfg: TrialConfig, task: Any, batches: Iterator[tuple[torch.Tensor, ...]]
+    ) -> dict[str, torch.Tensor]:
+        sums: dict[str, torch.Tensor] = {}
+        for xb, yb in batches:
+            xb = fast.to_format(xb, self.channels_last)
+            with fast.autocast(cfg.precision, self.device.type):
+                logits = self.model(xb)
+                loss = task.loss(logits, yb)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.log_grad_mean and self.grad_steps < GRAD_STEPS:
+                self._log_grad()
+            self.optimizer.step()
+            _add(sums, task.stats(logits.detach().float(), yb))
+        return sums
 
     def _log_grad(self) -> None:
         grads = [p.grad.abs().mean() for p in self.model.parameters() if p.grad is not None]
@@ -201,6 +230,8 @@ class Run:
     def load(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        fast.match_capturable(self.optimizer, bool(self.capture_opts))
+        self.step = None  # a captured graph would hold the old tensors: capture anew
         if self.scheduler is not None and state.get("scheduler"):
             self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
@@ -266,6 +297,7 @@ def train_trial(cfg: TrialConfig, ctx: TrialContext) -> dict[str, Any]:
     if ctx.num_threads:
         torch.set_num_threads(max(1, int(ctx.num_threads)))
     device = resolve_device(ctx.device or cfg.device)
+    fast.configure_backends(device)
     data = DeviceData(ctx.data, device)
     task = task_for(data.info.task, data.info.num_classes)
     runs = make_runs(cfg, data, device)

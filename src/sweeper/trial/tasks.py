@@ -26,7 +26,7 @@ class Classification:
         out = {
             "loss": F.cross_entropy(logits, y, reduction="sum"),
             "correct": (pred == y).sum(),
-            "n": torch.tensor(len(y), device=y.device),
+            "n": _count(y),
         }
         if per_class:
             hits = (pred == y).float()
@@ -70,7 +70,7 @@ class Segmentation:
             "union": pred.sum() + y.sum() - inter,
             "total": pred.sum() + y.sum(),
             "correct": (pred == y).float().mean(dim=(1, 2, 3)).sum(),
-            "n": torch.tensor(len(y), device=y.device),
+            "n": _count(y),
         }
 
     def metrics(self, sums: dict[str, torch.Tensor], prefix: str) -> dict[str, float]:
@@ -82,6 +82,11 @@ class Segmentation:
             f"{prefix}_iou": float(sums["inter"]) / union if union else 1.0,
             f"{prefix}_dice": 2 * float(sums["inter"]) / total if total else 1.0,
         }
+
+
+def _count(y: torch.Tensor) -> torch.Tensor:
+    """The batch size as a device scalar: a fill, not a host copy (capturable)."""
+    return torch.full((), len(y), dtype=torch.long, device=y.device)
 
 
 def task_for(task: str, num_classes: int) -> Classification | Segmentation:
