@@ -202,6 +202,7 @@ class TrainSpec(_Strict):
     cv_folds: Annotated[StrictInt, Field(ge=2)] | None = None
     log_grad_mean: StrictBool = False
     per_class: StrictBool = True
+    fuse: StrictBool = True  # train repeats/folds as one vmapped stack (trial/fused.py)
 
     @field_validator("optimizer")
     @classmethod
