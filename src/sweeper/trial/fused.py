@@ -63,7 +63,7 @@ class FusedGroup:
             return functional_call(self.base, (params, buffers), (x,), tie_weights=tied)
 
         # Only the model runs under vmap; losses and statistics take the stacked logits
-        # (R, B, C, ...) directly (task.stacked_*): far less vmap dispatch per step.
+        # (R, B, C, ...) directly (task.stacked_*): less vmap dispatch per step.
         self._forward = vmap(forward, randomness="different")  # x (R, B, ...)
         self._forward_shared = vmap(forward, in_dims=(0, 0, None), randomness="different")
 
@@ -85,8 +85,7 @@ class FusedGroup:
             with torch.random.fork_rng(devices=devices):  # dropout here must not shift later draws
                 self.base.train()
                 logits = self._forward(params, buffers, xb)
-                self.task.stacked_loss(logits, yb).sum().backward()
-                self.task.stacked_stats(logits.detach(), yb)
+                self.task.stacked_loss_and_stats(logits, yb)[0].sum().backward()
                 self.base.eval()
                 with torch.inference_mode():
                     self._forward(params, buffers, xb)
@@ -106,7 +105,7 @@ class FusedGroup:
             xb, yb = _gather(pairs, orders[:, start : start + cfg.batch_size])  # (R, B, ...)
             xb, yb = self._augment(data, cfg.augment, xb, yb)
             logits = self._forward(self.params, self.buffers, xb)  # (R, B, C)
-            losses = task.stacked_loss(logits, yb)  # (R,): each run's mean loss
+            losses, stats = task.stacked_loss_and_stats(logits, yb)  # (R,): each run's mean
             self.optimizer.zero_grad(set_to_none=True)
             # Backprop the SUM over runs of each run's mean loss: run r's slice of a stacked
             # parameter reaches only run r's term, so its gradient is exactly run r's own
@@ -119,7 +118,7 @@ class FusedGroup:
             if cfg.log_grad_mean and self.runs[0].grad_steps < GRAD_STEPS:
                 self._log_grad()
             self.optimizer.step()
-            add_stats(sums, task.stacked_stats(logits.detach(), yb))  # each (R, ...)
+            add_stats(sums, stats)  # each (R, ...)
         if self.scheduler is not None:
             self.scheduler.step()
         out = [{"lr": lr, **m} for m in _metrics_per_run(task, sums, "train", len(self.runs))]

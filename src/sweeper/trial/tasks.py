@@ -60,6 +60,20 @@ class Classification:
             out["class_n"] = torch.bincount(bins.flatten(), minlength=size).view(runs, -1)
         return out
 
+    def stacked_loss_and_stats(
+        self, logits: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A training step's pair: each run's mean loss ``(R,)``, and its (detached)
+        :meth:`stacked_stats`, from one cross-entropy evaluation."""
+        losses = self._per_example_loss(logits, y)  # (R, B)
+        pred = logits.detach().argmax(-1)  # (R, B)
+        stats = {
+            "loss": losses.detach().sum(1),
+            "correct": (pred == y).sum(1),
+            "n": torch.full((len(y),), y.shape[1], device=y.device),
+        }
+        return losses.mean(1), stats
+
     @staticmethod
     def _per_example_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of each example ``(R, B)`` in one call (no vmap: it is row-wise)."""
@@ -118,6 +132,12 @@ class Segmentation:
         from torch.func import vmap
 
         return vmap(self.stats)(logits, y)
+
+    def stacked_loss_and_stats(
+        self, logits: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A training step's pair: :meth:`stacked_loss` and the detached statistics."""
+        return self.stacked_loss(logits, y), self.stacked_stats(logits.detach(), y)
 
     def metrics(self, sums: dict[str, torch.Tensor], prefix: str) -> dict[str, float]:
         n = max(float(sums["n"]), 1.0)
