@@ -13,11 +13,17 @@ from typing import Any
 
 @dataclass(frozen=True)
 class OptimizerEntry:
-    """One optimizer: its torch class name, accepted keys and defaults."""
+    """One optimizer: its torch class name, accepted keys and defaults.
+
+    ``elementwise``: every state entry and update is per parameter element (a step count
+    aside), so one instance over the stacked parameters of R runs is R independent ones;
+    fused runs (``trial/fused.py``) need it.
+    """
 
     torch_class: str
     accepts: tuple[str, ...]
     defaults: dict[str, float] = field(default_factory=dict)
+    elementwise: bool = True
 
 
 OPTIMIZERS: dict[str, OptimizerEntry] = {

@@ -216,6 +216,8 @@ class TrainSpec(_Strict):
             return value
         raise ValueError(f"expected true, false or 'auto', got {describe_value(value)}")
 
+    fuse: StrictBool = True  # train repeats/folds as one vmapped stack (trial/fused.py)
+
     @field_validator("optimizer")
     @classmethod
     def _known_optimizer(cls, name: str) -> str:

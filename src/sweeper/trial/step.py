@@ -108,6 +108,11 @@ def autocast(precision: str, device_type: str) -> contextlib.AbstractContextMana
     return torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=False)
 
 
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """bf16 logits (autocast) as float32 for the statistics; float32/64 as they are."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 class CudaGraphs:
     """How :class:`TrainStep` captures on CUDA: one side stream for warm-up and capture."""
 
@@ -222,7 +227,7 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        for key, value in self.task.stats(logits.detach().float(), y).items():
+        for key, value in self.task.stats(at_least_fp32(logits.detach()), y).items():
             if key not in self.sums:
                 self.sums[key] = torch.zeros_like(value)
             self.sums[key].add_(value)

@@ -2,6 +2,8 @@
 
 A task accumulates sums over batches (``stats``) and turns them into metrics at the end
 (``metrics``), so a whole epoch costs one device-to-host copy, not one per batch.
+``stacked_loss`` and ``stacked_stats`` do the same for R fused runs at once (a leading run
+dimension: logits ``(R, B, ...)``), each run's value as ``loss``/``stats`` would give it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,50 @@ class Classification:
             out["class_correct"] = torch.bincount(y, weights=hits, minlength=self.num_classes)
             out["class_n"] = torch.bincount(y, minlength=self.num_classes)
         return out
+
+    def stacked_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each run's mean cross-entropy ``(R,)``: logits ``(R, B, C)``, labels ``(R, B)``."""
+        return self._per_example_loss(logits, y).mean(1)
+
+    def stacked_stats(
+        self, logits: torch.Tensor, y: torch.Tensor, per_class: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`stats` of each run, every entry with a leading run dimension ``(R, ...)``."""
+        runs, batch = y.shape
+        pred = logits.argmax(-1)  # (R, B)
+        out = {
+            "loss": self._per_example_loss(logits, y).sum(1),
+            "correct": (pred == y).sum(1),
+            "n": torch.full((runs,), batch, device=y.device),
+        }
+        if per_class:
+            # one bincount over (run, class) pairs: run r's class c counts at r * C + c
+            bins = y + self.num_classes * torch.arange(runs, device=y.device).unsqueeze(1)
+            hits = (pred == y).float().flatten()
+            size = runs * self.num_classes
+            out["class_correct"] = torch.bincount(bins.flatten(), hits, size).view(runs, -1)
+            out["class_n"] = torch.bincount(bins.flatten(), minlength=size).view(runs, -1)
+        return out
+
+    def stacked_loss_and_stats(
+        self, logits: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A training step's pair: each run's mean loss ``(R,)``, and its (detached)
+        :meth:`stacked_stats`, from one cross-entropy evaluation."""
+        losses = self._per_example_loss(logits, y)  # (R, B)
+        pred = logits.detach().argmax(-1)  # (R, B)
+        stats = {
+            "loss": losses.detach().sum(1),
+            "correct": (pred == y).sum(1),
+            "n": torch.full((len(y),), y.shape[1], device=y.device),
+        }
+        return losses.mean(1), stats
+
+    @staticmethod
+    def _per_example_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of each example ``(R, B)`` in one call (no vmap: it is row-wise)."""
+        losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+        return losses.view(y.shape)
 
     def metrics(self, sums: dict[str, torch.Tensor], prefix: str) -> dict[str, float]:
         n = max(float(sums["n"]), 1.0)
@@ -72,6 +118,26 @@ class Segmentation:
             "correct": (pred == y).float().mean(dim=(1, 2, 3)).sum(),
             "n": _count(y),
         }
+
+    def stacked_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each run's :meth:`loss` ``(R,)``: masks and logits ``(R, B, 1, H, W)``."""
+        from torch.func import vmap
+
+        return vmap(self.loss)(logits, y)
+
+    def stacked_stats(
+        self, logits: torch.Tensor, y: torch.Tensor, per_class: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`stats` of each run, every entry ``(R,)``."""
+        from torch.func import vmap
+
+        return vmap(self.stats)(logits, y)
+
+    def stacked_loss_and_stats(
+        self, logits: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A training step's pair: :meth:`stacked_loss` and the detached statistics."""
+        return self.stacked_loss(logits, y), self.stacked_stats(logits.detach(), y)
 
     def metrics(self, sums: dict[str, torch.Tensor], prefix: str) -> dict[str, float]:
         n = max(float(sums["n"]), 1.0)
