@@ -222,3 +222,46 @@ def test_uncapturable_model_falls_back_to_eager_with_one_line(caplog):
     assert not step.graphed and int(first["n"]) == int(second["n"]) == 100
     assert math.isfinite(float(second["loss"])) and float(second["loss"]) < float(first["loss"])
     assert adam_steps(step) == {14.0}  # 2 epochs x 7 batches, the failed capture trained nothing
+
+
+AUTO_SWEEP = """
+name: gpu_auto
+method: grid
+parameters: {width: {values: [16, 32, 64, 128]}}
+model: {name: mlp}
+data: {name: fashion_mnist, train_size: 2000, val_size: 500, test_size: 500}
+train: {epochs: 1}
+resources: {cpus: 0.5}
+"""
+
+
+def test_probe_measures_a_train_step(data_root):
+    from sweeper.trial.probe import probe_gpu
+
+    spec = spec_from_dict({"name": "p", "model": {"name": "mlp"}}, "test")
+    info = load_splits(spec.data.model_copy(update={"train_size": 500, "val_size": 100,
+                                                    "test_size": 100}), data_root).info  # fmt: skip
+    probe = probe_gpu(spec, {}, info)
+    assert 0 < probe.peak_bytes < probe.total_bytes and probe.name
+
+
+def test_check_prints_the_gpu_placement(tmp_path, capsys):
+    sweep = tmp_path / "g.yaml"
+    sweep.write_text(AUTO_SWEEP)
+    assert main(["check", str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "resources    cuda: " in out and "trials per GPU" in out
+
+
+@pytest.mark.slow
+def test_auto_gpus_pack_trials_from_a_probe(tmp_path, ray_session, data_root):
+    """gpus: auto (the default): 2 CPUs at 0.5 a trial and 4 trials -> 4 trials per GPU."""
+    sweep = tmp_path / "g.yaml"
+    sweep.write_text(AUTO_SWEEP)
+    assert main(["run", str(sweep), "--out", str(tmp_path)]) == 0
+    study = Study.open("gpu_auto", tmp_path)
+    placement = study.meta()["placement"]
+    assert placement["device"] == "cuda" and placement["trials_per_gpu"] == 4
+    assert placement["gpus"] == 0.25 and placement["trial_bytes"] > 0
+    df = study.trials()
+    assert len(df) == 4 and set(df["state"]) == {"COMPLETE"}
