@@ -43,7 +43,7 @@ def process_start() -> float:
 T0 = process_start()
 STEPS: list[tuple[str, float, float]] = []  # (name, start, end) in epoch seconds
 SINKS: dict[str, float] = defaultdict(float)  # sink -> seconds inside it
-EVENTS: list[tuple[float, str]] = []
+EVENTS: list[tuple[float, str, str, float]] = []  # (time, event, trial id, epoch_s)
 
 
 def step(name: str, fn):
@@ -62,8 +62,12 @@ def sink(name: str, fn, event: str | None = None):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         t = time.perf_counter()
-        if event:
-            EVENTS.append((time.time(), event))
+        if event:  # callback events: (self, iteration, trials, trial[, result])
+            trial = args[3] if len(args) > 3 else kwargs.get("trial")
+            result = args[4] if len(args) > 4 else kwargs.get("result") or {}
+            EVENTS.append(
+                (time.time(), event, getattr(trial, "trial_id", ""), result.get("epoch_s", 0.0))
+            )
         try:
             return fn(*args, **kwargs)
         finally:
@@ -186,6 +190,21 @@ def main() -> int:
     return 0
 
 
+def between_epochs(events: list) -> float:
+    """Median gap between a trial's consecutive results, less the later epoch's own time:
+    the checkpoint, ``tune.report``'s round trip through the driver, Tune's bookkeeping."""
+    import statistics
+
+    last: dict[str, float] = {}
+    gaps = []
+    for t, event, trial, epoch_s in events:
+        if event == "result" and trial in last:
+            gaps.append(t - last[trial] - epoch_s)
+        if event in ("result", "start"):
+            last[trial] = t
+    return statistics.median(gaps) if gaps else float("nan")
+
+
 def report(t_main: float, t_end: float, trials: list[dict]) -> None:
     print(f"\nwall from process start to the end of main(): {t_end - T0:.2f} s")
     print("\n| step | starts at (s) | seconds |\n|---|---:|---:|")
@@ -193,13 +212,14 @@ def report(t_main: float, t_end: float, trials: list[dict]) -> None:
         print(f"| {name} | {a - T0:.2f} | {b - a:.2f} |")
     ev = sorted(EVENTS)
     if ev:
-        first_start = next(t for t, e in ev if e == "start")
-        first_result = next((t for t, e in ev if e == "result"), first_start)
-        last = max(t for t, e in ev if e == "complete")
+        first_start = next(t for t, e, *_ in ev if e == "start")
+        first_result = next((t for t, e, *_ in ev if e == "result"), first_start)
+        last = max(t for t, e, *_ in ev if e == "complete")
         print(
             f"\nfirst trial started (driver) at {first_start - T0:.2f} s, first result at "
             f"{first_result - T0:.2f} s, last trial complete at {last - T0:.2f} s"
         )
+        print(f"between epochs, beyond the epoch itself: {between_epochs(ev):.3f} s (median)")
     began = [t["began"] for t in trials if t["began"]]
     if began:
         print(f"first trial function began at {min(began) - T0:.2f} s")
