@@ -10,7 +10,11 @@ inside each sink. The driver's callback runs inside Ray Tune's control loop and 
 trial's path. Trial-side figures (actor start, imports, data) come from the study folder.
 
     python benchmarks/startup_breakdown.py                       # 8 configs x 8 epochs
+    python benchmarks/startup_breakdown.py --repeats 3           # medians of 3 fresh runs
     python benchmarks/startup_breakdown.py --configs 8 --epochs 2 --train-size 10000
+
+Sink seconds spent on a thread of the driver's own (W&B, the Optuna mirror) are marked
+"(thread)": they are not on the control loop's path.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ import functools
 import importlib
 import json
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -71,7 +78,8 @@ def sink(name: str, fn, event: str | None = None):
         try:
             return fn(*args, **kwargs)
         finally:
-            SINKS[name] += time.perf_counter() - t
+            main = threading.current_thread() is threading.main_thread()
+            SINKS[name if main else f"{name} (thread)"] += time.perf_counter() - t
 
     return wrapper
 
@@ -107,7 +115,10 @@ def instrument() -> None:
     patch("sweeper.engine.tune", "run_study", functools.partial(step, "run_study (all)"))
     patch("sweeper.store", "Study.create", functools.partial(step, "study folder"))
     patch("ray.tune", "Tuner.fit", functools.partial(step, "Tuner.fit (all)"))
-    ray.shutdown = step("ray.shutdown", ray.shutdown)
+    if hasattr(importlib.import_module("sweeper.engine.tune"), "shutdown_ray"):
+        patch("sweeper.engine.tune", "shutdown_ray", functools.partial(step, "ray shutdown"))
+    else:  # before engine/session.py
+        ray.shutdown = step("ray shutdown", ray.shutdown)
     cb = "sweeper.engine.callbacks"
     patch(cb, "StudyCallback._record", functools.partial(sink, "trial table"))
     patch(cb, "StudyCallback._record_history", functools.partial(sink, "history"))
@@ -129,10 +140,11 @@ def instrument() -> None:
         functools.partial(sink, "callback: on_trial_complete", event="complete"),
     )
     patch("sweeper.optuna_mirror", "OptunaMirror.record", functools.partial(sink, "optuna mirror"))
-    for name in ("start", "log", "finish", "close"):
-        patch(
-            "sweeper.engine.tracking", f"WandbSink.{name}", functools.partial(sink, f"W&B {name}")
-        )
+    for name in ("start", "log", "finish", "close", "_start", "_log", "_finish"):
+        label = f"W&B {name.lstrip('_')}"
+        patch("sweeper.engine.tracking", f"WandbSink.{name}", functools.partial(sink, label))
+    patch("sweeper.tracking", "WandbTracker.prepare", functools.partial(sink, "W&B start-up"))
+    patch(cb, "StudyCallback._open_mirror", functools.partial(sink, "mirror open"))
     patch("sweeper.engine.progress", "Progress.show", functools.partial(sink, "progress line"))
 
 
@@ -156,7 +168,7 @@ def trial_figures(study_dir: Path) -> list[dict]:
     return out
 
 
-def main() -> int:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", default="sweeps/mlp_grid.yaml")
     ap.add_argument("--configs", type=int, default=8)
@@ -164,8 +176,15 @@ def main() -> int:
     ap.add_argument("--train-size", type=int, default=10_000)
     ap.add_argument("--data-dir", default=os.environ.get("SWEEPER_DATA_DIR"))
     ap.add_argument("--wandb", default=None, help="offline | disabled (default: the file's)")
-    ap.add_argument("--json", help="also write the figures to this file")
-    args = ap.parse_args()
+    ap.add_argument("--repeats", type=int, default=1, help="fresh runs; the table has medians")
+    ap.add_argument("--json", help="write this run's figures to this file")
+    return ap.parse_args(argv)
+
+
+def main() -> int:
+    args = parse()
+    if args.repeats > 1:
+        return repeated(args)
     instrument()
     from sweeper.cli import main as sweeper
 
@@ -175,19 +194,103 @@ def main() -> int:
     argv = ["run", str(sweep), "--out", str(out), "--force-new"]
     argv += ["--data-dir", args.data_dir] if args.data_dir else []
     argv += ["--wandb", args.wandb] if args.wandb else []
-    t_main = time.time()
     code = sweeper(argv)
     t_end = time.time()
     if code != 0:
         print(f"sweeper run exited {code}", file=sys.stderr)
         return code
-    trials = trial_figures(out / "bench")
-    report(t_main, t_end, trials)
+    figures = phases(t_end, trial_figures(out / "bench"))
+    print_phases([figures])
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"steps": STEPS, "sinks": SINKS, "events": EVENTS, "trials": trials})
-        )
+        Path(args.json).write_text(json.dumps(figures))
     return 0
+
+
+def repeated(args: argparse.Namespace) -> int:
+    """Run this script ``--repeats`` times, each in a fresh interpreter; print medians."""
+    runs = []
+    for i in range(args.repeats):
+        target = Path(tempfile.mkdtemp(prefix="startup-breakdown-")) / "run.json"
+        cmd = [sys.executable, __file__, "--repeats", "1", "--json", str(target)]
+        for flag in ("sweep", "configs", "epochs", "train_size", "data_dir", "wandb"):
+            value = getattr(args, flag)
+            if value is not None:
+                cmd += [f"--{flag.replace('_', '-')}", str(value)]
+        load = os.getloadavg()[0]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        runs.append(json.loads(target.read_text()))
+        print(f"run {i + 1}: {runs[-1]['wall']['total wall']:.1f} s (load {load:.2f})", flush=True)
+    print_phases(runs)
+    return 0
+
+
+def phases(t_end: float, trials: list[dict]) -> dict:
+    """The run's figures: its phases in order (wall seconds) and the sinks' seconds."""
+    steps = {name: (a, b) for name, a, b in STEPS}
+    ev = sorted(EVENTS)
+    began = min((t["began"] for t in trials if t["began"]), default=None)
+    first_result = next((t for t, e, *_ in ev if e == "result"), None)
+    last = max((t for t, e, *_ in ev if e == "complete"), default=None)
+    fit = steps.get("Tuner.fit (all)")
+
+    def span(name: str) -> float | None:
+        return steps[name][1] - steps[name][0] if name in steps else None
+
+    wall = {
+        "python start-up, imports (ray.tune too: the timers import it first)": steps[
+            "spec + plan (registry checks)"
+        ][0]
+        - T0,
+        "spec + plan (registry checks; imports torch)": span("spec + plan (registry checks)"),
+        "load data (driver)": span("load data (driver)"),
+        "lock, study state, optuna import": steps["ray.init"][0] - steps["study folder"][1],
+        "ray.init": span("ray.init"),
+        "data into the object store": span("data into the object store (with_parameters)"),
+        "Tuner + OptunaSearch set-up": span("Tuner + OptunaSearch set-up"),
+        "fit start to the first trial's function (actors, worker imports)": (
+            began - fit[0] if began and fit else None
+        ),
+        "first trial's function to its first result": (
+            first_result - began if began and first_result else None
+        ),
+        "first result to the last trial's end (training)": (
+            last - first_result if last and first_result else None
+        ),
+        "last trial's end to the end of fit (closing the sinks)": (
+            fit[1] - last if fit and last else None
+        ),
+        "ray shutdown": span("ray shutdown"),
+        "closing summary table": span("closing summary table"),
+        "total wall": t_end - T0,
+    }
+    return {
+        "wall": wall,
+        "sinks": dict(SINKS),
+        "between_epochs": between_epochs(ev),
+        "train_s": sum(float(t["wall_s"] or 0) for t in trials),
+        "trial_startup_s": sum(float(t["startup_s"] or 0) for t in trials),
+    }
+
+
+def print_phases(runs: list[dict]) -> None:
+    def med(values: list) -> float:
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else float("nan")
+
+    n = len(runs)
+    print(f"\n| phase (median of {n}) | seconds |\n|---|---:|")
+    for name in runs[0]["wall"]:
+        print(f"| {name} | {med([r['wall'][name] for r in runs]):.2f} |")
+    print(
+        f"\ntrials: {med([r['train_s'] for r in runs]):.2f} s training, "
+        f"{med([r['trial_startup_s'] for r in runs]):.2f} s trial start-up (sums over trials); "
+        f"between epochs beyond the epoch: {med([r['between_epochs'] for r in runs]):.3f} s"
+    )
+    names = sorted({k for r in runs for k in r["sinks"]})
+    print("\n| driver sink (callback path unless marked) | seconds |\n|---|---:|")
+    rows = [(k, med([r["sinks"].get(k, 0.0) for r in runs])) for k in names]
+    for name, value in sorted(rows, key=lambda kv: -kv[1]):
+        print(f"| {name} | {value:.3f} |")
 
 
 def between_epochs(events: list) -> float:
@@ -203,32 +306,6 @@ def between_epochs(events: list) -> float:
         if event in ("result", "start"):
             last[trial] = t
     return statistics.median(gaps) if gaps else float("nan")
-
-
-def report(t_main: float, t_end: float, trials: list[dict]) -> None:
-    print(f"\nwall from process start to the end of main(): {t_end - T0:.2f} s")
-    print("\n| step | starts at (s) | seconds |\n|---|---:|---:|")
-    for name, a, b in sorted(STEPS, key=lambda s: s[1]):
-        print(f"| {name} | {a - T0:.2f} | {b - a:.2f} |")
-    ev = sorted(EVENTS)
-    if ev:
-        first_start = next(t for t, e, *_ in ev if e == "start")
-        first_result = next((t for t, e, *_ in ev if e == "result"), first_start)
-        last = max(t for t, e, *_ in ev if e == "complete")
-        print(
-            f"\nfirst trial started (driver) at {first_start - T0:.2f} s, first result at "
-            f"{first_result - T0:.2f} s, last trial complete at {last - T0:.2f} s"
-        )
-        print(f"between epochs, beyond the epoch itself: {between_epochs(ev):.3f} s (median)")
-    began = [t["began"] for t in trials if t["began"]]
-    if began:
-        print(f"first trial function began at {min(began) - T0:.2f} s")
-    train = sum(float(t["wall_s"] or 0) for t in trials)
-    startup = sum(float(t["startup_s"] or 0) for t in trials)
-    print(f"trials: {train:.2f} s training, {startup:.2f} s trial start-up (sums over trials)")
-    print("\n| driver sink | seconds |\n|---|---:|")
-    for name, s in sorted(SINKS.items(), key=lambda kv: -kv[1]):
-        print(f"| {name} | {s:.3f} |")
 
 
 if __name__ == "__main__":
