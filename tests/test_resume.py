@@ -185,6 +185,7 @@ def test_resume_reconciles_the_table_history_and_optuna_db_with_ray(tmp_path, sw
     cb.on_trial_complete(0, [], a)
     cb.on_trial_result(0, [], c, result(1, 0.4))
     cb.on_trial_result(0, [], c, result(2, 0.45))
+    cb.flush()  # the mirror is written by a thread of its own
     assert {t.user_attrs["trial_id"] for t in cb.mirror.study.trials} == {"a"}
     cb.mirror.close()
     # -- the driver is killed; Ray's snapshot knows b (finished) and c (from epoch 1) --------
@@ -192,6 +193,7 @@ def test_resume_reconciles_the_table_history_and_optuna_db_with_ray(tmp_path, sw
     b_done = fake_trial("b", 16, "sgd", "TERMINATED", last_result=result(4, 0.64))
     c_pending = fake_trial("c", 32, "adam", "PENDING")
     again.on_step_begin(0, [b_done, c_pending])
+    again.flush()
     rows = {r["trial_id"]: r for r in study.trials().to_dict(orient="records")}
     assert set(rows) == {"b", "c"}  # a will be run again under a new id
     assert rows["b"]["state"] == "COMPLETE" and rows["b"]["epochs"] == 4

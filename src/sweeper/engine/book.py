@@ -145,6 +145,15 @@ class TrialBook:
         self._recount()
         return dropped
 
+    def snapshot(self) -> TrialBook:
+        """A copy for another thread: later changes to this book's rows do not reach it."""
+        view = object.__new__(TrialBook)
+        view.__dict__.update(self.__dict__)
+        view.rows = {t: dict(r) for t, r in self.rows.items()}
+        view.curves = {t: dict(c) for t, c in self.curves.items()}
+        view._counts = self._counts.copy()
+        return view
+
     def params(self, trial_id: str) -> dict[str, Any]:
         """A row's swept values (the ``config/`` columns, prefix dropped)."""
         row = self.rows[trial_id]

@@ -3,7 +3,9 @@
 One callback turns each event into an update of the :class:`~sweeper.engine.book.TrialBook`
 (the state machine), then hands the trial's row to the sinks: the trial table and history
 in the study folder, the Optuna mirror, W&B and the progress line. Each event costs an
-append or two, whatever the study's size.
+append or two, whatever the study's size. The Optuna mirror and W&B are copies of the
+study, each written by a thread of its own (:mod:`sweeper.engine.background`), so Ray
+Tune's control loop (and every trial waiting in ``tune.report``) never waits for them.
 
 Ray pickles its callbacks into the experiment folder and hands the pickled copies back on
 ``Tuner.restore``. So the callback pickles only the study folder's absolute path and
@@ -15,18 +17,21 @@ another place (the folder was moved or copied) binds the new path with
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
+from sweeper.engine.background import Background
 from sweeper.engine.book import TrialBook
 from sweeper.errors import SweeperError
 from sweeper.states import TrialState
 from sweeper.store import Study
 
 _BOUND: list[Path] = []
+_OPEN: weakref.WeakSet[StudyCallback] = weakref.WeakSet()  # made, not yet closed
 
 
 @contextlib.contextmanager
@@ -58,7 +63,9 @@ class StudyCallback(Callback):
         self.history_last = self.study.history_epochs()  # trial -> last epoch in history.csv
         self.progress = Progress(self.book, self.book.spec.name, self.total)
         self.wandb = WandbSink(self.study, self.book.spec)
-        self.mirror: Any = None
+        self.mirror: Any = None  # made and used on the mirror's own thread only
+        self.mirror_thread = Background("optuna mirror", self.progress.warn)
+        _OPEN.add(self)
         self._reconciled = False
 
     def __getstate__(self) -> dict[str, Any]:
@@ -125,12 +132,31 @@ class StudyCallback(Callback):
             elif status == "ERROR" and state is not TrialState.FAIL:
                 self.book.finish(trial, _error_line(trial))
         self.study.write_trials(list(self.book.rows.values()))
+        self.mirror_thread.submit(self._open_mirror, self.book.snapshot())
+
+    def _open_mirror(self, book: TrialBook) -> None:
+        """(mirror thread) Open optuna.db holding exactly the ended rows of ``book``."""
         try:
             from sweeper.optuna_mirror import synced_mirror
 
-            self.mirror = synced_mirror(self.study.path / "optuna.db", self.book.spec, self.book)
+            self.mirror = synced_mirror(self.study.path / "optuna.db", book.spec, book)
         except Exception as exc:  # noqa: BLE001 - the mirror is a record; never stop a study
             self.progress.warn(f"optuna mirror: {exc}")
+
+    def _mirror_record(self, trial_id: str, params: dict, row: dict, curve: dict) -> None:
+        """(mirror thread) Add one ended trial to optuna.db."""
+        if self.mirror is None:
+            return
+        try:
+            self.mirror.record(trial_id, params, row, curve)
+        except Exception as exc:  # noqa: BLE001 - the mirror is a record; never stop a study
+            self.progress.warn(f"optuna mirror: trial {trial_id}: {exc}")
+
+    def _close_mirror(self) -> None:
+        """(mirror thread) Close the database."""
+        if self.mirror is not None:
+            self.mirror.close()
+            self.mirror = None
 
     def _record(self, row: dict[str, Any]) -> None:
         """Journal the row; fold the whole table once the journal has outgrown it."""
@@ -150,25 +176,43 @@ class StudyCallback(Callback):
     def _finish(self, trial: Any, error: str | None) -> None:
         row = self.book.finish(trial, error)
         params = self.book.params(trial.trial_id)
-        if self.mirror is not None:
-            try:
-                self.mirror.record(
-                    trial.trial_id, params, row, self.book.curves.get(trial.trial_id, {})
-                )
-            except Exception as exc:  # noqa: BLE001 - the mirror is a record; never stop a study
-                self.progress.warn(f"optuna mirror: trial {trial.trial_id}: {exc}")
+        curve = dict(self.book.curves.get(trial.trial_id, {}))
+        self.mirror_thread.submit(self._mirror_record, trial.trial_id, params, dict(row), curve)
         self._record(row)
         self.wandb.finish(trial.trial_id, dict(trial.config or {}), row)
         self.progress.show(ended=True)
 
+    def flush(self) -> None:
+        """Wait until the mirror's and W&B's threads have written everything asked so far."""
+        self.mirror_thread.flush()
+        self.wandb.background.flush()
+
     def close(self) -> None:
-        """Fold the table, close the mirror and the W&B runs, stop the progress line."""
+        """Fold the table, close the mirror and the W&B runs (waiting for both threads to
+        write everything asked of them), stop the progress line. A second call does nothing."""
+        if self not in _OPEN:
+            return
+        _OPEN.discard(self)
         self.study.write_trials(list(self.book.rows.values()))
-        if self.mirror is not None:
-            self.mirror.close()
-            self.mirror = None
+        self.mirror_thread.submit(self._close_mirror)
+        self.mirror_thread.close()
         self.wandb.close()
         self.progress.close()
+
+
+@contextlib.contextmanager
+def closing_callbacks() -> Iterator[None]:
+    """Close, on the way out, every callback made inside the block and still open.
+
+    Ray Tune closes its callbacks at the end of ``fit``, but not when an exception it does
+    not catch (a second Ctrl-C) ends it; the threads' records are written either way.
+    """
+    before = set(map(id, _OPEN))
+    try:
+        yield
+    finally:
+        for callback in [cb for cb in list(_OPEN) if id(cb) not in before]:
+            callback.close()
 
 
 def _error_line(trial: Any) -> str:

@@ -4,6 +4,12 @@ It runs on the driver, not in the trials: ``wandb.init`` inside a trial loses th
 trials that Tune stops, and W&B's settings would have to reach every worker. The W&B work
 itself is in :mod:`sweeper.tracking`; this adapter turns the book's trial events into its
 calls, and takes each run's summary from the trial's row in the book (never a file).
+
+The calls run on a thread of their own (:class:`~sweeper.engine.background.Background`),
+in order: W&B's first run starts its service (seconds), and Ray Tune schedules a trial's
+first train call only after the callback's ``on_trial_start`` returns. The thread imports
+wandb and starts its service as soon as the sink is made; :meth:`WandbSink.close` waits
+until every run is written.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from sweeper.engine.background import Background
 from sweeper.store import BASE_COLUMNS, PARAM_PREFIX, Study
 
 
@@ -32,14 +39,36 @@ class WandbSink:
                 tags=list(w.tags),
             )
         )
+        self.background = Background("W&B", self.tracker.warn)
+        if self.tracker.enabled:
+            self.background.submit(self.tracker.prepare)
 
+    # -- the callback's calls: queued, copies of what they are given ----------------------
     def forget(self, known: set[str]) -> None:
         """Drop the runs of trials Ray does not know (a resume)."""
         if self.tracker.enabled:
-            self.tracker.forget(known)
+            self.background.submit(self.tracker.forget, set(known))
 
     def start(self, trial_id: str, params: dict[str, Any]) -> None:
         """Open the trial's run; ``params`` are its swept values (Ray's ``trial.config``)."""
+        if self.tracker.enabled:
+            self.background.submit(self._start, trial_id, dict(params))
+
+    def log(self, trial_id: str, params: dict[str, Any], metrics: dict[str, Any]) -> None:
+        if self.tracker.enabled:
+            self.background.submit(self._log, trial_id, dict(params), dict(metrics))
+
+    def finish(self, trial_id: str, params: dict[str, Any], row: dict[str, Any]) -> None:
+        if self.tracker.enabled:
+            self.background.submit(self._finish, trial_id, dict(params), dict(row))
+
+    def close(self) -> None:
+        """Close every run still open and wait until W&B has written them all."""
+        self.background.submit(self.tracker.close)
+        self.background.close()
+
+    # -- on the W&B thread ----------------------------------------------------------------
+    def _start(self, trial_id: str, params: dict[str, Any]) -> None:
         if not self.tracker.enabled or trial_id in self.tracker.runs:
             return
         try:
@@ -54,18 +83,15 @@ class WandbSink:
         name = " ".join([trial_id, *(f"{k}={v}" for k, v in params.items())])
         self.tracker.start(trial_id, name[:120], config, job_type=family)
 
-    def log(self, trial_id: str, params: dict[str, Any], metrics: dict[str, Any]) -> None:
-        self.start(trial_id, params)  # a restored trial may report before it is started
+    def _log(self, trial_id: str, params: dict[str, Any], metrics: dict[str, Any]) -> None:
+        self._start(trial_id, params)  # a restored trial may report before it is started
         self.tracker.log(trial_id, int(metrics.get("epoch", 0)), metrics)
 
-    def finish(self, trial_id: str, params: dict[str, Any], row: dict[str, Any]) -> None:
-        self.start(trial_id, params)  # a trial that failed before its first result
+    def _finish(self, trial_id: str, params: dict[str, Any], row: dict[str, Any]) -> None:
+        self._start(trial_id, params)  # a trial that failed before its first result
         if trial_id in self.tracker.runs:
             exit_code = 1 if str(row.get("state")) == "FAIL" else 0
             self.tracker.finish(trial_id, summary(trial_id, row), exit_code)
-
-    def close(self) -> None:
-        self.tracker.close()
 
 
 def summary(trial_id: str, row: dict[str, Any]) -> dict[str, Any]:

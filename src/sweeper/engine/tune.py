@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sweeper.engine.session import init_ray, shutdown_ray
 from sweeper.plan import Plan
 from sweeper.signals import sigterm_as_sigint
 from sweeper.spec import Spec
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 # little; past this many trials a snapshot is large (~17 kB a trial), and Ray's own "auto"
 # period (snapshots take at most 5% of the time) keeps its cost per trial from growing.
 SMALL_STUDY_TRIALS = 500
-# Ray's object store holds the dataset once for all trials; Fashion-MNIST is ~55 MB (uint8).
-OBJECT_STORE_BYTES = 400 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -57,23 +56,6 @@ def snapshot_period(n_trials: int) -> str:
     return os.environ.get("SWEEPER_SNAPSHOT_S") or (
         "2" if n_trials <= SMALL_STUDY_TRIALS else "auto"
     )
-
-
-def init_ray(num_cpus: int) -> bool:
-    """Start a local Ray with ``num_cpus`` CPUs, no dashboard; False if one is running."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    ray.init(
-        num_cpus=num_cpus,
-        include_dashboard=False,
-        log_to_driver=False,
-        object_store_memory=OBJECT_STORE_BYTES,
-        configure_logging=True,
-        logging_level="ERROR",
-    )
-    return True
 
 
 def make_trainable(spec: Spec, data: Any, placement: Placement) -> Any:
@@ -150,10 +132,9 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
     an interrupted :class:`RunResult` when Ray Tune stopped the trials itself).
     """
     import optuna
-    import ray
     from ray import tune
 
-    from sweeper.engine.callbacks import StudyCallback, study_binding
+    from sweeper.engine.callbacks import StudyCallback, closing_callbacks, study_binding
     from sweeper.engine.placement import place_on_ray
     from sweeper.engine.relocate import relocate_experiment
     from sweeper.engine.snapshot import read_snapshot, repair
@@ -178,7 +159,7 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
             trainable = make_trainable(spec, data, placement)
             tune_dir = study.tune_dir.resolve()  # Ray wants absolute paths
             snapshot = read_snapshot(tune_dir) if resume else None
-            with study_binding(study.path):  # a restored callback records here
+            with study_binding(study.path), closing_callbacks():  # a restored callback records here
                 if snapshot is not None and snapshot.usable:
                     repair(tune_dir, snapshot)
                     relocate_experiment(tune_dir)  # the folder may have moved since
@@ -197,7 +178,7 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
             raise
         finally:
             if started:
-                ray.shutdown()
+                shutdown_ray()
     df = study.trials()
     c = counts(df["state"] if not df.empty else [])
     finished = c[TrialState.COMPLETE] + c[TrialState.PRUNED]

@@ -136,6 +136,16 @@ class WandbTracker:
             self._warned.add(message)
             print(f"sweeper: warning: {message}", file=sys.stderr)
 
+    def prepare(self) -> None:
+        """Import wandb and start its service now, so that the first run opens at once."""
+        if not self.enabled or not self._import():
+            return
+        try:
+            self._wandb.setup()
+            self._started = True  # close() shuts the service down
+        except Exception as exc:  # noqa: BLE001 - the first run tries again, and falls back
+            self.warn(f"W&B did not start its service ({_oneline(exc)})")
+
     # -- trial events --------------------------------------------------------------------
     def start(self, trial_id: str, name: str, config: dict[str, Any], job_type: str) -> None:
         """Open (or, for a resumed trial, continue) the trial's run."""

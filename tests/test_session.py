@@ -1,0 +1,54 @@
+"""The local Ray's settings for start-up time (engine/session.py), without starting Ray."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def tune_cache(monkeypatch):
+    """Ray Tune's actor class cache, with sweeper's registration, undone afterwards."""
+    pytest.importorskip("ray.tune")
+    from ray.tune.execution import class_cache
+
+    from sweeper.engine import session
+
+    monkeypatch.setattr(class_cache._ActorClassCache, "get", class_cache._ActorClassCache.get)
+    monkeypatch.setattr(session, "_WORKER_ENV", {})
+    for key in class_cache.ENV_VARS_TO_PROPAGATE:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PL_DISABLE_FORK", "1")
+    return session, class_cache._ActorClassCache
+
+
+class Trainable:
+    pass
+
+
+def runtime_env(actor_cls):
+    return actor_cls._default_options.get("runtime_env")
+
+
+def test_a_trainable_whose_variables_every_worker_has_gets_no_runtime_env(tune_cache):
+    session, cache_cls = tune_cache
+    session._WORKER_ENV.update({"PL_DISABLE_FORK": "1"})
+    session._same_env_without_runtime_env()
+    session._same_env_without_runtime_env()  # once is enough; a second call changes nothing
+    cache = cache_cls()
+    assert not runtime_env(cache.get(Trainable))
+    assert cache.get(Trainable) is cache.get(Trainable)
+
+
+def test_a_variable_the_workers_lack_keeps_tunes_runtime_env(tune_cache, monkeypatch):
+    session, cache_cls = tune_cache
+    session._WORKER_ENV.update({"PL_DISABLE_FORK": "1"})
+    session._same_env_without_runtime_env()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "set after Ray started")  # Tune copies it
+    env = runtime_env(cache_cls().get(Trainable))
+    assert env["env_vars"]["AWS_ACCESS_KEY_ID"] == "set after Ray started"
+
+
+def test_without_sweepers_ray_tune_keeps_its_runtime_env(tune_cache):
+    session, cache_cls = tune_cache
+    session._same_env_without_runtime_env()  # no init_ray: nothing known of the workers
+    assert runtime_env(cache_cls().get(Trainable))["env_vars"]["PL_DISABLE_FORK"] == "1"
