@@ -25,6 +25,8 @@ def sigterm_as_sigint() -> Iterator[Callable[[], None]]:
         handler = signal.getsignal(signal.SIGINT)
         if callable(handler):
             handler(signal.SIGINT, frame)
+        else:  # SIGINT ignored (a background job of a script, nohup): SIGTERM still stops
+            raise KeyboardInterrupt
 
     def rearm() -> None:
         with contextlib.suppress(ValueError):

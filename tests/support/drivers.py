@@ -51,6 +51,14 @@ def reap_session(sid: int, timeout: float = 20.0) -> int:
         time.sleep(0.1)
 
 
+# The CLI with Ctrl-C armed: a test run from a background job (``make test &``) inherits an
+# ignored SIGINT, and the driver would then never see the signals the tests send.
+_WITH_CTRL_C = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'sweeper'; runpy.run_module('sweeper.cli', run_name='__main__')"
+)
+
+
 class Driver:
     """``python -m sweeper.cli ARGS`` in a new session (its pid is the session id)."""
 
@@ -62,7 +70,7 @@ class Driver:
         self._logf.flush()
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sweeper.cli", *args],
+            [sys.executable, "-c", _WITH_CTRL_C, *args],
             stdout=self._logf,
             stderr=subprocess.STDOUT,
             env=env,
