@@ -39,19 +39,22 @@ def test_trial_trains_on_cuda(data_root):
     assert final["val_acc"] > 0.5 and final["epoch"] == 2
 
 
-@pytest.mark.slow
-def test_fractional_gpus_pack_trials(tmp_path, ray_session, data_root):
-    sweep = tmp_path / "g.yaml"
-    sweep.write_text(
-        """
-name: gpu_pack
+AUTO_SWEEP = """
+name: gpu_auto
 method: grid
 parameters: {width: {values: [16, 32, 64, 128]}}
 model: {name: mlp}
 data: {name: fashion_mnist, train_size: 2000, val_size: 500, test_size: 500}
 train: {epochs: 1}
-resources: {cpus: 0.5, gpus: 0.25}
+resources: {cpus: 0.5}
 """
+
+
+@pytest.mark.slow
+def test_fractional_gpus_pack_trials(tmp_path, ray_session, data_root):
+    sweep = tmp_path / "g.yaml"
+    sweep.write_text(
+        AUTO_SWEEP.replace("gpu_auto", "gpu_pack").replace("{cpus: 0.5}", "{cpus: 0.5, gpus: 0.25}")
     )
     assert main(["run", str(sweep), "--out", str(tmp_path)]) == 0
     df = Study.open("gpu_pack", tmp_path).trials()
@@ -222,17 +225,6 @@ def test_uncapturable_model_falls_back_to_eager_with_one_line(caplog):
     assert not step.graphed and int(first["n"]) == int(second["n"]) == 100
     assert math.isfinite(float(second["loss"])) and float(second["loss"]) < float(first["loss"])
     assert adam_steps(step) == {14.0}  # 2 epochs x 7 batches, the failed capture trained nothing
-
-
-AUTO_SWEEP = """
-name: gpu_auto
-method: grid
-parameters: {width: {values: [16, 32, 64, 128]}}
-model: {name: mlp}
-data: {name: fashion_mnist, train_size: 2000, val_size: 500, test_size: 500}
-train: {epochs: 1}
-resources: {cpus: 0.5}
-"""
 
 
 def test_probe_measures_a_train_step(data_root):
