@@ -43,11 +43,13 @@ COMMANDS: dict[str, Command] = {
     "run": Command(
         _run.cmd_run,
         "run a sweep file as a new study",
-        ("spec", "data_dir", "out", "wandb"),
+        ("spec", "data_dir", "out", "wandb", "address"),
         _run.run_arguments,
     ),
     "resume": Command(
-        _run.cmd_resume, "continue an interrupted study", ("study", "out", "data_dir", "wandb")
+        _run.cmd_resume,
+        "continue an interrupted study",
+        ("study", "out", "data_dir", "wandb", "address"),
     ),
     "check": Command(
         _run.cmd_check,
@@ -122,6 +124,13 @@ def shared_flags() -> dict[str, argparse.ArgumentParser]:
         choices=("offline", "online", "disabled"),
         help="W&B mode for this study (overrides the file's wandb.mode)",
     )
+    address = _flags()
+    address.add_argument(
+        "--address",
+        metavar="A",
+        help="join a running Ray cluster: auto, or the head's HOST:PORT "
+        "(overrides resources.address; default: start Ray here)",
+    )
     json_ = _flags()
     json_.add_argument("--json", action="store_true", help="print JSON")
     return {
@@ -130,6 +139,7 @@ def shared_flags() -> dict[str, argparse.ArgumentParser]:
         "study": study,
         "out": out,
         "wandb": wandb,
+        "address": address,
         "json": json_,
     }
 

@@ -51,6 +51,7 @@ def _placement(plan: Any) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a whole study: every planned trial, results into the study folder."""
+    from sweeper.engine.session import check_address
     from sweeper.store import Study, study_path
 
     plan = _plan(args)
@@ -58,6 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     n_trials = plan.trial_budget()
     path = study_path(spec.name, args.out)
     Study.check_new(path, spec.name, args.force_new)  # before any slow work
+    check_address(spec.resources.address)  # no cluster there: one line, no study made
     data = _load_data(plan)
 
     def create() -> None:
@@ -68,6 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Continue an interrupted study: finished trials stay, running ones resume, none repeat."""
+    from sweeper.engine.session import check_address
     from sweeper.plan import make_plan
     from sweeper.store import Study
 
@@ -84,6 +87,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     spec = study.spec()
     if args.wandb and args.wandb != spec.wandb.mode:
         spec = _set_wandb_mode(study, spec, args.wandb)
+    if args.address and args.address != spec.resources.address:
+        spec = _set_address(study, spec, args.address)
+    check_address(spec.resources.address)
     plan = make_plan(
         spec, str(study.path / "spec.yaml"), data_dir=args.data_dir, max_trials=meta.get("n_trials")
     )
@@ -98,6 +104,8 @@ def _plan(args: argparse.Namespace) -> Any:
     overrides = list(args.overrides)
     if getattr(args, "wandb", None):
         overrides.append(f"wandb.mode={args.wandb}")
+    if getattr(args, "address", None):
+        overrides.append(f"resources.address={args.address}")
     spec = load_spec(args.file, overrides, name=args.name)
     return make_plan(spec, args.file, data_dir=args.data_dir, max_trials=args.max_trials)
 
@@ -107,6 +115,18 @@ def _set_wandb_mode(study: Any, spec: Any, mode: str) -> Any:
     from sweeper.store import atomic_write, dump_spec
 
     spec = spec.model_copy(update={"wandb": spec.wandb.model_copy(update={"mode": mode})})
+    atomic_write(study.path / "spec.yaml", dump_spec(spec))
+    return spec
+
+
+def _set_address(study: Any, spec: Any, address: str) -> Any:
+    """Record the cluster a resumed study joins (``--address``) in its saved spec."""
+    from sweeper.spec import spec_from_dict
+    from sweeper.store import atomic_write, dump_spec
+
+    raw = spec.model_dump()
+    raw["resources"]["address"] = address
+    spec = spec_from_dict(raw, "--address")  # a bad address: one line naming the key
     atomic_write(study.path / "spec.yaml", dump_spec(spec))
     return spec
 

@@ -11,6 +11,7 @@ import math
 import time
 from typing import Any
 
+from sweeper.engine.trainable import NODE_KEY  # no Ray at import
 from sweeper.space import constants
 from sweeper.states import TrialState, best_value, counts, is_result, metric_value
 from sweeper.store import PARAM_PREFIX, Study
@@ -26,8 +27,13 @@ _TIME_KEYS = {"train_s", "epoch_s"}
 
 
 def metrics_of(result: dict[str, Any]) -> dict[str, Any]:
-    """The trial's own metrics from a Ray result (Ray's bookkeeping keys dropped)."""
-    return {k: v for k, v in result.items() if k not in _RAY_KEYS and not isinstance(v, dict)}
+    """The trial's own metrics from a Ray result (Ray's bookkeeping keys and the node
+    dropped)."""
+    return {
+        k: v
+        for k, v in result.items()
+        if k not in _RAY_KEYS and k != NODE_KEY and not isinstance(v, dict)
+    }
 
 
 class TrialBook:
@@ -103,6 +109,8 @@ class TrialBook:
         row = self.row(trial)
         metrics = metrics_of(result)
         row.update({k: v for k, v in metrics.items() if k not in _TIME_KEYS})
+        if result.get(NODE_KEY):
+            row[NODE_KEY] = str(result[NODE_KEY])  # where it ran last (a retry may move it)
         self._set_state(row, TrialState.RUNNING)
         row["epochs"] = int(metrics.get("epoch", row["epochs"]))
         total = float(result.get("time_total_s", 0.0) or 0.0)

@@ -45,16 +45,20 @@ TUNE_WORKER_ENV = {"PL_DISABLE_FORK": "1"}
 _WORKER_ENV: dict[str, str] = {}  # the environment this driver's Ray workers inherit
 
 
-def init_ray(num_cpus: int) -> bool:
+def init_ray(num_cpus: int, address: str | None = None) -> bool:
     """Start a local Ray with ``num_cpus`` CPUs, no dashboard; False if one is running.
 
     Its workers preload :data:`WORKER_PRELOAD` (a module that fails to import is skipped,
-    and the trial imports it as before).
+    and the trial imports it as before). With ``address`` (``auto`` or the head's
+    ``HOST:PORT``) the driver joins that cluster instead, as Ray's own settings have it.
     """
     import ray
 
     if ray.is_initialized():
         return False
+    if address is not None:
+        _join_cluster(address)
+        return True
     for key, value in TUNE_WORKER_ENV.items():
         os.environ.setdefault(key, value)
     _WORKER_ENV.clear()
@@ -70,6 +74,60 @@ def init_ray(num_cpus: int) -> bool:
     )
     _same_env_without_runtime_env()
     return True
+
+
+def _join_cluster(address: str) -> None:
+    """Connect to a running cluster; one line when there is none at ``address``.
+
+    Its workers were started by its nodes, not by this driver: nothing is known of their
+    environment, so Ray Tune keeps its runtime environment (``_WORKER_ENV`` stays empty).
+    """
+    import ray
+
+    from sweeper.errors import SweeperError
+
+    _WORKER_ENV.clear()
+    check_address(address)  # Ray itself retries an unreachable head for minutes
+    try:
+        ray.init(
+            address=address,
+            _node_ip_address=_local_ip(address),
+            log_to_driver=False,
+            configure_logging=True,
+            logging_level="ERROR",
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SweeperError(
+            f"resources.address: cannot join the Ray cluster at {address}: {first[:200]}"
+        ) from None
+    _same_env_without_runtime_env()
+
+
+def check_address(address: str | None, timeout: float = 5.0) -> None:
+    """One line, at once, when nothing listens at the head's ``HOST:PORT`` (None, ``auto``:
+    nothing to check here)."""
+    import socket
+
+    from sweeper.errors import SweeperError
+
+    if address is None or address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise SweeperError(
+            f"resources.address: no Ray cluster at {address} ({exc.strerror or exc}); "
+            "start one with `ray start --head` or give its head's HOST:PORT"
+        ) from None
+
+
+def _local_ip(address: str) -> str | None:
+    """A loopback head (``127.0.0.1:PORT``): this driver's node is on loopback too, as the
+    cluster's nodes are; else Ray finds the address itself."""
+    host = address.rpartition(":")[0]
+    return "127.0.0.1" if host in ("127.0.0.1", "localhost") else None
 
 
 def _same_env_without_runtime_env() -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 STATE_FILE = "state.pt"
 STARTS_FILE = "starts.jsonl"
+NODE_KEY = "node"  # each result names the node it came from (the trial table's column)
 CHECKPOINT_GLOB = "checkpoint_*"
 
 
@@ -50,13 +51,16 @@ def ray_trainable(
     start_epoch = int(restore["epoch"]) if restore is not None else 0
     _log_start(trial_dir, start_epoch, folder.name if folder else None)
 
+    node = node_name()
+
     def report(metrics: dict[str, Any], state_fn: Any) -> None:
         if state_fn is not None:
             save_checkpoint(trial_dir, {**state_fn(), "metrics": dict(metrics)})
-        tune.report(dict(metrics))
+        tune.report({**metrics, NODE_KEY: node})
 
     if restore is not None and restore.get("metrics"):
-        tune.report(dict(restore["metrics"]))  # again: the driver may never have seen it
+        # again: the driver may never have seen it
+        tune.report({**restore["metrics"], NODE_KEY: node})
     finished = restore is not None and (
         start_epoch >= cfg.epochs or int((restore.get("metrics") or {}).get("diverged", 0))
     )
@@ -72,6 +76,16 @@ def ray_trainable(
             device=device,
         ),
     )
+
+
+def node_name() -> str:
+    """The Ray node this trial runs on: its IP and the first 8 hex digits of its node id
+    (nodes on one machine share the IP)."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    ip = ray.util.get_node_ip_address()
+    return f"{ip}:{ctx.get_node_id()[:8]}"
 
 
 def save_checkpoint(trial_dir: Path, state: dict[str, Any]) -> Path:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sweeper.engine.session import init_ray, shutdown_ray
+from sweeper.errors import SweeperError
 from sweeper.plan import Plan
 from sweeper.signals import sigterm_as_sigint
 from sweeper.spec import Spec
@@ -151,7 +152,9 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
     with sigterm_as_sigint() as rearm:
         try:
             study.set_state("running", pid=os.getpid(), n_trials=plan.n_trials)
-            started = init_ray(spec.resources.num_cpus or os.cpu_count() or 1)
+            started = init_ray(
+                spec.resources.num_cpus or os.cpu_count() or 1, spec.resources.address
+            )
             rearm()  # ray.init replaced the SIGTERM handler
             placement = place_on_ray(spec, plan.n_trials, data, plan.source)
             print(f"  trials on {placement.describe()}", file=sys.stderr)
@@ -170,6 +173,9 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
                     callbacks = [StudyCallback(study.path, plan.n_trials)]
                     tuner = build_tuner(plan, study, trainable, callbacks, placement.at_once)
                 tuner.fit()
+        except SweeperError:  # e.g. no cluster at resources.address: resumable as it is
+            study.set_state("interrupted", pid=None)
+            raise
         except (KeyboardInterrupt, SystemExit) as exc:
             study.set_state("interrupted", pid=None)
             if isinstance(exc, SystemExit) and exc.code == signal.SIGTERM:

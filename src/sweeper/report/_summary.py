@@ -66,7 +66,10 @@ def trial_table(df: pd.DataFrame, params: list[str], metric: str, maximize: bool
         (i for i in range(len(rows)) if i not in taken),
         key=lambda i: rank[TrialState.of(rows[i].get("state"))],
     )
-    cols = ["trial_id", "state", "epochs", "wall_s", *(col(p) for p in params)]
+    cols = ["trial_id", "state", "epochs", "wall_s"]
+    if "node" in df.columns and df["node"].dropna().nunique() > 1:
+        cols.append("node")  # a cluster's study: where each trial ran
+    cols += [col(p) for p in params]
     cols += [metric, f"best_{metric}", *TABLE_METRICS]
     if "error" in df.columns and df["error"].fillna("").astype(str).str.len().gt(0).any():
         cols.append("error")

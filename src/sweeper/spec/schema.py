@@ -7,6 +7,7 @@ after that (search space, engine, trial, store, report) reads the spec, never th
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -260,6 +261,31 @@ class Resources(_Strict):
     max_concurrent: Annotated[StrictInt, Field(ge=1)] | None = None
     num_cpus: Annotated[StrictInt, Field(ge=1)] | None = None
     max_failures: Annotated[StrictInt, Field(ge=0)] = 0
+    # An existing Ray cluster to join ("auto", or the head's HOST:PORT); None starts one here.
+    address: StrictStr | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _cluster_address(cls, value: str | None) -> str | None:
+        if value is None or value == "auto" or _HOST_PORT.match(value):
+            return value
+        if value.startswith("ray://"):
+            raise ValueError(
+                f"expected auto or the head's HOST:PORT, got {value!r}: Ray Client (ray://) "
+                "is not supported; run sweeper on a node of the cluster"
+            )
+        raise ValueError(
+            f"expected auto or the head's HOST:PORT (e.g. 10.0.0.5:6379), got {value!r}"
+        )
+
+    @model_validator(mode="after")
+    def _cpus_of_a_cluster(self) -> Resources:
+        if self.address is not None and self.num_cpus is not None:
+            raise ValueError(
+                "@num_cpus: sets the CPUs of a Ray started here; with resources.address the "
+                "cluster's nodes have their own (ray start --num-cpus): drop one of the two"
+            )
+        return self
 
     @field_validator("gpus", mode="before")
     @classmethod
@@ -270,6 +296,9 @@ class Resources(_Strict):
         raise ValueError(
             f"expected auto or a number >= 0 (each trial's share of a GPU), got {value!r}"
         )
+
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9_.-]+:[0-9]{1,5}$")
 
 
 class WandbSpec(_Strict):
