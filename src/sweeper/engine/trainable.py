@@ -83,9 +83,13 @@ def node_name() -> str:
     (nodes on one machine share the IP)."""
     import ray
 
-    ctx = ray.get_runtime_context()
-    ip = ray.util.get_node_ip_address()
-    return f"{ip}:{ctx.get_node_id()[:8]}"
+    node_id = ray.get_runtime_context().get_node_id()
+    # the address the node was started with (its --node-ip-address), from the cluster's list
+    ip = next(
+        (n["NodeManagerAddress"] for n in ray.nodes() if n.get("NodeID") == node_id),
+        ray.util.get_node_ip_address(),
+    )
+    return f"{ip}:{node_id[:8]}"
 
 
 def save_checkpoint(trial_dir: Path, state: dict[str, Any]) -> Path:

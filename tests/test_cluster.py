@@ -1,0 +1,135 @@
+"""A study on an existing Ray cluster: two nodes on this machine (``ray start --head`` and
+``ray start --address``, both on loopback), the driver joining with ``--address``.
+
+Trials spread over both nodes and the trial table names each one's node; when the worker
+node dies mid-study its trials are retried on the head (``resources.max_failures``) and
+continue from their checkpoints in the study folder, which both nodes see.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sweeper.store import Study
+from tests.support.cluster import LocalCluster
+from tests.support.drivers import Driver, harness_env
+
+pytestmark = pytest.mark.slow
+
+
+def sweep(tmp_path: Path, epochs: int, batch: int = 250, trials: int = 4, **resources) -> Path:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "cluster",
+                "method": "grid",
+                "metric": {"name": "val_acc", "goal": "maximize"},
+                "parameters": {"width": {"values": list(range(1, trials + 1))}},
+                "model": {"name": "xor_mlp", "args": {"depth": 1}},
+                "data": {"name": "xor"},
+                "train": {"epochs": epochs, "batch_size": batch, "optimizer": "sgd", "lr": 0.1},
+                "resources": {"cpus": 1, **resources},
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def cluster(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cluster")
+    temp = Path("/tmp") / f"rc-{base.name}-{int(time.time() * 1000) % 10**6}"  # short: sockets
+    temp.mkdir()
+    env = harness_env(base / "ray-driver")
+    c = LocalCluster(temp, env)
+    try:
+        c.start_head(num_cpus=1)
+        c.add_worker(num_cpus=1)
+        yield c
+    finally:
+        c.stop()
+
+
+def rows(study: Path) -> list[dict[str, str]]:
+    with open(study / "trials.csv", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def run(cluster: LocalCluster, tmp_path: Path, spec: Path) -> Driver:
+    args = ["run", str(spec), "--out", str(tmp_path / "runs"), "--address", cluster.address]
+    return Driver(args, tmp_path / "driver.log", cluster.env, tmp_path)
+
+
+def test_trials_run_on_both_nodes_and_the_table_names_them(cluster, tmp_path, capsys):
+    from sweeper.cli import main
+
+    driver = run(cluster, tmp_path, sweep(tmp_path, epochs=20))
+    assert driver.wait(timeout=300) == 0, (tmp_path / "driver.log").read_text()[-3000:]
+    study = tmp_path / "runs" / "cluster"
+    table = rows(study)
+    assert [r["state"] for r in table] == ["COMPLETE"] * 4
+    ids = {node_id[:8] for node_id, _ in cluster.node_ids()}
+    seen = {r["node"].rpartition(":")[2] for r in table}
+    assert seen == ids, (seen, ids)  # both nodes ran trials, and only they
+    # the cluster's own Ray was not replaced by a local one: nothing started here
+    assert "trials on cpu: 2 trials at a time" in (tmp_path / "driver.log").read_text()
+
+    # status from anywhere that sees the folder: the node column included
+    assert main(["status", str(study), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["state"] == "finished"
+    assert {t["node"] for t in payload["trials"]} == {r["node"] for r in table}
+
+
+def test_a_dead_worker_nodes_trials_finish_on_the_head(cluster, tmp_path):
+    driver = run(cluster, tmp_path, sweep(tmp_path, epochs=60, batch=4, max_failures=3))
+    study = tmp_path / "runs" / "cluster"
+    head = next(node_id[:8] for node_id, is_head in cluster.node_ids() if is_head)
+    victim = _wait_for_running_on_worker(study, head, driver)
+    cluster.nodes[1].kill()  # the worker node: its raylet, object store and trial workers
+    assert driver.wait(timeout=400) == 0, (tmp_path / "driver.log").read_text()[-3000:]
+    table = {r["trial_id"]: r for r in rows(study)}
+    assert [r["state"] for r in table.values()] == ["COMPLETE"] * 4
+    assert all(r["epochs"] == "60" for r in table.values())
+    moved = table[victim["trial_id"]]
+    assert moved["node"].rpartition(":")[2] == head  # it finished on the head
+    starts = _starts(study, victim["trial_id"])
+    assert len(starts) >= 2 and starts[-1]["epoch"] > 0  # continued from its checkpoint
+    history = _history_epochs(study, victim["trial_id"])
+    assert history == list(range(1, 61))  # each epoch once: none lost, none twice
+
+
+def _wait_for_running_on_worker(study: Path, head: str, driver: Driver) -> dict[str, str]:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert driver.proc.poll() is None, "the study ended before a trial ran on the worker"
+        try:  # the table with its journal (trials.csv alone is folded now and then)
+            table = Study(study).trials().fillna("").to_dict(orient="records")
+        except (OSError, ValueError):
+            table = []
+        for row in table:
+            node = str(row.get("node") or "")
+            running = row["state"] == "RUNNING" and int(row["epochs"] or 0) >= 3
+            if running and node and not node.endswith(head):
+                return {k: str(v) for k, v in row.items()}
+        time.sleep(0.2)
+    raise AssertionError("no trial ran on the worker node")
+
+
+def _starts(study: Path, trial_id: str) -> list[dict]:
+    files = list((study / "tune").glob(f"*{trial_id}*/starts.jsonl"))
+    assert len(files) == 1, files
+    return [json.loads(line) for line in files[0].read_text().splitlines()]
+
+
+def _history_epochs(study: Path, trial_id: str) -> list[int]:
+    """The epochs of the trial's history as the study reads it (restarts resolved)."""
+    hist = Study(study).history()
+    return sorted(int(e) for e in hist[hist["trial_id"] == trial_id]["epoch"])
