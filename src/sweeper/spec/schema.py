@@ -285,7 +285,7 @@ def _wandb_top_level(raw: dict[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"@{key}: {value!r} differs from wandb.{key} {wandb[key]!r}")
         raw["wandb"] = {**wandb, **moved}
     if "parameters" in raw:
-        if raw["parameters"] == {}:
+        if raw["parameters"] == {} and raw.get("model") is None:  # W&B: minProperties 1
             raise ValueError("@parameters: must name at least one parameter")
         raw["parameters"] = flatten_params(raw["parameters"])
     return raw
