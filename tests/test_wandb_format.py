@@ -25,7 +25,7 @@ from sweeper.spec import spec_from_dict
 from sweeper.spec.schema import EarlyTerminate
 from tests.support import REPO
 
-WANDB = REPO / "tests" / "specs" / "wandb"
+WANDB = REPO / "tests" / "specs" / "wandb_format"
 GOOD = sorted((WANDB / "good").glob("*.yaml"))
 UNSUPPORTED = sorted((WANDB / "unsupported").glob("*.yaml"))
 
