@@ -8,7 +8,7 @@ from typing import Any
 
 from sweeper.cli._console import console
 from sweeper.cli._status import print_summary
-from sweeper.errors import SweeperError
+from sweeper.errors import SpecError, SweeperError
 
 
 def run_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,18 +27,34 @@ def cmd_check(args: argparse.Namespace) -> int:
     trials = (
         plan.n_trials if plan.n_trials is not None else "unbounded: set run_cap or --max-trials"
     )
-    resources = _placement(plan)  # may fail: before "ok"
+    resources = _placement(plan) if spec.model is not None else None  # may fail: before "ok"
     out = console()
     out.print(f"{args.file}: ok")
     out.print(f"  study        {spec.name}")
     out.print(f"  search space {size} over {len(spec.parameters)} parameters")
     out.print(f"  sampler      {spec.sampler_name} (method {spec.method})")
     out.print(f"  trials       {trials}")
-    out.print(f"  metric       {spec.metric.name} ({spec.metric.goal})")
+    target = "" if spec.metric.target is None else f", target {spec.metric.target:g}"
+    out.print(f"  metric       {spec.metric.name} ({spec.metric.goal}{target})")
+    if spec.model is None:
+        _print_space(out, spec)
+        return 0
     out.print(f"  model        {spec.model.name} ({plan.first_params:,} parameters, first config)")
     out.print(f"  data         {spec.data.name} from {spec.data.root}")
     out.print(f"  resources    {resources}")
     return 0
+
+
+def _print_space(out: Any, spec: Any) -> None:
+    """A model-less file: what its trials run, and each parameter's distribution."""
+    from sweeper.space import describe
+
+    runs = spec.runs if spec.runs != "nothing" else "nothing (a search space only)"
+    out.print(f"  runs         {runs}")
+    if spec.command is not None:
+        out.print(f"  command      {' '.join(spec.command)}")
+    for name, param in spec.parameters.items():
+        out.print(f"    {name:<20} {describe(param)}")
 
 
 def _placement(plan: Any) -> str:
@@ -55,6 +71,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     plan = _plan(args)
     spec = plan.spec
+    if spec.runs == "nothing":
+        raise SpecError(
+            args.file, "", "a search space only: `sweeper run` needs a program or a model to train"
+        )
     n_trials = plan.trial_budget()
     path = study_path(spec.name, args.out)
     Study.check_new(path, spec.name, args.force_new)  # before any slow work
@@ -139,7 +159,7 @@ def _run(plan: Any, study: Any, data: Any, resume: bool, create: Any = None) -> 
             sizes = data.sizes()
             verb = "resuming" if resume else "study"
             err.print(
-                f"{verb} {spec.name}: {plan.n_trials} trials of {spec.model.name} on "
+                f"{verb} {spec.name}: {plan.n_trials} trials of {spec.runs} on "
                 f"{spec.data.name} ({sizes['train']}/{sizes['val']}/{sizes['test']} "
                 f"train/val/test) -> {study.path}"
             )
@@ -155,6 +175,11 @@ def _run(plan: Any, study: Any, data: Any, resume: bool, create: Any = None) -> 
         print(f"interrupted; {hint}", file=sys.stderr)
         raise
     print_summary(study, spec)
+    if result.target_reached:
+        err.print(
+            f"{spec.metric.name} reached its target {spec.metric.target:g}: no new trials "
+            f"started ({result.finished + result.failed}/{result.total} trials run)"
+        )
     if result.interrupted:
         err.print(
             f"interrupted: {result.finished + result.failed}/{result.total} trials done; "
