@@ -43,11 +43,13 @@ COMMANDS: dict[str, Command] = {
     "run": Command(
         _run.cmd_run,
         "run a sweep file as a new study",
-        ("spec", "data_dir", "out", "wandb"),
+        ("spec", "data_dir", "out", "wandb", "storage"),
         _run.run_arguments,
     ),
     "resume": Command(
-        _run.cmd_resume, "continue an interrupted study", ("study", "out", "data_dir", "wandb")
+        _run.cmd_resume,
+        "continue an interrupted study",
+        ("study", "out", "data_dir", "wandb", "storage"),
     ),
     "check": Command(
         _run.cmd_check,
@@ -122,6 +124,14 @@ def shared_flags() -> dict[str, argparse.ArgumentParser]:
         choices=("offline", "online", "disabled"),
         help="W&B mode for this study (overrides the file's wandb.mode)",
     )
+    storage = _flags()
+    storage.add_argument(
+        "--storage",
+        metavar="URL",
+        help="where the Optuna mirror lives: sqlite:///f.db, postgresql://user@host/db, "
+        "mysql://..., journal:///f.log (default: optuna.db in the study folder; a password "
+        "is never saved)",
+    )
     json_ = _flags()
     json_.add_argument("--json", action="store_true", help="print JSON")
     return {
@@ -130,6 +140,7 @@ def shared_flags() -> dict[str, argparse.ArgumentParser]:
         "study": study,
         "out": out,
         "wandb": wandb,
+        "storage": storage,
         "json": json_,
     }
 

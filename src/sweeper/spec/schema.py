@@ -23,6 +23,7 @@ from pydantic import (
 
 from sweeper.errors import describe_value
 from sweeper.optimizers import OPTIMIZERS
+from sweeper.optuna_storage import check_syntax
 from sweeper.suggest import did_you_mean
 
 Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]  # noqa: UP007 (a runtime alias)
@@ -297,6 +298,13 @@ class Spec(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     resources: Resources = Field(default_factory=Resources)
     wandb: WandbSpec = Field(default_factory=WandbSpec)
+    # Where the Optuna mirror lives (sweeper.optuna_storage); None: optuna.db in the folder.
+    storage: StrictStr | None = None
+
+    @field_validator("storage")
+    @classmethod
+    def _known_storage(cls, url: str | None) -> str | None:
+        return None if url is None else check_syntax(url)
 
     @property
     def sampler_name(self) -> str:
