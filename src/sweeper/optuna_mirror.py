@@ -167,6 +167,11 @@ class CatchingUpMirror:
         self._next_try = 0.0
         self._connect()
 
+    @property
+    def study(self) -> Any:
+        """The Optuna study (None while the storage cannot be reached)."""
+        return None if self.mirror is None else self.mirror.study
+
     def _connect(self) -> None:
         try:
             self.mirror = synced_mirror(
