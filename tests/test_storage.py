@@ -313,3 +313,14 @@ def test_a_sweep_into_a_journal_file(tmp_path, ray_session):
     got = held(f"journal://{log}", "jsweep")
     assert got == {r.trial_id: (r.state, pytest.approx(r.val_acc)) for r in df.itertuples()}
     assert not (out / "jsweep" / "optuna.db").exists()
+
+
+def test_a_usage_error_does_not_echo_the_password(tmp_path, capsys):
+    sweep = xor_sweep(tmp_path, "echo")
+    argv = ["run", str(sweep), "--storage", "postgresql://u:hunter2@h/db", "--bogus"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "hunter2" not in err and "unrecognized arguments: --bogus" in err
+    assert main(["run", str(sweep), "postgresql://u:hunter2@h/db"]) == 2
+    err = capsys.readouterr().err
+    assert "hunter2" not in err and "postgresql://u:***@h/db" in err

@@ -59,6 +59,10 @@ class StorageError(SweeperError):
     """A storage URL that cannot be used (its message never holds a password)."""
 
 
+class NoPassword(StorageError):
+    """A saved (masked) URL whose password is nowhere to be had."""
+
+
 def where(source: str) -> str:
     """An error's place: ``file: storage``, or the flag itself."""
     return source if source.startswith("--") else f"{source}: storage"
@@ -164,7 +168,7 @@ def resolve(url: str, source: str, env: Mapping[str, str] | None = None) -> str:
         names = [n for n in (PASSWORD_ENV.get(scheme_of(url)), GENERIC_PASSWORD_ENV) if n]
         found = next((env[n] for n in names if env.get(n)), None)
         if found is None:
-            raise StorageError(
+            raise NoPassword(
                 f"{where(source)}: the password of {masked(url)} is not saved with the "
                 f"study; pass --storage URL or set {' or '.join(names)}"
             )
@@ -181,8 +185,12 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def open_storage(url: str, source: str = "storage") -> Any:
-    """The Optuna storage object for a real (resolved) URL; errors are one line."""
+def open_storage(url: str, source: str = "storage", *, reader: bool = False) -> Any:
+    """The Optuna storage object for a real (resolved) URL; errors are one line.
+
+    A ``reader`` (status) skips making the tables and Optuna's schema-version check, as
+    optuna-dashboard does: it only counts.
+    """
     import optuna
 
     if scheme_of(url) == "journal":
@@ -198,7 +206,12 @@ def open_storage(url: str, source: str = "storage") -> Any:
     if scheme_of(url) != "sqlite":
         kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(sqlalchemy_url(url), engine_kwargs=kwargs)
+        return optuna.storages.RDBStorage(
+            sqlalchemy_url(url),
+            engine_kwargs=kwargs,
+            skip_compatibility_check=reader,
+            skip_table_creation=reader,
+        )
     except ImportError as exc:
         raise _missing_driver(url, exc, source) from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors, made one line
@@ -240,7 +253,7 @@ def study_owner(storage: Any, study_name: str) -> str | None:
 
 def count_trials(url: str, study_name: str) -> int | None:
     """How many trials the storage's study of that name holds (None: no such study)."""
-    storage = open_storage(url)
+    storage = open_storage(url, reader=True)
     try:
         study_id = storage.get_study_id_from_name(study_name)
         return int(storage.get_n_trials(study_id))
@@ -250,25 +263,34 @@ def count_trials(url: str, study_name: str) -> int | None:
         close_storage(storage)
 
 
-def mirror_summary(storage: str | None, study_path: str | Path, name: str) -> dict[str, Any]:
+def mirror_summary(
+    storage: str | None, study_path: str | Path, name: str, real: str | None = None
+) -> dict[str, Any]:
     """Where a study's mirror lives (masked) and how many trials it holds (None, with a
-    note, when it cannot be read: a missing password, an unreachable server)."""
+    note, when it cannot be read: a missing password, an unreachable server). ``real`` is
+    the real URL where the caller has it (the end of ``run``)."""
     path = Path(study_path)
     shown = masked(storage) if storage else str(path / DEFAULT_FILE)
     out: dict[str, Any] = {"storage": shown, "trials": None, "note": ""}
     try:
-        url = study_url(storage, path, str(path / "spec.yaml"))
+        url = real or study_url(storage, path, str(path / "spec.yaml"))
         file = default_file(url, path)
         if file is not None and not file.is_file():
             out["note"] = "not made yet"
             return out
         out["trials"] = count_trials(url, name)
         out["note"] = "no study of this name yet" if out["trials"] is None else ""
+    except NoPassword:
+        names = [n for n in (PASSWORD_ENV.get(scheme_of(shown)), GENERIC_PASSWORD_ENV) if n]
+        out["note"] = f"not read: no password here (set {' or '.join(names)})"
     except Exception as exc:  # noqa: BLE001 - a status line, not a reason to fail
-        out["note"] = one_line(exc, storage or "").removeprefix(
-            f"{where(str(path / 'spec.yaml'))}: "
-        )
+        out["note"] = f"not read: {one_line(exc, real or '').split(f'{shown}: ')[-1]}"
     return out
+
+
+def mask_text(text: str) -> str:
+    """Any ``scheme://user:password@`` in free text (a usage error's echo) masked."""
+    return re.sub(r"(\b[A-Za-z][\w+]*://[^:/@\s]*:)[^\s]*@", rf"\1{MASK}@", text)
 
 
 def close_storage(storage: Any) -> None:

@@ -24,8 +24,10 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line plus the subcommand's usage, exit 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        from sweeper.optuna_storage import mask_text  # the echo of a URL's password
+
         self.print_usage(sys.stderr)
-        raise SweeperError(f"{self.prog}: {message}")
+        raise SweeperError(f"{self.prog}: {mask_text(message)}")
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ COMMANDS: dict[str, Command] = {
     "check": Command(
         _run.cmd_check,
         "validate a sweep file and print the size of its search space",
-        ("spec", "data_dir"),
+        ("spec", "data_dir", "storage"),
     ),
     "status": Command(
         _status.cmd_status, "show a study's trials and its best so far", ("study", "out", "json")

@@ -197,7 +197,7 @@ def _run(
         hint = f"continue with `sweeper resume {study.path}`" if made else "no study was made"
         print(f"interrupted; {hint}", file=sys.stderr)
         raise
-    print_summary(study, spec)
+    print_summary(study, spec, storage)
     if result.interrupted:
         err.print(
             f"interrupted: {result.finished + result.failed}/{result.total} trials done; "
