@@ -91,3 +91,20 @@ def ray_session():
     yield
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """A throwaway PostgreSQL server on loopback (tests/support/postgres.py), or a skip."""
+    from tests.support import postgres
+
+    why = postgres.unavailable()
+    if why:
+        pytest.skip(why)
+    server = postgres.PostgresServer()
+    try:
+        server.start()
+        server.create_database()
+        yield server
+    finally:
+        server.remove()

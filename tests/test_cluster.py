@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from sweeper.store import Study
+from tests.support import postgres
 from tests.support.cluster import LocalCluster
 from tests.support.drivers import Driver, harness_env
 
@@ -62,15 +63,20 @@ def rows(study: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def run(cluster: LocalCluster, tmp_path: Path, spec: Path) -> Driver:
+def run(cluster: LocalCluster, tmp_path: Path, spec: Path, *more: str) -> Driver:
     args = ["run", str(spec), "--out", str(tmp_path / "runs"), "--address", cluster.address]
+    args += more
     return Driver(args, tmp_path / "driver.log", cluster.env, tmp_path)
 
 
-def test_trials_run_on_both_nodes_and_the_table_names_them(cluster, tmp_path, capsys):
-    from sweeper.cli import main
+def test_trials_run_on_both_nodes_and_the_table_names_them(cluster, pg, tmp_path, capsys):
+    """The acceptance run: a two-node cluster, the Optuna mirror in a real PostgreSQL."""
+    import optuna
 
-    driver = run(cluster, tmp_path, sweep(tmp_path, epochs=20))
+    from sweeper.cli import main
+    from sweeper.optuna_storage import open_storage
+
+    driver = run(cluster, tmp_path, sweep(tmp_path, epochs=20), "--storage", pg.url())
     assert driver.wait(timeout=300) == 0, (tmp_path / "driver.log").read_text()[-3000:]
     study = tmp_path / "runs" / "cluster"
     table = rows(study)
@@ -80,6 +86,22 @@ def test_trials_run_on_both_nodes_and_the_table_names_them(cluster, tmp_path, ca
     assert seen == ids, (seen, ids)  # both nodes ran trials, and only they
     # the cluster's own Ray was not replaced by a local one: nothing started here
     assert "trials on cpu: 2 trials at a time" in (tmp_path / "driver.log").read_text()
+
+    # PostgreSQL holds every trial exactly once, with the trial table's states and values
+    by_id = {r["trial_id"]: r for r in table}
+    held = optuna.load_study(study_name="cluster", storage=open_storage(pg.url())).trials
+    assert sorted(t.user_attrs["trial_id"] for t in held) == sorted(by_id)
+    for t in held:
+        row = by_id[t.user_attrs["trial_id"]]
+        assert t.state.name == row["state"] and t.value == pytest.approx(float(row["val_acc"]))
+    # and optuna-dashboard's API lists the study and its trials
+    storage = open_storage(pg.url())
+    summaries = postgres.dashboard_get(storage, "/api/studies")["study_summaries"]
+    (mine,) = [s for s in summaries if s["study_name"] == "cluster"]
+    detail = postgres.dashboard_get(storage, f"/api/studies/{mine['study_id']}")
+    assert sorted(v for tr in detail["trials"] for v in tr["values"]) == pytest.approx(
+        sorted(float(r["val_acc"]) for r in table)
+    )
 
     # status from anywhere that sees the folder: the node column included
     assert main(["status", str(study), "--json"]) == 0

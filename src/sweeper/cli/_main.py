@@ -24,8 +24,10 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line plus the subcommand's usage, exit 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        from sweeper.optuna_storage import mask_text  # the echo of a URL's password
+
         self.print_usage(sys.stderr)
-        raise SweeperError(f"{self.prog}: {message}")
+        raise SweeperError(f"{self.prog}: {mask_text(message)}")
 
 
 @dataclass(frozen=True)
@@ -43,18 +45,18 @@ COMMANDS: dict[str, Command] = {
     "run": Command(
         _run.cmd_run,
         "run a sweep file as a new study",
-        ("spec", "data_dir", "out", "wandb", "address"),
+        ("spec", "data_dir", "out", "wandb", "address", "storage"),
         _run.run_arguments,
     ),
     "resume": Command(
         _run.cmd_resume,
         "continue an interrupted study",
-        ("study", "out", "data_dir", "wandb", "address"),
+        ("study", "out", "data_dir", "wandb", "address", "storage"),
     ),
     "check": Command(
         _run.cmd_check,
         "validate a sweep file and print the size of its search space",
-        ("spec", "data_dir"),
+        ("spec", "data_dir", "storage"),
     ),
     "status": Command(
         _status.cmd_status, "show a study's trials and its best so far", ("study", "out", "json")
@@ -131,6 +133,14 @@ def shared_flags() -> dict[str, argparse.ArgumentParser]:
         help="join a running Ray cluster: auto, or the head's HOST:PORT "
         "(overrides resources.address; default: start Ray here)",
     )
+    storage = _flags()
+    storage.add_argument(
+        "--storage",
+        metavar="URL",
+        help="where the Optuna mirror lives: sqlite:///f.db, postgresql://user@host/db, "
+        "mysql://..., journal:///f.log (default: optuna.db in the study folder; a password "
+        "is never saved)",
+    )
     json_ = _flags()
     json_.add_argument("--json", action="store_true", help="print JSON")
     return {
@@ -140,6 +150,7 @@ def shared_flags() -> dict[str, argparse.ArgumentParser]:
         "out": out,
         "wandb": wandb,
         "address": address,
+        "storage": storage,
         "json": json_,
     }
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from sweeper.cli._console import console
 from sweeper.cli._status import print_summary
-from sweeper.errors import SweeperError
+from sweeper.errors import SpecError, SweeperError
 
 
 def run_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,18 +27,35 @@ def cmd_check(args: argparse.Namespace) -> int:
     trials = (
         plan.n_trials if plan.n_trials is not None else "unbounded: set run_cap or --max-trials"
     )
-    resources = _placement(plan)  # may fail: before "ok"
+    resources = _placement(plan) if spec.model is not None else None  # may fail: before "ok"
     out = console()
     out.print(f"{args.file}: ok")
     out.print(f"  study        {spec.name}")
     out.print(f"  search space {size} over {len(spec.parameters)} parameters")
     out.print(f"  sampler      {spec.sampler_name} (method {spec.method})")
     out.print(f"  trials       {trials}")
-    out.print(f"  metric       {spec.metric.name} ({spec.metric.goal})")
+    target = "" if spec.metric.target is None else f", target {spec.metric.target:g}"
+    out.print(f"  metric       {spec.metric.name} ({spec.metric.goal}{target})")
+    if spec.model is None:
+        _print_space(out, spec)
+        return 0
     out.print(f"  model        {spec.model.name} ({plan.first_params:,} parameters, first config)")
     out.print(f"  data         {spec.data.name} from {spec.data.root}")
     out.print(f"  resources    {resources}")
+    out.print(f"  optuna       {spec.storage or 'optuna.db in the study folder'}")
     return 0
+
+
+def _print_space(out: Any, spec: Any) -> None:
+    """A model-less file: what its trials run, and each parameter's distribution."""
+    from sweeper.space import describe
+
+    runs = spec.runs if spec.runs != "nothing" else "nothing (a search space only)"
+    out.print(f"  runs         {runs}")
+    if spec.command is not None:
+        out.print(f"  command      {' '.join(spec.command)}")
+    for name, param in spec.parameters.items():
+        out.print(f"    {name:<20} {describe(param)}")
 
 
 def _placement(plan: Any) -> str:
@@ -56,21 +73,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     plan = _plan(args)
     spec = plan.spec
+    if spec.runs == "nothing":
+        raise SpecError(
+            args.file, "", "a search space only: `sweeper run` needs a program or a model to train"
+        )
     n_trials = plan.trial_budget()
     path = study_path(spec.name, args.out)
     Study.check_new(path, spec.name, args.force_new)  # before any slow work
     check_address(spec.resources.address)  # no cluster there: one line, no study made
+    storage = _check_storage(args.storage_url, spec.name, path, _storage_source(args))
     data = _load_data(plan)
 
     def create() -> None:
         Study.create(path, spec, args.file, n_trials, force_new=args.force_new)
 
-    return _run(plan, Study(path), data, resume=False, create=create)
+    return _run(plan, Study(path), data, resume=False, create=create, storage=storage)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Continue an interrupted study: finished trials stay, running ones resume, none repeat."""
     from sweeper.engine.session import check_address
+    from sweeper.optuna_storage import resolve
     from sweeper.plan import make_plan
     from sweeper.store import Study
 
@@ -85,16 +108,22 @@ def cmd_resume(args: argparse.Namespace) -> int:
             f"{study.path}: study is running (driver pid {meta.get('pid')}); nothing to resume"
         )
     spec = study.spec()
+    saved = str(study.path / "spec.yaml")
+    given = _given_storage(args.storage) if args.storage else None
+    url = given[1] if given else (spec.storage and resolve(spec.storage, saved))
+    source = "--storage" if given else saved
+    storage = _check_storage(url or None, spec.name, study.path, source)
+    if given and given[0] != spec.storage:  # the mirror moves: say so in the saved spec
+        spec = _save_spec(study, spec.model_copy(update={"storage": given[0]}))
     if args.wandb and args.wandb != spec.wandb.mode:
-        spec = _set_wandb_mode(study, spec, args.wandb)
+        wandb = spec.wandb.model_copy(update={"mode": args.wandb})
+        spec = _save_spec(study, spec.model_copy(update={"wandb": wandb}))
     if args.address and args.address != spec.resources.address:
-        spec = _set_address(study, spec, args.address)
+        spec = _save_spec(study, spec.model_copy(update={"resources": _resources(spec, args)}))
     check_address(spec.resources.address)
-    plan = make_plan(
-        spec, str(study.path / "spec.yaml"), data_dir=args.data_dir, max_trials=meta.get("n_trials")
-    )
+    plan = make_plan(spec, saved, data_dir=args.data_dir, max_trials=meta.get("n_trials"))
     data = _load_data(plan)
-    return _run(plan, study, data, resume=True)
+    return _run(plan, study, data, resume=True, storage=storage)
 
 
 def _plan(args: argparse.Namespace) -> Any:
@@ -107,28 +136,61 @@ def _plan(args: argparse.Namespace) -> Any:
     if getattr(args, "address", None):
         overrides.append(f"resources.address={args.address}")
     spec = load_spec(args.file, overrides, name=args.name)
+    # The spec (saved, pickled by Ray) keeps the storage masked; the real URL goes apart.
+    args.storage_url = None
+    if getattr(args, "storage", None) or spec.storage:
+        safe, args.storage_url = _given_storage(args.storage or spec.storage, args.file)
+        spec = spec.model_copy(update={"storage": safe})
     return make_plan(spec, args.file, data_dir=args.data_dir, max_trials=args.max_trials)
 
 
-def _set_wandb_mode(study: Any, spec: Any, mode: str) -> Any:
-    """Record a new W&B mode in the saved spec (the W&B callback reads it on resume)."""
+def _given_storage(url: str, source: str = "--storage") -> tuple[str, str]:
+    """A storage URL as given: (the form the study saves, the real URL)."""
+    from sweeper.errors import SpecError
+    from sweeper.optuna_storage import absolute, check_syntax, masked, resolve
+
+    try:
+        check_syntax(url)
+    except ValueError as exc:
+        key = "" if source == "--storage" else "storage"
+        raise SpecError(source, key, str(exc)) from None
+    url = absolute(url)  # a relative file path: from here, not from where resume runs
+    return masked(url), resolve(url, source)
+
+
+def _storage_source(args: argparse.Namespace) -> str:
+    return "--storage" if getattr(args, "storage", None) else args.file
+
+
+def _check_storage(url: str | None, name: str, path: Any, source: str) -> str | None:
+    """``url`` once it is reachable and free for this study (before Ray, nothing written)."""
+    if url is None:
+        return None
+    from sweeper.optuna_storage import check_storage
+
+    check_storage(url, name, path, source)
+    return url
+
+
+def _save_spec(study: Any, spec: Any) -> Any:
+    """Record a changed spec (a new W&B mode, a new storage) in the saved spec.yaml."""
     from sweeper.store import atomic_write, dump_spec
 
-    spec = spec.model_copy(update={"wandb": spec.wandb.model_copy(update={"mode": mode})})
     atomic_write(study.path / "spec.yaml", dump_spec(spec))
     return spec
 
 
-def _set_address(study: Any, spec: Any, address: str) -> Any:
-    """Record the cluster a resumed study joins (``--address``) in its saved spec."""
-    from sweeper.spec import spec_from_dict
-    from sweeper.store import atomic_write, dump_spec
+def _resources(spec: Any, args: argparse.Namespace) -> Any:
+    """The saved spec's resources joining the cluster at ``--address`` (validated)."""
+    from pydantic import ValidationError
 
-    raw = spec.model_dump()
-    raw["resources"]["address"] = address
-    spec = spec_from_dict(raw, "--address")  # a bad address: one line naming the key
-    atomic_write(study.path / "spec.yaml", dump_spec(spec))
-    return spec
+    from sweeper.spec.schema import Resources
+
+    try:
+        return Resources.model_validate({**spec.resources.model_dump(), "address": args.address})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SweeperError(f"--address: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 def _load_data(plan: Any) -> Any:
@@ -140,7 +202,9 @@ def _load_data(plan: Any) -> Any:
         raise SweeperError(f"{plan.source}: data: {exc}") from None
 
 
-def _run(plan: Any, study: Any, data: Any, resume: bool, create: Any = None) -> int:
+def _run(
+    plan: Any, study: Any, data: Any, resume: bool, create: Any = None, storage: str | None = None
+) -> int:
     """Run (or resume) ``study`` under its lock; Ctrl-C or SIGTERM leave it interrupted (130).
 
     ``create`` makes a new study's folder; it runs inside the same guard, so a signal that
@@ -159,13 +223,13 @@ def _run(plan: Any, study: Any, data: Any, resume: bool, create: Any = None) -> 
             sizes = data.sizes()
             verb = "resuming" if resume else "study"
             err.print(
-                f"{verb} {spec.name}: {plan.n_trials} trials of {spec.model.name} on "
+                f"{verb} {spec.name}: {plan.n_trials} trials of {spec.runs} on "
                 f"{spec.data.name} ({sizes['train']}/{sizes['val']}/{sizes['test']} "
                 f"train/val/test) -> {study.path}"
             )
             with study.lock():
                 locked = True
-                result = run_study(plan, study, data, resume=resume)
+                result = run_study(plan, study, data, resume=resume, storage=storage)
     except KeyboardInterrupt:
         # Stopped before (or while) Ray Tune ran: the study is resumable; say so.
         made = (study.path / "study.json").exists()
@@ -174,7 +238,12 @@ def _run(plan: Any, study: Any, data: Any, resume: bool, create: Any = None) -> 
         hint = f"continue with `sweeper resume {study.path}`" if made else "no study was made"
         print(f"interrupted; {hint}", file=sys.stderr)
         raise
-    print_summary(study, spec)
+    print_summary(study, spec, storage)
+    if result.target_reached:
+        err.print(
+            f"{spec.metric.name} reached its target {spec.metric.target:g}: no new trials "
+            f"started ({result.finished + result.failed}/{result.total} trials run)"
+        )
     if result.interrupted:
         err.print(
             f"interrupted: {result.finished + result.failed}/{result.total} trials done; "

@@ -180,11 +180,11 @@ def place(
 
 def probe_params(spec: Any) -> dict[str, Any]:
     """The config the probe trains: the first of the space, at the largest batch size."""
-    from sweeper.space import finite_values
+    from sweeper.space import extremes
 
     params = {}
     for name, p in spec.parameters.items():
-        values = finite_values(p) if p.is_finite else [p.min, p.max]
+        values = extremes(p)
         params[name] = max(values) if name == "batch_size" else values[0]
     return params
 

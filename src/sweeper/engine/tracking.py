@@ -78,7 +78,7 @@ class WandbSink:
             config = run_config(self.spec, params)
             family = get_entry(str(config["model"])).family
         except Exception as exc:  # noqa: BLE001 - a config the trial itself will reject
-            config, family = dict(params), self.spec.model.name
+            config, family = dict(params), self.spec.runs
             self.tracker.warn(f"W&B config of trial {trial_id}: {exc}")
         name = " ".join([trial_id, *(f"{k}={v}" for k, v in params.items())])
         self.tracker.start(trial_id, name[:120], config, job_type=family)

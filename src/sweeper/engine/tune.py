@@ -39,6 +39,7 @@ class RunResult:
     finished: int
     failed: int
     interrupted: bool
+    target_reached: bool = False
 
 
 def ray_env(spec: Spec) -> None:
@@ -78,28 +79,23 @@ def build_tuner(
 ) -> Any:
     """A new Tuner: OptunaSearch over the spec's space, ASHA if asked, ``at_once`` trials."""
     from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
 
     from sweeper.engine.schedulers import AshaQueue, FifoQueue
-    from sweeper.space import distributions, make_sampler
+    from sweeper.engine.search import SpecSearch
+    from sweeper.space import distributions
 
     spec = plan.spec
-    space = distributions(spec)
-    searcher = None
-    if space:
-        searcher = OptunaSearch(
-            space=space, metric=spec.metric.name, mode=spec.metric.mode, sampler=make_sampler(spec)
-        )
+    searcher = SpecSearch(spec) if distributions(spec) else None
     scheduler = FifoQueue()
     if spec.early_terminate is not None:
         et = spec.early_terminate
-        max_t = et.max_iter or spec.train.epochs
-        # W&B's hyperband: rungs from min_iter up to max_iter; a trial that passes the top
-        # rung is not stopped there but trains its planned epochs (COMPLETE, not PRUNED).
+        max_t = et.max_t(spec.train.epochs)
+        # W&B's hyperband: rungs from the first band up to max_iter; a trial that passes the
+        # top rung is not stopped there but trains its planned epochs (COMPLETE, not PRUNED).
         scheduler = AshaQueue(
             time_attr="epoch",  # the trial's own count: it survives a restart
             max_t=max_t,
-            grace_period=min(et.min_iter, max_t),
+            grace_period=min(et.grace_period, max_t),
             reduction_factor=et.eta,
             stop_last_trials=False,
         )
@@ -124,8 +120,13 @@ def build_tuner(
     )
 
 
-def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> RunResult:
+def run_study(
+    plan: Plan, study: Study, data: Any, *, resume: bool = False, storage: str | None = None
+) -> RunResult:
     """Run (or, with ``resume``, continue) every planned trial of ``plan`` into ``study``.
+
+    ``storage`` is the Optuna mirror's real URL (None: the one the saved spec names); it
+    reaches the driver callback only, never Ray's pickles.
 
     On resume Ray's snapshot in ``tune/`` is the truth; without a usable one (the driver was
     killed before Ray wrote its first) the study starts over, its old rows dropped.
@@ -162,7 +163,10 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
             trainable = make_trainable(spec, data, placement)
             tune_dir = study.tune_dir.resolve()  # Ray wants absolute paths
             snapshot = read_snapshot(tune_dir) if resume else None
-            with study_binding(study.path), closing_callbacks():  # a restored callback records here
+            with (
+                study_binding(study.path, storage),
+                closing_callbacks(),
+            ):  # a restored callback records here
                 if snapshot is not None and snapshot.usable:
                     repair(tune_dir, snapshot)
                     relocate_experiment(tune_dir)  # the folder may have moved since
@@ -170,7 +174,7 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
                 else:
                     if resume:
                         study.reset_results()
-                    callbacks = [StudyCallback(study.path, plan.n_trials)]
+                    callbacks = [StudyCallback(study.path, plan.n_trials, storage)]
                     tuner = build_tuner(plan, study, trainable, callbacks, placement.at_once)
                 tuner.fit()
         except SweeperError:  # e.g. no cluster at resources.address: resumable as it is
@@ -189,6 +193,17 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
     c = counts(df["state"] if not df.empty else [])
     finished = c[TrialState.COMPLETE] + c[TrialState.PRUNED]
     failed = c[TrialState.FAIL]
-    interrupted = finished + failed < plan.n_trials
+    reached = target_reached(spec, study)
+    interrupted = finished + failed < plan.n_trials and not reached
     study.set_state("interrupted" if interrupted else "finished", pid=None)
-    return RunResult(plan.n_trials, finished, failed, interrupted)
+    return RunResult(plan.n_trials, finished, failed, interrupted, reached)
+
+
+def target_reached(spec: Spec, study: Study) -> bool:
+    """Whether any trial reported ``metric.target`` (so the study ended on it: W&B's rule)."""
+    if spec.metric.target is None:
+        return False
+    hist = study.history()
+    name = spec.metric.name
+    values = list(hist[name].dropna()) if name in hist.columns else []
+    return any(spec.metric.reached(float(v)) for v in values)

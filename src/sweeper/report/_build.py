@@ -98,7 +98,9 @@ def _overview(df: pd.DataFrame, ctx: ReportContext) -> Section:
         + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()),
         "metric": f"{ctx.metric} ({ctx.goal}); {len(done)} finished trials",
         f"best {ctx.metric}": best_txt,
-        "model": f"{spec.model.name} {dict(spec.model.args) or ''}".strip(),
+        "model": (
+            f"{spec.model.name} {dict(spec.model.args) or ''}".strip() if spec.model else spec.runs
+        ),
         "data": f"{data.name} (train/val/test {sizes})",
         "training": f"{spec.train.epochs} epochs, batch {spec.train.batch_size}, "
         f"{spec.train.optimizer}, {spec.train.repeats} repeat(s), seed {spec.train.seed}",
