@@ -21,8 +21,6 @@ from tests.support import postgres
 from tests.support.cluster import LocalCluster
 from tests.support.drivers import Driver, harness_env
 
-pytestmark = pytest.mark.slow
-
 
 def sweep(tmp_path: Path, epochs: int, batch: int = 250, trials: int = 4, **resources) -> Path:
     path = tmp_path / "cluster.yaml"
@@ -69,6 +67,7 @@ def run(cluster: LocalCluster, tmp_path: Path, spec: Path, *more: str) -> Driver
     return Driver(args, tmp_path / "driver.log", cluster.env, tmp_path)
 
 
+@pytest.mark.slow
 def test_trials_run_on_both_nodes_and_the_table_names_them(cluster, pg, tmp_path, capsys):
     """The acceptance run: a two-node cluster, the Optuna mirror in a real PostgreSQL."""
     import optuna
@@ -110,6 +109,7 @@ def test_trials_run_on_both_nodes_and_the_table_names_them(cluster, pg, tmp_path
     assert {t["node"] for t in payload["trials"]} == {r["node"] for r in table}
 
 
+@pytest.mark.slow
 def test_a_dead_worker_nodes_trials_finish_on_the_head(cluster, tmp_path):
     driver = run(cluster, tmp_path, sweep(tmp_path, epochs=60, batch=4, max_failures=3))
     study = tmp_path / "runs" / "cluster"
@@ -155,3 +155,36 @@ def _history_epochs(study: Path, trial_id: str) -> list[int]:
     """The epochs of the trial's history as the study reads it (restarts resolved)."""
     hist = Study(study).history()
     return sorted(int(e) for e in hist[hist["trial_id"] == trial_id]["epoch"])
+
+
+def test_no_cluster_at_the_address_is_one_line_and_no_study(tmp_path, capsys):
+    from sweeper.cli import main
+    from tests.support.cluster import free_port
+
+    spec = sweep(tmp_path, epochs=1)
+    port = free_port()  # nothing listens there
+    code = main(
+        ["run", str(spec), "--out", str(tmp_path / "runs"), "--address", f"127.0.0.1:{port}"]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert f"no Ray cluster at 127.0.0.1:{port}" in err[0] and "ray start --head" in err[0]
+    assert not (tmp_path / "runs" / "cluster").exists()
+
+
+@pytest.mark.parametrize(
+    ("address", "num_cpus", "message"),
+    [
+        ("ray://10.0.0.5:10001", None, "Ray Client (ray://) is not supported"),
+        ("10.0.0.5", None, "expected auto or the head's HOST:PORT"),
+        ("auto", 4, "resources.num_cpus: sets the CPUs of a Ray started here"),
+    ],
+)
+def test_a_bad_address_is_a_spec_error(tmp_path, capsys, address, num_cpus, message):
+    from sweeper.cli import main
+
+    extra = {"num_cpus": num_cpus} if num_cpus else {}
+    spec = sweep(tmp_path, epochs=1, address=address, **extra)
+    assert main(["check", str(spec)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and str(spec) in err[0], err
