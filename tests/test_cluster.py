@@ -43,17 +43,22 @@ def sweep(tmp_path: Path, epochs: int, batch: int = 250, trials: int = 4, **reso
 
 @pytest.fixture
 def cluster(tmp_path_factory):
-    base = tmp_path_factory.mktemp("cluster")
-    temp = Path("/tmp") / f"rc-{base.name}-{int(time.time() * 1000) % 10**6}"  # short: sockets
-    temp.mkdir()
-    env = harness_env(base / "ray-driver")
-    c = LocalCluster(temp, env)
+    env = harness_env(tmp_path_factory.mktemp("ray-driver"))
+    c = LocalCluster(_short_temp(tmp_path_factory), env)
     try:
         c.start_head(num_cpus=1)
         c.add_worker(num_cpus=1)
         yield c
     finally:
         c.stop()
+
+
+def _short_temp(tmp_path_factory) -> Path:
+    """A Ray temp dir with a short path (Unix socket paths are at most 107 bytes)."""
+    base = tmp_path_factory.mktemp("cluster")
+    temp = Path("/tmp") / f"rc-{base.name}-{int(time.time() * 1000) % 10**6}"
+    temp.mkdir()
+    return temp
 
 
 def rows(study: Path) -> list[dict[str, str]]:
@@ -126,6 +131,54 @@ def test_a_dead_worker_nodes_trials_finish_on_the_head(cluster, tmp_path):
     assert len(starts) >= 2 and starts[-1]["epoch"] > 0  # continued from its checkpoint
     history = _history_epochs(study, victim["trial_id"])
     assert history == list(range(1, 61))  # each epoch once: none lost, none twice
+
+
+@pytest.mark.slow
+def test_a_lost_cluster_interrupts_the_study_in_one_line_and_it_resumes_on_a_new_one(
+    cluster, tmp_path, tmp_path_factory
+):
+    spec = sweep(tmp_path, epochs=60, batch=4)
+    driver = run(cluster, tmp_path, spec)
+    study = tmp_path / "runs" / "cluster"
+    _wait_for(lambda: any(int(r["epochs"] or 0) >= 3 for r in _table(study)), driver)
+    cluster.nodes[0].kill()  # the head: its GCS, and with it the cluster
+    assert driver.wait(timeout=120) == 130
+    log = (tmp_path / "driver.log").read_text()
+    lost = [ln for ln in log.splitlines() if "went away" in ln]
+    assert len(lost) == 1 and "continue with `sweeper resume" in lost[0], log[-2000:]
+    assert Study(study).meta()["state"] == "interrupted"
+    cluster.stop()
+
+    again = LocalCluster(_short_temp(tmp_path_factory), cluster.env)
+    try:
+        again.start_head(num_cpus=2)
+        args = ["resume", str(study), "--address", again.address]
+        resumed = Driver(args, tmp_path / "resume.log", again.env, tmp_path)
+        assert resumed.wait(timeout=300) == 0, (tmp_path / "resume.log").read_text()[-3000:]
+    finally:
+        again.stop()
+    table = rows(study)
+    assert [r["state"] for r in table] == ["COMPLETE"] * 4
+    for r in table:  # each epoch once, across the two clusters
+        assert _history_epochs(study, r["trial_id"]) == list(range(1, 61))
+
+
+def _table(study: Path) -> list[dict]:
+    """The trial table with its journal (trials.csv alone is folded now and then)."""
+    try:
+        return Study(study).trials().fillna("").to_dict(orient="records")
+    except (OSError, ValueError):
+        return []
+
+
+def _wait_for(ready, driver: Driver, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert driver.proc.poll() is None, "the study ended first"
+        if ready():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out")
 
 
 def _wait_for_running_on_worker(study: Path, head: str, driver: Driver) -> dict[str, str]:

@@ -28,6 +28,7 @@ import contextlib
 import functools
 import os
 import subprocess
+import threading
 from typing import Any
 
 # Ray's object store holds the dataset once for all trials; Fashion-MNIST is ~55 MB (uint8).
@@ -102,6 +103,47 @@ def _join_cluster(address: str) -> None:
             f"resources.address: cannot join the Ray cluster at {address}: {first[:200]}"
         ) from None
     _same_env_without_runtime_env()
+
+
+class ClusterWatch:
+    """A daemon thread that calls ``on_lost(address)`` once the cluster's head (its GCS)
+    has refused ``misses`` connections in a row, ``period`` seconds apart.
+
+    A driver that loses the head hangs in Ray Tune's control loop, and Ray's core ends the
+    process a minute later with its own log line and exit status 1; the watch lets the
+    engine mark the study interrupted and say so in one line first.
+    """
+
+    def __init__(self, on_lost: Any, period: float = 3.0, misses: int = 3) -> None:
+        import ray
+
+        self.address = ray.get_runtime_context().gcs_address
+        self._on_lost, self._period, self._misses = on_lost, period, misses
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="cluster watch", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        missed = 0
+        while not self._stop.wait(self._period):
+            missed = 0 if _listening(self.address) else missed + 1
+            if missed >= self._misses:
+                self._on_lost(self.address)
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _listening(address: str, timeout: float = 2.0) -> bool:
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def check_address(address: str | None, timeout: float = 5.0) -> None:

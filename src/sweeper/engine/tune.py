@@ -120,6 +120,26 @@ def build_tuner(
     )
 
 
+def _watch_cluster(spec: Spec, study: Study) -> Any:
+    """On a joined cluster: when its head goes away, mark the study interrupted, say so in
+    one line and end the driver (Ray's core would end it a minute later, status 1)."""
+    if spec.resources.address is None:
+        return None
+    from sweeper.engine.session import ClusterWatch
+
+    def lost(address: str) -> None:
+        study.set_state("interrupted", pid=None)
+        print(
+            f"sweeper: error: the Ray cluster at {address} went away; the study is "
+            f"interrupted: continue with `sweeper resume {study.path}` once it is back",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(130)  # Ray Tune's loop waits on the lost cluster: no clean way out
+
+    return ClusterWatch(lost)
+
+
 def run_study(
     plan: Plan, study: Study, data: Any, *, resume: bool = False, storage: str | None = None
 ) -> RunResult:
@@ -149,7 +169,7 @@ def run_study(
     # A restarted trial reports its restored epoch again (OptunaSearch then ignores the
     # intermediate value of a step it has, and says so): expected, not the user's concern.
     warnings.filterwarnings("ignore", message="The reported value is ignored because this")
-    started = False
+    started, watch = False, None
     with sigterm_as_sigint() as rearm:
         try:
             study.set_state("running", pid=os.getpid(), n_trials=plan.n_trials)
@@ -157,6 +177,7 @@ def run_study(
                 spec.resources.num_cpus or os.cpu_count() or 1, spec.resources.address
             )
             rearm()  # ray.init replaced the SIGTERM handler
+            watch = _watch_cluster(spec, study)
             placement = place_on_ray(spec, plan.n_trials, data, plan.source)
             print(f"  trials on {placement.describe()}", file=sys.stderr)
             study.set_state("running", placement=placement.as_dict())
@@ -187,6 +208,8 @@ def run_study(
                 raise KeyboardInterrupt from None
             raise
         finally:
+            if watch is not None:
+                watch.stop()
             if started:
                 shutdown_ray()
     df = study.trials()
