@@ -292,7 +292,9 @@ class Spec(_Strict):
     parameters: dict[str, Param] = Field(default_factory=dict)
     run_cap: Annotated[StrictInt, Field(ge=1)] | None = None
     early_terminate: EarlyTerminate | None = None
-    model: ModelSpec
+    program: StrictStr | None = None
+    command: list[StrictStr] | None = None
+    model: ModelSpec | None = None
     data: DataSpec = Field(default_factory=DataSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     resources: Resources = Field(default_factory=Resources)
@@ -302,6 +304,17 @@ class Spec(_Strict):
     def sampler_name(self) -> str:
         """The Optuna sampler to use: ``sampler`` if given, else the one for ``method``."""
         return self.sampler or METHOD_SAMPLER[self.method]
+
+    @model_validator(mode="after")
+    def _program_or_model(self) -> Spec:
+        # A trial is a registered model (train_trial) or the user's own script (program).
+        if self.program is None and self.model is None:
+            raise ValueError("@model: missing required key (or program: your own script)")
+        if self.program is not None and self.model is not None:
+            raise ValueError("@program: expected one of model or program, got both")
+        if self.command is not None and self.program is None:
+            raise ValueError("@command: command runs a program; add program: <your script>")
+        return self
 
     @model_validator(mode="after")
     def _grid_is_finite(self) -> Spec:
