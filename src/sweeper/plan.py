@@ -66,6 +66,11 @@ def make_plan(
 
     if max_trials is not None and max_trials < 1:
         raise SpecError("--max-trials", "", f"must be >= 1, got {max_trials}")
+    if spec.program is not None:  # the user's own script: no model, no data of ours
+        from sweeper.script.check import check_program
+
+        spec = check_program(spec, source)
+        return Plan(spec, source, space_size(spec), planned_trials(spec, max_trials), 0)
     data = spec.data.model_copy(update={"root": resolve_data_root(spec, data_dir)})
     spec = spec.model_copy(update={"data": data})
     info = _check_dataset(spec, source)

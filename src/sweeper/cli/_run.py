@@ -35,10 +35,34 @@ def cmd_check(args: argparse.Namespace) -> int:
     out.print(f"  sampler      {spec.sampler_name} (method {spec.method})")
     out.print(f"  trials       {trials}")
     out.print(f"  metric       {spec.metric.name} ({spec.metric.goal})")
-    out.print(f"  model        {spec.model.name} ({plan.first_params:,} parameters, first config)")
-    out.print(f"  data         {spec.data.name} from {spec.data.root}")
+    if spec.program is not None:
+        out.print(f"  program      {spec.program}")
+        out.print(f"  command      {_command_line(spec)}")
+    else:
+        first = f"{plan.first_params:,} parameters, first config"
+        out.print(f"  model        {spec.model.name} ({first})")
+        out.print(f"  data         {spec.data.name} from {spec.data.root}")
     out.print(f"  resources    {resources}")
     return 0
+
+
+def _command_line(spec: Any) -> str:
+    """A trial's command line, as W&B's agent builds it (``<name>`` for each value)."""
+    import os
+    import shlex
+
+    from sweeper.script import DEFAULT_COMMAND, build_command, nest
+
+    argv = build_command(
+        spec.command,
+        program=spec.program,
+        config=nest({k: f"<{k}>" for k in spec.parameters}),
+        interpreter="python",
+        args_json_file="<args.json>",
+        getenv=os.environ.get,
+    )
+    given = " ".join(spec.command or DEFAULT_COMMAND)
+    return f"{given} -> {shlex.join(argv)}"
 
 
 def _placement(plan: Any) -> str:
@@ -58,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     n_trials = plan.trial_budget()
     path = study_path(spec.name, args.out)
     Study.check_new(path, spec.name, args.force_new)  # before any slow work
-    data = _load_data(plan)
+    data = _load_data(plan) if spec.program is None else None
 
     def create() -> None:
         Study.create(path, spec, args.file, n_trials, force_new=args.force_new)
@@ -87,7 +111,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     plan = make_plan(
         spec, str(study.path / "spec.yaml"), data_dir=args.data_dir, max_trials=meta.get("n_trials")
     )
-    data = _load_data(plan)
+    data = _load_data(plan) if spec.program is None else None
     return _run(plan, study, data, resume=True)
 
 
@@ -120,6 +144,17 @@ def _load_data(plan: Any) -> Any:
         raise SweeperError(f"{plan.source}: data: {exc}") from None
 
 
+def _what(spec: Any, data: Any) -> str:
+    """What each trial runs, for the first line of a run."""
+    if spec.program is not None:
+        return spec.program
+    sizes = data.sizes()
+    return (
+        f"{spec.model.name} on {spec.data.name} "
+        f"({sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test)"
+    )
+
+
 def _run(plan: Any, study: Any, data: Any, resume: bool, create: Any = None) -> int:
     """Run (or resume) ``study`` under its lock; Ctrl-C or SIGTERM leave it interrupted (130).
 
@@ -136,12 +171,9 @@ def _run(plan: Any, study: Any, data: Any, resume: bool, create: Any = None) -> 
             if create is not None:
                 create()
             err = console(stderr=True)
-            sizes = data.sizes()
             verb = "resuming" if resume else "study"
             err.print(
-                f"{verb} {spec.name}: {plan.n_trials} trials of {spec.model.name} on "
-                f"{spec.data.name} ({sizes['train']}/{sizes['val']}/{sizes['test']} "
-                f"train/val/test) -> {study.path}"
+                f"{verb} {spec.name}: {plan.n_trials} trials of {_what(spec, data)} -> {study.path}"
             )
             with study.lock():
                 locked = True

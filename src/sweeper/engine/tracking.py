@@ -31,7 +31,8 @@ class WandbSink:
         w = spec.wandb
         self.tracker = WandbTracker(
             TrackerSettings(
-                mode=w.mode,
+                # a script trial's own wandb.init() is its run: the driver opens none
+                mode=w.mode if spec.program is None else "disabled",
                 root=study.path,
                 group=spec.name,
                 project=w.project,
