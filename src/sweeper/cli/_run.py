@@ -49,7 +49,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _command_line(spec: Any) -> str:
     """A trial's command line, as W&B's agent builds it (``<name>`` for each value)."""
     import os
-    import shlex
 
     from sweeper.script import DEFAULT_COMMAND, build_command, nest
 
@@ -62,7 +61,8 @@ def _command_line(spec: Any) -> str:
         getenv=os.environ.get,
     )
     given = " ".join(spec.command or DEFAULT_COMMAND)
-    return f"{given} -> {shlex.join(argv)}"
+    shown = " ".join(f'"{a}"' if " " in a else a for a in argv)  # as W&B's agent logs it
+    return f"{given} -> {shown}"
 
 
 def _placement(plan: Any) -> str:

@@ -21,7 +21,7 @@ from sweeper.script.launch import Launch
 
 DEFAULT_GRACE_S = 5.0  # between SIGTERM and SIGKILL
 TAIL_LINES = 5
-TAIL_CHARS = 240  # a failed trial's error cell: the end of stderr, on one line
+TAIL_CHARS = 200  # a failed trial's error cell (Ray keeps 300 characters of its line)
 
 
 class ScriptProcess:

@@ -73,9 +73,10 @@ def script_trainable(config: dict[str, Any], spec: Any, study_path: str) -> None
     trial_dir = _trial_dir()
     trial_id = tune.get_context().get_trial_id()
     grace = float(os.environ.get(ENV_GRACE) or DEFAULT_GRACE_S)
+    values = {**constants(spec), **config}
     launch = plan_launch(
         spec,
-        nest({**constants(spec), **config}),
+        nest({k: values[k] for k in spec.parameters if k in values}),  # the file's order
         study_dir=Path(study_path),
         trial_dir=trial_dir,
         run_id=run_id(spec.name, str(trial_id)),
