@@ -5,7 +5,8 @@ sweeper puts this folder first on the trial's ``PYTHONPATH``; Python imports
 when ``SWEEPER_METRICS_FILE`` is set, and then loads any other ``sitecustomize`` on the
 path (the one it shadows) as before:
 
-* When the script imports wandb, ``wandb.sdk.wandb_run.Run.log`` is wrapped: after W&B
+* When the script imports wandb, ``wandb.sdk.wandb_run.Run.log`` (and ``NoopRun.log``,
+  the run of ``WANDB_MODE=disabled``) is wrapped: after W&B
   has taken a ``log`` call, its numbers (and the run's ``step``) are appended as one JSON
   line to ``$SWEEPER_METRICS_FILE``, which the trial reads as the script goes. ``Run.log``
   is wandb's public method (``wandb.log`` is the current run's ``log``); the wrapper is
@@ -32,7 +33,9 @@ import threading
 import time
 
 TESTED_WANDB = "0.31."
-_TARGET = "wandb.sdk.wandb_run"
+# The run classes whose ``log`` is wrapped, by module: W&B's run, and the one that
+# ``wandb.init`` returns in ``WANDB_MODE=disabled`` (it overrides ``log``).
+_TARGETS = {"wandb.sdk.wandb_run": "Run", "wandb.sdk.lib.noop_run": "NoopRun"}
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -67,13 +70,15 @@ class _Writer:
 def _wrap_log(module: object, writer: _Writer) -> None:
     wandb = sys.modules.get("wandb")
     version = str(getattr(wandb, "__version__", "?"))
-    run_cls = getattr(module, "Run", None)
+    name = _TARGETS[getattr(module, "__name__", "")]
+    run_cls = getattr(module, name, None)
     original = getattr(run_cls, "log", None)
     if not version.startswith(TESTED_WANDB) or not callable(original):
         raise ImportError(
             f"sweeper: the wandb.log hook is tested with wandb {TESTED_WANDB}x; this script "
-            f"imports wandb {version} ({'has' if callable(original) else 'no'} Run.log). "
-            f"Install wandb=={TESTED_WANDB}* for the trial's interpreter ({sys.executable})"
+            f"imports wandb {version} ({'with' if callable(original) else 'without'} "
+            f"{name}.log). Install wandb=={TESTED_WANDB}* in the trial's interpreter "
+            f"({sys.executable})"
         )
 
     def log(self, data, step=None, commit=None, *args, **kwargs):  # noqa: ANN001, ANN202
@@ -95,16 +100,19 @@ def _wrap_log(module: object, writer: _Writer) -> None:
 
 
 class _Finder(importlib.abc.MetaPathFinder):
-    """Patches ``wandb.sdk.wandb_run`` right after it is executed, once."""
+    """Patches each module of :data:`_TARGETS` right after it is executed, once."""
 
-    def __init__(self, writer: _Writer) -> None:
+    def __init__(self, writer: _Writer, names: set[str]) -> None:
         self.writer = writer
+        self.names = names
 
     def find_spec(self, name, path=None, target=None):  # noqa: ANN001, ANN201
-        if name != _TARGET:
+        if name not in self.names:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+        self.names.discard(name)
+        if not self.names:
+            sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None or spec.loader is None:
             return spec
         loader, writer = spec.loader, self.writer
@@ -118,21 +126,30 @@ class _Finder(importlib.abc.MetaPathFinder):
         return spec
 
 
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie, not yet reaped by its parent, has too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return False  # no /proc (not Linux): the signal said it is there
+    return stat[stat.rfind(")") + 2 :].startswith("Z")
+
+
 def _watch(pid: int, grace: float) -> None:
     """Stop this process group once ``pid`` (the worker that started it) is gone."""
-    while True:
+    while not _gone(pid):
         time.sleep(0.5)
-        try:
-            os.kill(pid, 0)
-            continue
-        except PermissionError:
-            continue
-        except ProcessLookupError:
-            pass
-        group = os.getpgid(0)
-        os.killpg(group, signal.SIGTERM)
-        time.sleep(grace)
-        os.killpg(group, signal.SIGKILL)
+    group = os.getpgid(0)
+    os.killpg(group, signal.SIGTERM)
+    time.sleep(grace)
+    os.killpg(group, signal.SIGKILL)
 
 
 def _install() -> None:
@@ -140,10 +157,11 @@ def _install() -> None:
     if not path:
         return
     writer = _Writer(path)
-    if _TARGET in sys.modules:
-        _wrap_log(sys.modules[_TARGET], writer)
-    else:
-        sys.meta_path.insert(0, _Finder(writer))
+    for name in [n for n in _TARGETS if n in sys.modules]:
+        _wrap_log(sys.modules[name], writer)
+    pending = {n for n in _TARGETS if n not in sys.modules}
+    if pending:
+        sys.meta_path.insert(0, _Finder(writer, pending))
     pid = os.environ.get("SWEEPER_WATCH_PID", "")
     if pid.isdigit():
         grace = float(os.environ.get("SWEEPER_STOP_GRACE_S") or 5)
