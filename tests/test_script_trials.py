@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -194,3 +195,66 @@ def test_the_example_sweep_runs_unchanged(tmp_path, ray_session, monkeypatch):
         assert logged.config["hidden"] == row["config/hidden"]
         assert [h["val_acc"] for h in logged.history] == [row["val_acc"]]
         assert 0.5 < row["val_acc"] <= 1.0 and row["epochs"] == 1
+
+
+def test_a_killed_study_resumes_an_interrupted_script_from_scratch(tmp_path):
+    """SIGKILL of the driver: the script stops itself; resume reruns it, never a finished one."""
+    from tests.support.chaos import _rows
+    from tests.support.drivers import Driver, harness_env
+
+    write(
+        tmp_path,
+        """
+        open(os.path.join(OUT, f"start-{cfg['tag']}-{os.getpid()}"), "w").close()
+        wandb.log({"val_acc": 0.5})
+        if cfg["tag"] == "held":
+            with open(os.path.join(OUT, "pid-held"), "w") as f:
+                f.write(str(os.getpid()))
+            while os.path.exists(os.path.join(OUT, "hold")):
+                time.sleep(0.1)
+        wandb.log({"val_acc": 0.6})
+        """,
+        """
+        name: killed
+        program: train.py
+        method: grid
+        metric: {name: val_acc}
+        parameters:
+          tag: {values: [quick, held]}
+        """,
+    )
+    (tmp_path / "hold").touch()
+    ray_tmp = Path(tempfile.mkdtemp(prefix="sweeper-ray-"))  # a socket path must be short
+    env, studies = harness_env(ray_tmp), tmp_path / "studies"
+    study = studies / "killed"
+    d = Driver(["run", "sweep.yaml", "--out", str(studies)], tmp_path / "log", env, tmp_path)
+    deadline = time.monotonic() + 90
+    done = lambda: [r for r in _rows(study) if r.get("state") == "COMPLETE"]  # noqa: E731
+    while not (done() and (tmp_path / "pid-held").exists()) and time.monotonic() < deadline:
+        assert d.proc.poll() is None, (tmp_path / "log").read_text()
+        time.sleep(0.2)
+    time.sleep(3)  # Ray snapshots the experiment every 2 s
+    held = int((tmp_path / "pid-held").read_text())
+    assert d.kill()
+    deadline = time.monotonic() + 10
+    while alive(held) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(held), "the held script outlived its driver"
+    (tmp_path / "hold").unlink()
+    r = Driver(["resume", str(study)], tmp_path / "log", env, tmp_path)
+    assert r.wait(120) == 0, (tmp_path / "log").read_text()
+    df = trials(tmp_path, "killed")
+    assert list(df.loc[["quick", "held"], "state"]) == ["COMPLETE", "COMPLETE"]
+    starts = sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.glob("start-*"))
+    assert starts == ["start-held", "start-held", "start-quick"]  # quick never ran again
+    history = Study.open("killed", studies).history()
+    mine = history[history["trial_id"] == df.loc["held", "trial_id"]].sort_values("epoch")
+    assert list(mine["epoch"]) == [1, 2] and list(mine["val_acc"]) == [0.5, 0.6]
+    metrics = next(study.glob("tune/*/metrics.jsonl"), None)
+    lines = [
+        json.loads(x)
+        for p in study.glob("tune/*/metrics.jsonl")
+        for x in p.read_text().splitlines()
+    ]
+    assert metrics is not None and len(lines) == 4  # 2 + 2: the killed start's lines are gone
+    shutil.rmtree(ray_tmp, ignore_errors=True)
