@@ -93,7 +93,7 @@ import sys, time, wandb
 run = wandb.init(mode="offline", dir=sys.argv[1] if len(sys.argv) > 1 else ".")
 for i in range(3):
     wandb.log({"loss": 1.0 / (i + 1), "text": "x"})
-    wandb.log({"acc": 0.1 * (i + 1)})
+    wandb.log({"acc": 0.1 * (i + 1), "val": {"top5": 1.0, "img": wandb.Html("<p>")}})
 run.finish()
 """
 
@@ -107,6 +107,7 @@ def test_follow_reports_each_metric_line_then_the_exit(tmp_path):
     assert [r["epoch"] for r in reported] == [1, 2, 3, 3]
     assert [r["step"] for r in reported] == [1, 3, 5, 5]  # W&B's own steps
     assert all("loss" not in r and "text" not in r for r in reported)
+    assert all(r["val.top5"] == 1.0 and "val.img" not in r for r in reported)  # W&B's name
     assert DONE_KEY not in reported[-2] and reported[-1][DONE_KEY] == 0
 
 

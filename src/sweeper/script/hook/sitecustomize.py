@@ -25,7 +25,6 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
-import math
 import os
 import signal
 import sys
@@ -39,14 +38,20 @@ _TARGETS = {"wandb.sdk.wandb_run": "Run", "wandb.sdk.lib.noop_run": "NoopRun"}
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _numbers(data: object) -> dict[str, float]:
+def _numbers(data: object, prefix: str = "") -> dict[str, float]:
+    """The numbers of a logged dict; a nested dict's as ``outer.inner`` (W&B's own name).
+
+    NaN and infinities are kept (a diverged run says so); images, tables, text are not.
+    """
     out: dict[str, float] = {}
     if isinstance(data, dict):
         for key, value in data.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if not isinstance(key, str):
                 continue
-            if isinstance(key, str) and math.isfinite(value):
-                out[key] = value
+            if isinstance(value, dict):
+                out.update(_numbers(value, f"{prefix}{key}."))
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[prefix + key] = value
     return out
 
 
