@@ -231,3 +231,15 @@ def test_check_prints_the_command(tmp_path, monkeypatch, capsys):
     assert f"program      {tmp_path / 'train.py'}" in out
     assert f"/usr/bin/env python3 {tmp_path / 'train.py'} \"opt={{'lr': '<opt.lr>'}}\"" in out
     assert os.environ.get("WANDB_RUN_ID") is None
+
+
+def test_a_script_trial_gets_a_whole_gpu_where_there_are_gpus(tmp_path):
+    from sweeper.engine.placement import place
+
+    spec = _spec(tmp_path)
+    on_gpus = place(spec, 4, num_cpus=16, num_gpus=2)  # nothing to probe: one GPU each
+    assert (on_gpus.device, on_gpus.gpus, on_gpus.at_once) == ("cuda", 1.0, 2)
+    on_cpu = place(spec, 4, num_cpus=2, num_gpus=0)
+    assert (on_cpu.device, on_cpu.gpus, on_cpu.at_once) == ("cpu", 0.0, 2)
+    shared = place(_spec(tmp_path, resources={"gpus": 0.5}), 4, num_cpus=16, num_gpus=1)
+    assert (shared.gpus, shared.at_once) == (0.5, 2)
