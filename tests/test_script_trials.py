@@ -82,8 +82,10 @@ def test_metrics_are_what_the_script_logged_and_config_is_nested(
         metric: {name: val_acc, goal: maximize}
         parameters:
           tag: {values: [a, b]}
-          opt.lr: {values: [0.1]}
-          opt.name: {value: adam}
+          opt:  # W&B's nested parameters
+            parameters:
+              lr: {values: [0.1]}
+              name: {value: adam}
         """,
     )
     assert run_here(tmp_path, monkeypatch) == 0

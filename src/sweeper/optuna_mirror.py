@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sweeper.space import distributions
+from sweeper.space import recorded_distributions
 from sweeper.spec import Spec
 from sweeper.states import TrialState, is_result, metric_value
 
@@ -28,7 +28,7 @@ class OptunaMirror:
 
         optuna.logging.set_verbosity(logging.WARNING)
         self._optuna = optuna
-        self._dists = distributions(spec)
+        self._dists = recorded_distributions(spec)
         self._metric = spec.metric.name
         self.study = optuna.create_study(
             storage=url,

@@ -20,6 +20,8 @@ from sweeper.suggest import did_you_mean
 from sweeper.trial.config import MODEL_KEY, SWEEPABLE_TRAIN_KEYS
 
 DEFAULT_DATA_ROOT = "data"
+# Distributions whose values are the file's own (an integer argument takes these).
+_INT_KINDS = ("constant", "categorical", "categorical_w_probabilities", "int_uniform")
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,14 @@ def make_plan(
 
     if max_trials is not None and max_trials < 1:
         raise SpecError("--max-trials", "", f"must be >= 1, got {max_trials}")
-    if spec.program is not None:  # the user's own script: no model, no data of ours
-        from sweeper.script.check import check_program
-
-        spec = check_program(spec, source)
-        return Plan(spec, source, space_size(spec), planned_trials(spec, max_trials), 0)
     data = spec.data.model_copy(update={"root": resolve_data_root(spec, data_dir)})
     spec = spec.model_copy(update={"data": data})
+    if spec.model is None:  # a program's trials, or a search space only: no registry to check
+        if spec.runs != "nothing":
+            from sweeper.script.check import check_program
+
+            spec = check_program(spec, source)  # the program made absolute
+        return Plan(spec, source, space_size(spec), planned_trials(spec, max_trials), 0)
     info = _check_dataset(spec, source)
     entries = _check_models(spec, source)
     _check_parameters(spec, source, entries)
@@ -113,8 +116,9 @@ def _model_names(spec: Spec, source: str) -> list[str]:
     """The model the spec names, or every model a swept ``model`` parameter can pick."""
     param = spec.parameters.get(MODEL_KEY)
     if param is None:
+        assert spec.model is not None  # make_plan checks models only for a model's sweep
         return [spec.model.name]
-    if param.kind not in ("constant", "categorical"):
+    if param.kind not in _INT_KINDS[:-1]:
         raise SpecError(
             source,
             f"parameters.{MODEL_KEY}",
@@ -192,25 +196,30 @@ def _check_parameters(spec: Spec, source: str, entries: list[Any]) -> None:
                 _check_arg_values(source, name, param, entry.arg_specs[name])
 
 
-def _candidates(param: Any) -> dict[str, Any]:
+def _candidates(param: Any) -> list[tuple[str, Any]]:
     """The values a parameter names, by where they stand: ``value``, ``values[i]``, ``min``."""
+    from sweeper.space import extremes
+
     kind = param.kind
     if kind == "constant":
-        return {"value": param.value}
-    if kind == "categorical":
-        return {f"values[{i}]": v for i, v in enumerate(param.values)}
-    return {"min": param.min, "max": param.max}
+        return [("value", param.value)]
+    if kind.startswith("categorical"):
+        return [(f"values[{i}]", v) for i, v in enumerate(param.values)]
+    if param.min is None:  # a shaped prior: its extremes, named by its distribution key
+        low, high = extremes(param)
+        return [("distribution", low), ("distribution", high)]
+    return [("min", param.min), ("max", param.max)]
 
 
 def _check_arg_values(source: str, name: str, param: Any, arg: Any, element: bool = False) -> None:
     """Each value a swept model argument can take (a range: both ends) must pass ``arg``."""
     check = arg.element() if element else arg
-    for where, value in _candidates(param).items():
+    for where, value in _candidates(param):
         problem = check.problem(value)
         if problem and where in ("min", "max") and isinstance(value, float) and arg.kind == "int":
             problem = (problem[0], f"{problem[1]} (an int_uniform range needs integer min and max)")
         _raise_problem(source, f"parameters.{name}.{where}", problem)
-    if arg.kind == "int" and param.kind not in ("constant", "categorical", "int_uniform"):
+    if arg.kind == "int" and param.kind not in _INT_KINDS:
         raise SpecError(
             source,
             f"parameters.{name}.distribution",
@@ -246,16 +255,12 @@ def _check_element_values(
 def _check_train_values(source: str, name: str, param: Any) -> None:
     """Each value a swept training key can take must be valid as that key."""
     kind = param.kind
-    for where, value in _candidates(param).items():
+    for where, value in _candidates(param):
         try:
             validate_part(TrainSpec, {name: value}, source, "")
         except SpecError as exc:
             raise SpecError(source, f"parameters.{name}.{where}", exc.message) from None
-    if name in ("epochs", "batch_size", "seed") and kind not in (
-        "constant",
-        "categorical",
-        "int_uniform",
-    ):
+    if name in ("epochs", "batch_size", "seed") and kind not in _INT_KINDS:
         raise SpecError(
             source,
             f"parameters.{name}.distribution",
@@ -270,11 +275,8 @@ def _smoke_build(spec: Spec, source: str, info: Any) -> int:
     parameter, not in a trial. Returns the first config's parameter count.
     """
     from sweeper.models import count_params, get_model
-    from sweeper.space import finite_values
+    from sweeper.space import extremes as candidates
     from sweeper.trial.config import SWEEPABLE_TRAIN_KEYS, resolve_trial
-
-    def candidates(p: Any) -> list[Any]:
-        return finite_values(p) if p.is_finite else [p.min, p.max]
 
     first = {k: candidates(p)[0] for k, p in spec.parameters.items()}
     trials: list[tuple[str, dict[str, Any]]] = [("model", first)]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
+from sweeper.spec.distributions import REGISTRY
 from sweeper.spec.schema import Param, Spec
 
 if TYPE_CHECKING:
@@ -18,18 +18,10 @@ def constants(spec: Spec) -> dict[str, Any]:
 
 def finite_values(param: Param) -> list[Any]:
     """Every value a finite parameter can take, in order."""
-    kind = param.kind
-    if kind == "constant":
-        return [param.value]
-    if kind == "categorical":
-        return list(param.values or [])
-    if kind == "int_uniform":
-        return list(range(int(param.min), int(param.max) + 1))  # type: ignore[arg-type]
-    if kind == "q_uniform":
-        lo, hi, q = float(param.min), float(param.max), float(param.q)  # type: ignore[arg-type]
-        n = int(math.floor((hi - lo) / q + 1e-9)) + 1
-        return [round(lo + i * q, 12) for i in range(n)]
-    raise ValueError(f"distribution {kind} has no finite set of values")
+    dist = REGISTRY[param.kind]
+    if dist.values is None:
+        raise ValueError(f"distribution {param.kind} has no finite set of values")
+    return dist.values(param)
 
 
 def grid(spec: Spec) -> dict[str, list[Any]]:
@@ -60,30 +52,108 @@ def planned_trials(spec: Spec, max_trials: int | None = None) -> int | None:
     return min(caps) if caps else None
 
 
+def _drawn_as_values(spec: Spec, param: Param) -> bool:
+    """A grid walks a finite parameter's values themselves (no quantile to decode)."""
+    return spec.sampler_name == "grid" and param.is_finite
+
+
 def distributions(spec: Spec) -> dict[str, optuna.distributions.BaseDistribution]:
-    """Optuna distributions for the swept (non-constant) parameters."""
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
+    """The Optuna distributions the sampler draws the swept (non-constant) parameters from.
+
+    A shaped prior is drawn as a quantile (see :mod:`sweeper.spec.distributions`);
+    :func:`decode` turns a draw into the config a trial receives.
+    """
+    from optuna.distributions import CategoricalDistribution
 
     out: dict[str, Any] = {}
     for name, p in spec.parameters.items():
-        kind = p.kind
-        if kind == "constant":
+        dist = REGISTRY[p.kind]
+        if p.kind == "constant":
             continue
-        if kind == "categorical":
-            out[name] = CategoricalDistribution(list(p.values or []))
-        elif kind == "int_uniform":
-            out[name] = IntDistribution(int(p.min), int(p.max))  # type: ignore[arg-type]
-        elif kind == "uniform":
-            out[name] = FloatDistribution(float(p.min), float(p.max))  # type: ignore[arg-type]
-        elif kind == "log_uniform_values":
-            out[name] = FloatDistribution(float(p.min), float(p.max), log=True)  # type: ignore[arg-type]
-        elif kind == "q_uniform":
-            values = finite_values(p)
-            out[name] = FloatDistribution(values[0], values[-1], step=float(p.q))  # type: ignore[arg-type]
+        if _drawn_as_values(spec, p) and dist.decode is not None:
+            out[name] = CategoricalDistribution(finite_values(p))
+        else:
+            out[name] = dist.draw(p)
+    return out
+
+
+def recorded_distributions(spec: Spec) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Optuna distributions holding the values trials receive (``optuna.db``'s params)."""
+    out = distributions(spec)
+    for name in out:
+        p = spec.parameters[name]
+        if not _drawn_as_values(spec, p):
+            out[name] = REGISTRY[p.kind].recorded(p)
+    return out
+
+
+def decode(spec: Spec, drawn: dict[str, Any]) -> dict[str, Any]:
+    """The sampler's draws as the values a trial receives (quantiles through their CDF)."""
+    out = dict(drawn)
+    for name, value in drawn.items():
+        p = spec.parameters.get(name)
+        if p is None or _drawn_as_values(spec, p):
+            continue
+        dist = REGISTRY[p.kind]
+        if dist.decode is not None:
+            out[name] = dist.decode(p, value)
+    return out
+
+
+def extremes(param: Param) -> list[Any]:
+    """The values a trial can receive, or for a continuous parameter the lowest and highest
+    (a shaped prior's at its quantile bounds)."""
+    if param.is_finite:
+        return finite_values(param)
+    if param.min is not None and REGISTRY[param.kind].decode is None:
+        return [param.min, param.max]
+    drawn = REGISTRY[param.kind].recorded(param)
+    return [drawn.low, drawn.high]
+
+
+def describe(param: Param) -> str:
+    """One parameter in words: ``normal (mu 0, sigma 1)``, ``int_uniform [1, 8]``."""
+    kind = param.kind
+    if kind == "constant":
+        return f"constant {param.value!r}"
+    if kind.startswith("categorical"):
+        probs = f" with probabilities {param.probabilities}" if param.probabilities else ""
+        return f"{kind} {list(param.values or [])}{probs}"
+    keys = [k for k in REGISTRY[kind].keys if k not in ("min", "max")]
+    args = ", ".join(f"{k} {param.arg(k):g}" for k in keys)
+    bounds = f" [{param.min:g}, {param.max:g}]" if param.min is not None else ""
+    return f"{kind}{bounds}" + (f" ({args})" if args else "")
+
+
+def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as dotted names: ``{"optimizer": {"lr": 1}}`` -> ``{"optimizer.lr": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """A config of dotted names as the nested mapping W&B gives a script (inverse of
+    :func:`flatten`): ``{"optimizer.lr": 1}`` -> ``{"optimizer": {"lr": 1}}``.
+
+    Raises ``ValueError`` where a name is both a value and a group (``a`` and ``a.b``).
+    """
+    out: dict[str, Any] = {}
+    for name in sorted(flat, key=lambda n: n.count(".")):
+        *groups, leaf = name.split(".")
+        node = out
+        for i, group in enumerate(groups):
+            node = node.setdefault(group, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{name}: {'.'.join(groups[: i + 1])} is a value, not a group")
+        if isinstance(node.get(leaf), dict):
+            raise ValueError(f"{name}: is a group of parameters and a value")
+        node[leaf] = flat[name]
     return out
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from sweeper.cli._console import console
 from sweeper.cli._status import print_summary
-from sweeper.errors import SweeperError
+from sweeper.errors import SpecError, SweeperError
 
 
 def run_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,34 +27,49 @@ def cmd_check(args: argparse.Namespace) -> int:
     trials = (
         plan.n_trials if plan.n_trials is not None else "unbounded: set run_cap or --max-trials"
     )
-    resources = _placement(plan)  # may fail: before "ok"
+    # where the trials would run (may fail: before "ok"); nothing runs a search space only
+    resources = _placement(plan) if spec.runs != "nothing" else None
     out = console()
     out.print(f"{args.file}: ok")
     out.print(f"  study        {spec.name}")
     out.print(f"  search space {size} over {len(spec.parameters)} parameters")
     out.print(f"  sampler      {spec.sampler_name} (method {spec.method})")
     out.print(f"  trials       {trials}")
-    out.print(f"  metric       {spec.metric.name} ({spec.metric.goal})")
-    if spec.program is not None:
-        out.print(f"  program      {spec.program}")
-        out.print(f"  command      {_command_line(spec)}")
-    else:
-        first = f"{plan.first_params:,} parameters, first config"
-        out.print(f"  model        {spec.model.name} ({first})")
-        out.print(f"  data         {spec.data.name} from {spec.data.root}")
+    target = "" if spec.metric.target is None else f", target {spec.metric.target:g}"
+    out.print(f"  metric       {spec.metric.name} ({spec.metric.goal}{target})")
+    if spec.model is None:
+        _print_space(out, spec, resources)
+        return 0
+    out.print(f"  model        {spec.model.name} ({plan.first_params:,} parameters, first config)")
+    out.print(f"  data         {spec.data.name} from {spec.data.root}")
     out.print(f"  resources    {resources}")
     return 0
+
+
+def _print_space(out: Any, spec: Any, resources: str | None) -> None:
+    """A model-less file: what its trials run, and each parameter's distribution."""
+    from sweeper.space import describe
+
+    runs = spec.runs if spec.runs != "nothing" else "nothing (a search space only)"
+    out.print(f"  runs         {runs}")
+    if spec.command is not None or spec.program is not None:
+        out.print(f"  command      {_command_line(spec)}")
+    for name, param in spec.parameters.items():
+        out.print(f"    {name:<20} {describe(param)}")
+    if resources is not None:
+        out.print(f"  resources    {resources}")
 
 
 def _command_line(spec: Any) -> str:
     """A trial's command line, as W&B's agent builds it (``<name>`` for each value)."""
     import os
 
-    from sweeper.script import DEFAULT_COMMAND, build_command, nest
+    from sweeper.script import DEFAULT_COMMAND, build_command
+    from sweeper.space import nest
 
     argv = build_command(
         spec.command,
-        program=spec.program,
+        program=spec.program or "",
         config=nest({k: f"<{k}>" for k in spec.parameters}),
         interpreter="python",
         args_json_file="<args.json>",
@@ -79,10 +94,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     plan = _plan(args)
     spec = plan.spec
+    if spec.runs == "nothing":
+        raise SpecError(
+            args.file, "", "a search space only: `sweeper run` needs a program or a model to train"
+        )
     n_trials = plan.trial_budget()
     path = study_path(spec.name, args.out)
     Study.check_new(path, spec.name, args.force_new)  # before any slow work
-    data = _load_data(plan) if spec.program is None else None
+    data = _load_data(plan) if spec.model is not None else None
 
     def create() -> None:
         Study.create(path, spec, args.file, n_trials, force_new=args.force_new)
@@ -111,7 +130,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     plan = make_plan(
         spec, str(study.path / "spec.yaml"), data_dir=args.data_dir, max_trials=meta.get("n_trials")
     )
-    data = _load_data(plan) if spec.program is None else None
+    data = _load_data(plan) if spec.model is not None else None
     return _run(plan, study, data, resume=True)
 
 
@@ -146,8 +165,8 @@ def _load_data(plan: Any) -> Any:
 
 def _what(spec: Any, data: Any) -> str:
     """What each trial runs, for the first line of a run."""
-    if spec.program is not None:
-        return spec.program
+    if spec.model is None:
+        return spec.runs  # "program train.py": no data of sweeper's
     sizes = data.sizes()
     return (
         f"{spec.model.name} on {spec.data.name} "
@@ -187,6 +206,11 @@ def _run(plan: Any, study: Any, data: Any, resume: bool, create: Any = None) -> 
         print(f"interrupted; {hint}", file=sys.stderr)
         raise
     print_summary(study, spec)
+    if result.target_reached:
+        err.print(
+            f"{spec.metric.name} reached its target {spec.metric.target:g}: no new trials "
+            f"started ({result.finished + result.failed}/{result.total} trials run)"
+        )
     if result.interrupted:
         err.print(
             f"interrupted: {result.finished + result.failed}/{result.total} trials done; "

@@ -133,7 +133,7 @@ class TrialBook:
     def _stopped_early(self, trial: Any, row: dict[str, Any]) -> bool:
         """Ended before its end: a script that did not exit 0 by itself (it reports
         ``exit_code`` last), a model trial short of its planned epochs (and not diverged)."""
-        if self.spec.program is not None:
+        if self.spec.model is None:
             return "exit_code" not in row
         return row["epochs"] < self.planned_epochs(trial) and not row.get("diverged")
 

@@ -42,7 +42,7 @@ class WandbSink:
         self.background = Background("W&B", self.tracker.warn)
         # A script trial's own wandb.init() is its run: the driver opens none, and only
         # forgets the runs of trials Ray does not know (their folders, on a resume).
-        self.opens_runs = self.tracker.enabled and spec.program is None
+        self.opens_runs = self.tracker.enabled and spec.model is not None
         if self.opens_runs:
             self.background.submit(self.tracker.prepare)
 
@@ -81,7 +81,7 @@ class WandbSink:
             config = run_config(self.spec, params)
             family = get_entry(str(config["model"])).family
         except Exception as exc:  # noqa: BLE001 - a config the trial itself will reject
-            config, family = dict(params), self.spec.model.name
+            config, family = dict(params), self.spec.runs
             self.tracker.warn(f"W&B config of trial {trial_id}: {exc}")
         name = " ".join([trial_id, *(f"{k}={v}" for k, v in params.items())])
         self.tracker.start(trial_id, name[:120], config, job_type=family)

@@ -38,6 +38,7 @@ class RunResult:
     finished: int
     failed: int
     interrupted: bool
+    target_reached: bool = False
 
 
 def ray_env(spec: Spec) -> None:
@@ -63,7 +64,7 @@ def make_trainable(spec: Spec, data: Any, placement: Placement, study: Study) ->
     ``train_trial`` for a registered model, the user's script for a ``program``."""
     from ray import tune
 
-    if spec.program is not None:
+    if spec.model is None:
         from sweeper.script.trainable import script_trainable
 
         fn = tune.with_parameters(script_trainable, spec=spec, study_path=str(study.path.resolve()))
@@ -81,29 +82,24 @@ def build_tuner(
 ) -> Any:
     """A new Tuner: OptunaSearch over the spec's space, ASHA if asked, ``at_once`` trials."""
     from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
 
     from sweeper.engine.schedulers import AshaQueue, FifoQueue
-    from sweeper.space import distributions, make_sampler
+    from sweeper.engine.search import SpecSearch
+    from sweeper.space import distributions
 
     spec = plan.spec
-    space = distributions(spec)
-    searcher = None
-    if space:
-        searcher = OptunaSearch(
-            space=space, metric=spec.metric.name, mode=spec.metric.mode, sampler=make_sampler(spec)
-        )
+    searcher = SpecSearch(spec) if distributions(spec) else None
     scheduler = FifoQueue()
     if spec.early_terminate is not None:
         et = spec.early_terminate
         # a script's iterations are its metric's wandb.log calls (max_iter, else train.epochs)
-        max_t = et.max_iter or spec.train.epochs
-        # W&B's hyperband: rungs from min_iter up to max_iter; a trial that passes the top
-        # rung is not stopped there but trains its planned epochs (COMPLETE, not PRUNED).
+        max_t = et.max_t(spec.train.epochs)
+        # W&B's hyperband: rungs from the first band up to max_iter; a trial that passes the
+        # top rung is not stopped there but trains its planned epochs (COMPLETE, not PRUNED).
         scheduler = AshaQueue(
             time_attr="epoch",  # the trial's own count: it survives a restart
             max_t=max_t,
-            grace_period=min(et.min_iter, max_t),
+            grace_period=min(et.grace_period, max_t),
             reduction_factor=et.eta,
             stop_last_trials=False,
         )
@@ -156,7 +152,7 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
     with sigterm_as_sigint() as rearm:
         try:
             study.set_state("running", pid=os.getpid(), n_trials=plan.n_trials)
-            preload = SCRIPT_PRELOAD if spec.program is not None else WORKER_PRELOAD
+            preload = SCRIPT_PRELOAD if spec.model is None else WORKER_PRELOAD
             started = init_ray(spec.resources.num_cpus or os.cpu_count() or 1, preload)
             rearm()  # ray.init replaced the SIGTERM handler
             placement = place_on_ray(spec, plan.n_trials, data, plan.source)
@@ -189,6 +185,17 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
     c = counts(df["state"] if not df.empty else [])
     finished = c[TrialState.COMPLETE] + c[TrialState.PRUNED]
     failed = c[TrialState.FAIL]
-    interrupted = finished + failed < plan.n_trials
+    reached = target_reached(spec, study)
+    interrupted = finished + failed < plan.n_trials and not reached
     study.set_state("interrupted" if interrupted else "finished", pid=None)
-    return RunResult(plan.n_trials, finished, failed, interrupted)
+    return RunResult(plan.n_trials, finished, failed, interrupted, reached)
+
+
+def target_reached(spec: Spec, study: Study) -> bool:
+    """Whether any trial reported ``metric.target`` (so the study ended on it: W&B's rule)."""
+    if spec.metric.target is None:
+        return False
+    hist = study.history()
+    name = spec.metric.name
+    values = list(hist[name].dropna()) if name in hist.columns else []
+    return any(spec.metric.reached(float(v)) for v in values)

@@ -98,23 +98,16 @@ def _overview(df: pd.DataFrame, ctx: ReportContext) -> Section:
         + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()),
         "metric": f"{ctx.metric} ({ctx.goal}); {len(done)} finished trials",
         f"best {ctx.metric}": best_txt,
-        **_trial_facts(spec, data, sizes),
+        "model": (
+            f"{spec.model.name} {dict(spec.model.args) or ''}".strip() if spec.model else spec.runs
+        ),
+        "data": f"{data.name} (train/val/test {sizes})",
+        "training": f"{spec.train.epochs} epochs, batch {spec.train.batch_size}, "
+        f"{spec.train.optimizer}, {spec.train.repeats} repeat(s), seed {spec.train.seed}",
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     frame = pd.DataFrame({"": list(facts), "value": list(facts.values())})
     return Section("overview", f"Study {ctx.name}", tables=[Table("overview", "Overview", frame)])
-
-
-def _trial_facts(spec: Any, data: Any, sizes: str) -> dict[str, str]:
-    """What a trial is: the user's program, or a registered model with data and training."""
-    if spec.program is not None:
-        return {"program": " ".join([spec.program, *(spec.command or [])])}
-    return {
-        "model": f"{spec.model.name} {dict(spec.model.args) or ''}".strip(),
-        "data": f"{data.name} (train/val/test {sizes})",
-        "training": f"{spec.train.epochs} epochs, batch {spec.train.batch_size}, "
-        f"{spec.train.optimizer}, {spec.train.repeats} repeat(s), seed {spec.train.seed}",
-    }
 
 
 def _best(df: pd.DataFrame, ctx: ReportContext, top: int) -> Section:

@@ -9,14 +9,13 @@ or wandb at import time.
 from __future__ import annotations
 
 from sweeper.script.command import DEFAULT_COMMAND, MACROS, build_command, sweep_args
-from sweeper.script.launch import Launch, nest, plan_launch
+from sweeper.script.launch import Launch, plan_launch
 
 __all__ = [
     "DEFAULT_COMMAND",
     "MACROS",
     "Launch",
     "build_command",
-    "nest",
     "plan_launch",
     "sweep_args",
 ]

@@ -3,8 +3,8 @@
 The program is found as W&B's agent finds it: relative to the folder the agent (here,
 ``sweeper run``) is started in, not the sweep file's folder. The plan records its absolute
 path in the study's spec, because each trial runs in its own folder, and ``resume`` reads
-that spec. A missing program, a macro W&B's agent does not know, or parameter names that
-cannot nest (``opt`` and ``opt.lr``) are one-line errors here, before any trial.
+that spec. A missing program, or parameter names that cannot nest (``opt`` and ``opt.lr``),
+are one-line errors here, before any trial.
 """
 
 from __future__ import annotations
@@ -13,12 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from sweeper.errors import SpecError
-from sweeper.script.command import MACROS, unknown_macros
-from sweeper.suggest import did_you_mean
 
 
 def check_program(spec: Any, source: str, cwd: Path | None = None) -> Any:
-    """``spec`` with ``program`` made absolute; raises :class:`SpecError` on a bad one."""
+    """``spec`` with ``program`` made absolute; raises :class:`SpecError` on a bad one.
+
+    A ``command`` without ``program`` runs what it names (``python -m pkg.train``); the
+    spec has checked its macros.
+    """
+    _check_nesting(spec, source)
+    if spec.program is None:
+        return spec
     where = Path.cwd() if cwd is None else cwd
     path = (where / Path(spec.program).expanduser()).resolve()
     if not path.exists():
@@ -30,16 +35,6 @@ def check_program(spec: Any, source: str, cwd: Path | None = None) -> Any:
         )
     if not path.is_file():
         raise SpecError(source, "program", f"expected a file, got a directory {path}")
-    bad = unknown_macros(spec.command or ())
-    if bad:
-        i, name = bad[0]
-        raise SpecError(
-            source,
-            f"command[{i}]",
-            f"unknown macro ${{{name}}}; expected one of "
-            f"{', '.join(MACROS)} or envvar:NAME{did_you_mean(name, MACROS)}",
-        )
-    _check_nesting(spec, source)
     return spec.model_copy(update={"program": str(path)})
 
 

@@ -18,8 +18,8 @@ reproduced here:
 
 Two differences, both deliberate: ``${interpreter}`` is the Python that runs sweeper
 (W&B's agent says ``python``, whatever that is on ``PATH``), so the script sees the
-wandb that sweeper's metrics hook was tested with; and a macro sweeper does not know is
-an error at ``sweeper check`` (:func:`unknown_macros`), not silently dropped.
+wandb that sweeper's metrics hook was tested with; and a macro W&B does not know is an
+error when the spec is read (``check_command``), not silently dropped.
 """
 
 from __future__ import annotations
@@ -29,23 +29,14 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sweeper.spec.distributions import MACRO_NAMES
+
 DEFAULT_COMMAND = ("${env}", "${interpreter}", "${program}", "${args}")
 ENVVAR = re.compile(r"\$\{envvar\:([A-Z0-9_]*)\}")  # W&B's SWEEP_COMMAND_ENV_VAR_REGEX
 ENV_PROGRAM = "/usr/bin/env"
-# Every macro W&B's agent fills in for a program (not a function) run.
-MACROS = (
-    "env",
-    "interpreter",
-    "program",
-    "args",
-    "args_no_equals",
-    "args_no_hyphens",
-    "args_no_boolean_flags",
-    "args_json",
-    "args_json_file",
-    "args_append_hydra",
-    "args_override_hydra",
-)
+# Every macro W&B's agent fills in for a program (not a function) run; the spec refuses
+# any other (sweeper.spec.schema.check_command).
+MACROS = MACRO_NAMES
 _WHOLE = re.compile(r"^\$\{(.*)\}$")
 
 
@@ -122,16 +113,6 @@ def build_command(
         else:
             argv.append(item)
     return argv
-
-
-def unknown_macros(command: list[str] | tuple[str, ...]) -> list[tuple[int, str]]:
-    """The items of ``command`` that are a whole macro W&B's agent does not fill in."""
-    out = []
-    for i, item in enumerate(command):
-        whole = None if ENVVAR.fullmatch(item) else _WHOLE.match(item)
-        if whole and whole.group(1) not in MACROS:
-            out.append((i, whole.group(1)))
-    return out
 
 
 def uses_json_file(command: list[str] | tuple[str, ...] | None) -> bool:

@@ -44,21 +44,6 @@ class Launch:
     files: dict[Path, str] = field(default_factory=dict)
 
 
-def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Dotted names to a nested dict: ``{"opt.lr": 1}`` -> ``{"opt": {"lr": 1}}``.
-
-    To be replaced by ``sweeper.space.nest`` (branch h-fmt) once both are merged.
-    """
-    out: dict[str, Any] = {}
-    for name, value in flat.items():
-        *parents, leaf = name.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
-
-
 def param_file_text(config: Mapping[str, Any]) -> str:
     """The sweep-param file W&B's agent writes (``config_util.save_config_file_from_dict``)."""
     import yaml
@@ -123,7 +108,7 @@ def plan_launch(
     env[ENV_GRACE] = f"{grace_s:g}"
     argv = build_command(
         spec.command,
-        program=str(spec.program),
+        program=spec.program or "",  # no program: the command names what it runs
         config=config,
         interpreter=sys.executable,
         args_json_file=str(json_path),

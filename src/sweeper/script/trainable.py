@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sweeper.script.launch import ENV_GRACE, Launch, nest, plan_launch
+from sweeper.script.launch import ENV_GRACE, Launch, plan_launch
 from sweeper.script.process import DEFAULT_GRACE_S, ScriptProcess
 
 POLL_S = 0.1
@@ -67,7 +67,7 @@ def script_trainable(config: dict[str, Any], spec: Any, study_path: str) -> None
     from ray import tune
 
     from sweeper.engine.trainable import _log_start, _trial_dir
-    from sweeper.space import constants
+    from sweeper.space import constants, nest
     from sweeper.tracking.wandb_runs import run_id
 
     trial_dir = _trial_dir()

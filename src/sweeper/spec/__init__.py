@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sweeper.spec.distributions import NAMES as DISTRIBUTIONS
 from sweeper.spec.loader import (
     apply_overrides,
     load_spec,
@@ -11,7 +12,6 @@ from sweeper.spec.loader import (
     validate_part,
 )
 from sweeper.spec.schema import (
-    DISTRIBUTIONS,
     METHODS,
     SAMPLERS,
     DataSpec,

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from sweeper.errors import SpecError, describe_value
+from sweeper.spec.params import file_paths
 from sweeper.spec.schema import Spec
 from sweeper.suggest import did_you_mean
 
@@ -123,10 +124,21 @@ def spec_from_dict(
     raw = apply_overrides(raw, overrides or [], source)
     if name is not None:
         raw["name"] = name
+    elif "name" not in raw:
+        raw["name"] = default_name(source)
     try:
         return Spec.model_validate(raw)
     except ValidationError as exc:
-        raise _from_override(_to_spec_error(exc, source), overrides or []) from None
+        err = _to_spec_error(exc, source, paths=file_paths(raw.get("parameters")))
+        raise _from_override(err, overrides or []) from None
+
+
+def default_name(source: str) -> str:
+    """A file's stem as a study name (W&B's ``name`` is optional): ``my sweep.yaml`` ->
+    ``my_sweep``."""
+    stem = Path(source).stem
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip("_.-")[:100]
+    return name or "sweep"
 
 
 def _from_override(err: SpecError, overrides: list[str]) -> SpecError:
@@ -168,10 +180,17 @@ _TYPE_WORDS = {
 }
 
 
-def _to_spec_error(exc: ValidationError, source: str, prefix: str = "") -> SpecError:
-    """Turn pydantic's first error into one line: ``source: key.path: message``."""
+def _to_spec_error(
+    exc: ValidationError, source: str, prefix: str = "", paths: dict[str, str] | None = None
+) -> SpecError:
+    """Turn pydantic's first error into one line: ``source: key.path: message``.
+
+    ``paths`` maps a nested parameter's flat name to its key path in the file.
+    """
     err = _first_error(exc)
     loc = _loc(err)
+    if paths and len(loc) > 1 and loc[0] == "parameters" and loc[1] in paths:
+        loc = ["parameters", paths[loc[1]], *loc[2:]]
     if prefix:
         loc = [prefix, *loc]
     msg = err["msg"].removeprefix("Value error, ")
@@ -303,7 +322,6 @@ def _model_of(annotation: Any) -> Any:
 
 
 _ALIASES = {
-    "log_uniform": "log_uniform_values",  # W&B's log_uniform takes exponents; we take values
     "loguniform": "log_uniform_values",
     "int": "int_uniform",
     "choice": "categorical",

@@ -7,14 +7,12 @@ after that (search space, engine, trial, store, report) reads the spec, never th
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Union
+import re
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StrictBool,
-    StrictFloat,
     StrictInt,
     StrictStr,
     field_validator,
@@ -23,139 +21,116 @@ from pydantic import (
 
 from sweeper.errors import describe_value
 from sweeper.optimizers import OPTIMIZERS
+from sweeper.spec.distributions import FINITE, MACRO_NAMES
+from sweeper.spec.params import Number, Param, _Strict, flatten_params
 from sweeper.suggest import did_you_mean
-
-Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]  # noqa: UP007 (a runtime alias)
-Number = Union[StrictInt, StrictFloat]  # noqa: UP007 (a runtime alias)
 
 METHODS = ("grid", "random", "bayes")
 SAMPLERS = ("grid", "random", "tpe", "gp", "cmaes")
 # W&B's `method` mapped to the Optuna sampler that implements it.
 METHOD_SAMPLER = {"grid": "grid", "random": "random", "bayes": "tpe"}
-DISTRIBUTIONS = (
-    "constant",
-    "categorical",
-    "uniform",
-    "int_uniform",
-    "log_uniform_values",
-    "q_uniform",
-)
 DEFAULT_METRIC = "val_acc"
-FINITE_DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "q_uniform")
-
-
-class _Strict(BaseModel):
-    """Base: unknown keys are errors, no silent type coercion, immutable."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class Param(_Strict):
-    """One swept parameter, in W&B's sweep-config vocabulary.
-
-    Exactly one of ``value`` (a constant), ``values`` (a categorical list) or
-    ``min``/``max`` (a range with a ``distribution``) must be given.
-    """
-
-    value: Scalar | None = None
-    values: list[Scalar] | None = None
-    min: Number | None = None
-    max: Number | None = None
-    distribution: Literal[DISTRIBUTIONS] | None = None  # type: ignore[valid-type]
-    q: Annotated[Number, Field(gt=0)] | None = None
-
-    @model_validator(mode="after")
-    def _one_form(self) -> Param:
-        given = self.model_fields_set
-        forms = [f for f in ("value", "values") if f in given]
-        if "min" in given or "max" in given:
-            forms.append("min/max")
-        if len(forms) != 1:
-            got = ", ".join(forms) if forms else "none of them"
-            raise ValueError(f"expected exactly one of value, values, or min and max; got {got}")
-        dist = self.kind
-        if forms[0] == "value" and dist != "constant":
-            raise ValueError(f"distribution {dist} does not take value; use min and max")
-        if forms[0] == "values":
-            self._check_values(dist)
-        if forms[0] == "min/max":
-            self._check_range(dist)
-        if self.q is not None and dist != "q_uniform":
-            raise ValueError(f"q is only used with distribution q_uniform, got distribution {dist}")
-        return self
-
-    def _check_values(self, dist: str) -> None:
-        if dist != "categorical":
-            raise ValueError(f"distribution {dist} does not take values; use min and max")
-        if not self.values:
-            raise ValueError("@values: must not be empty")
-        seen = [repr(v) for v in self.values]
-        dups = sorted({s for s in seen if seen.count(s) > 1})
-        if dups:
-            raise ValueError(f"@values: must be distinct, got {', '.join(dups)} more than once")
-
-    def _check_range(self, dist: str) -> None:
-        lo, hi = self.min, self.max
-        if lo is None or hi is None:
-            missing = "min" if lo is None else "max"
-            raise ValueError(f"{missing} is missing: a range needs both min and max")
-        if dist in ("constant", "categorical"):
-            raise ValueError(f"distribution {dist} does not take min/max")
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise ValueError(f"min and max must be finite, got min={lo}, max={hi}")
-        if lo >= hi:
-            raise ValueError(f"min < max must hold, got min={lo}, max={hi}")
-        if dist == "int_uniform" and not (isinstance(lo, int) and isinstance(hi, int)):
-            raise ValueError(f"int_uniform needs integer min and max, got min={lo}, max={hi}")
-        if dist == "log_uniform_values" and lo <= 0:
-            raise ValueError(f"log_uniform_values needs min > 0, got min={lo}")
-        if dist == "q_uniform":
-            if self.q is None:
-                raise ValueError("q_uniform needs q (the step)")
-            if self.q > hi - lo:
-                raise ValueError(f"q must be <= max - min, got q={self.q}, max - min={hi - lo}")
-
-    @property
-    def kind(self) -> str:
-        """The distribution, inferred as W&B does when the file names none."""
-        if self.distribution is not None:
-            return self.distribution
-        given = self.model_fields_set
-        if "value" in given:
-            return "constant"
-        if "values" in given:
-            return "categorical"
-        both_int = isinstance(self.min, int) and isinstance(self.max, int)
-        return "int_uniform" if both_int else "uniform"
-
-    @property
-    def is_finite(self) -> bool:
-        return self.kind in FINITE_DISTRIBUTIONS
+FINITE_DISTRIBUTIONS = FINITE
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class Metric(_Strict):
-    """The metric the sampler optimises (W&B: ``metric: {name, goal}``).
+    """The metric the sampler optimises (W&B: ``metric: {name, goal, target}``).
 
-    A ``metric`` block must name its metric, as W&B requires; a file with no block at all
-    optimises :data:`DEFAULT_METRIC`.
+    A ``metric`` block must name its metric, and its goal defaults to W&B's (minimize);
+    a file with no block at all maximises :data:`DEFAULT_METRIC`. ``target``: the study
+    starts no new trial once a trial reports a value at or beyond it (in the goal's
+    direction); running trials finish. W&B's ``impute`` is not supported (sweeper tells
+    Optuna a failed trial failed; its samplers leave it out), nor is any
+    ``impute_while_running`` but W&B's default, ``false``.
     """
 
     name: StrictStr
-    goal: Literal["maximize", "minimize"] = "maximize"
+    goal: Literal["maximize", "minimize"] = "minimize"
+    target: Number | None = None
+    impute: Literal["latest", "best", "worst"] | None = None
+    impute_while_running: Literal["latest", "best", "worst", "false"] | StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _supported(self) -> Metric:
+        if self.target is not None and not math.isfinite(self.target):
+            raise ValueError(f"@target: must be a finite number, got {self.target}")
+        if self.impute is not None:
+            raise ValueError(
+                "@impute: W&B's `impute` is not supported by sweeper: a failed trial is told "
+                "to Optuna as failed and its samplers leave it out; remove the key"
+            )
+        if self.impute_while_running not in (None, "false", False):
+            raise ValueError(
+                "@impute_while_running: W&B's `impute_while_running` is not supported by "
+                "sweeper: only a trial's reported values reach the sampler; remove the key"
+            )
+        return self
 
     @property
     def mode(self) -> str:
         """Ray Tune's word for the goal."""
         return "max" if self.goal == "maximize" else "min"
 
+    def reached(self, value: float) -> bool:
+        """Whether ``value`` is at or beyond ``target`` in the goal's direction."""
+        if self.target is None or value != value:
+            return False
+        return value >= self.target if self.goal == "maximize" else value <= self.target
+
 
 class EarlyTerminate(_Strict):
-    """W&B's ``early_terminate`` block; runs as Ray Tune's ASHA scheduler."""
+    """W&B's ``early_terminate: {type: hyperband}``; runs as Ray Tune's ASHA scheduler.
+
+    W&B's two forms: ``min_iter`` (rungs at min_iter * eta^k), or ``max_iter`` and ``s``
+    (rungs at max_iter / eta^k for k = 1..s, so the first is max_iter / eta^s). ASHA's
+    grace period is that first rung, its ``max_t`` ``max_iter`` (``train.epochs`` when the
+    file gives none), its reduction factor ``eta``. ASHA compares a trial's value at the
+    rung, W&B's ``strict: true`` (its default); ``strict: false`` is not supported.
+    """
 
     type: Literal["hyperband"] = "hyperband"
-    min_iter: Annotated[StrictInt, Field(ge=1)] = 1
+    min_iter: Annotated[StrictInt, Field(ge=1)] | None = None
     max_iter: Annotated[StrictInt, Field(ge=1)] | None = None
-    eta: Annotated[StrictInt, Field(ge=2)] = 3
+    s: Annotated[StrictInt, Field(ge=1)] | None = None
+    eta: Annotated[Number, Field(gt=1)] = 3
+    strict: StrictBool = True
+
+    @model_validator(mode="after")
+    def _one_form(self) -> EarlyTerminate:
+        if not self.strict:
+            raise ValueError(
+                "@strict: W&B's `strict: false` (compare a trial's best value) is not "
+                "supported by sweeper: ASHA compares the value at the rung (strict: true)"
+            )
+        if self.s is not None and self.max_iter is None:
+            raise ValueError("@s: s counts rungs back from max_iter; set max_iter too")
+        if self.s is not None and self.min_iter is not None:
+            raise ValueError("@s: give min_iter, or max_iter and s, not both")
+        if self.s is not None and self.max_iter < self.eta:  # type: ignore[operator]
+            raise ValueError(
+                f"@max_iter: no rung: max_iter / eta must be >= 1, "
+                f"got max_iter={self.max_iter}, eta={self.eta}"
+            )
+        return self
+
+    @property
+    def grace_period(self) -> int:
+        """The first rung, in epochs."""
+        if self.s is None or self.max_iter is None:
+            return self.min_iter or 1
+        band = float(self.max_iter)
+        first = self.max_iter
+        for _ in range(self.s):  # W&B's bands: max_iter / eta^k while >= 1
+            band /= self.eta
+            if band < 1:
+                break
+            first = int(band)
+        return first
+
+    def max_t(self, epochs: int) -> int:
+        """The last rung's bound: ``max_iter``, else the trials' planned epochs."""
+        return self.max_iter or epochs
 
 
 class ModelSpec(_Strict):
@@ -281,39 +256,111 @@ class WandbSpec(_Strict):
     tags: list[StrictStr] = Field(default_factory=list)
 
 
-class Spec(_Strict):
-    """A whole sweep: search block (W&B vocabulary) plus model, data, training, resources."""
+# W&B keys sweeper does not run, and why (each is a one-line error, never ignored).
+UNSUPPORTED = {
+    "controller": "sweeper is the controller (Ray Tune schedules every trial); remove the key",
+    "job": "Launch jobs do not run here; give program (your script) or model",
+    "image_uri": "Launch images do not run here; give program (your script) or model",
+    "scheduler": "custom schedulers do not run here; use method or sampler",
+    "metrics": "multi-objective sweeps are not built; give one metric",
+}
+_MACRO = re.compile(r"\$\{([^}]*)\}")
+_ENVVAR = re.compile(r"^envvar:[A-Za-z_][A-Za-z0-9_]*$")
 
-    name: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+
+def _wandb_top_level(raw: dict[str, Any]) -> dict[str, Any]:
+    """Refuse W&B keys sweeper does not run; W&B's ``project``/``entity`` go to ``wandb``."""
+    for key, why in UNSUPPORTED.items():
+        if key in raw:
+            raise ValueError(f"@{key}: W&B's `{key}` is not supported by sweeper: {why}")
+    if raw.get("method") == "custom":
+        raise ValueError("@method: W&B's `method: custom` is not supported by sweeper: "
+                         "it needs a custom scheduler; use grid, random or bayes")  # fmt: skip
+    raw = dict(raw)
+    moved = {k: raw.pop(k) for k in ("project", "entity") if k in raw}
+    if moved:
+        wandb = raw.get("wandb") if isinstance(raw.get("wandb"), dict) else {}
+        for key, value in moved.items():
+            if key in wandb and wandb[key] != value:
+                raise ValueError(f"@{key}: {value!r} differs from wandb.{key} {wandb[key]!r}")
+        raw["wandb"] = {**wandb, **moved}
+    if "parameters" in raw:
+        if raw["parameters"] == {} and raw.get("model") is None:  # W&B: minProperties 1
+            raise ValueError("@parameters: must name at least one parameter")
+        raw["parameters"] = flatten_params(raw["parameters"])
+    return raw
+
+
+def check_command(command: list[str], has_program: bool) -> None:
+    """Each ``${macro}`` of a W&B ``command`` must be one the W&B agent knows."""
+    for i, part in enumerate(command):
+        for macro in _MACRO.findall(part):
+            if macro not in MACRO_NAMES and not _ENVVAR.match(macro):
+                known = ", ".join(f"${{{m}}}" for m in MACRO_NAMES)
+                raise ValueError(
+                    f"@command[{i}]: unknown macro ${{{macro}}}; expected one of {known} "
+                    "or ${envvar:NAME}"
+                )
+            if macro == "program" and not has_program:
+                raise ValueError(f"@command[{i}]: ${{program}} needs program (the script)")
+
+
+class Spec(_Strict):
+    """A whole sweep: W&B's sweep format plus sweeper's model, data, training, resources.
+
+    What trials run: a registered ``model`` (sweeper trains it), or W&B's ``program``/
+    ``command`` (a script of your own); with neither the file is a search space only
+    (``sweeper check`` validates and prints it, ``sweeper run`` refuses it).
+    """
+
+    name: Annotated[StrictStr, Field(pattern=NAME_PATTERN, max_length=100)]
     description: StrictStr = ""
+    apiVersion: StrictStr | None = None  # noqa: N815 (W&B's key)
+    kind: Literal["sweep"] | None = None
+    program: StrictStr | None = None
+    command: list[StrictStr] | None = None
     method: Literal[METHODS] = "grid"  # type: ignore[valid-type]
     sampler: Literal[SAMPLERS] | None = None  # type: ignore[valid-type]
-    metric: Metric = Field(default_factory=lambda: Metric(name=DEFAULT_METRIC))
+    metric: Metric = Field(default_factory=lambda: Metric(name=DEFAULT_METRIC, goal="maximize"))
     parameters: dict[str, Param] = Field(default_factory=dict)
     run_cap: Annotated[StrictInt, Field(ge=1)] | None = None
     early_terminate: EarlyTerminate | None = None
-    program: StrictStr | None = None
-    command: list[StrictStr] | None = None
     model: ModelSpec | None = None
     data: DataSpec = Field(default_factory=DataSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     resources: Resources = Field(default_factory=Resources)
     wandb: WandbSpec = Field(default_factory=WandbSpec)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _wandb_format(cls, raw: Any) -> Any:
+        return _wandb_top_level(raw) if isinstance(raw, dict) else raw
+
     @property
     def sampler_name(self) -> str:
         """The Optuna sampler to use: ``sampler`` if given, else the one for ``method``."""
         return self.sampler or METHOD_SAMPLER[self.method]
 
+    @property
+    def runs(self) -> str:
+        """What a trial runs, in words: ``model mlp``, ``program train.py`` or ``nothing``."""
+        if self.model is not None:
+            return f"model {self.model.name}"
+        if self.program is not None or self.command is not None:
+            return f"program {self.program or ' '.join(self.command or [])}"
+        return "nothing"
+
     @model_validator(mode="after")
-    def _program_or_model(self) -> Spec:
-        # A trial is a registered model (train_trial) or the user's own script (program).
-        if self.program is None and self.model is None:
-            raise ValueError("@model: missing required key (or program: your own script)")
-        if self.program is not None and self.model is not None:
-            raise ValueError("@program: expected one of model or program, got both")
-        if self.command is not None and self.program is None:
-            raise ValueError("@command: command runs a program; add program: <your script>")
+    def _one_kind_of_trial(self) -> Spec:
+        if self.model is not None:
+            for key in ("program", "command"):
+                if getattr(self, key) is not None:
+                    raise ValueError(
+                        f"@{key}: a sweep runs a registered model or a program, not both; "
+                        f"remove {key} or model"
+                    )
+        if self.command is not None:
+            check_command(self.command, self.program is not None)
         return self
 
     @model_validator(mode="after")

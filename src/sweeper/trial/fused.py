@@ -3,7 +3,8 @@
 A trial's runs (``repeats`` seeds x ``cv_folds`` folds) share the architecture, so their
 parameters and buffers stack into tensors ``(R, *shape)`` (``stack_module_state``) and one
 ``vmap`` of ``functional_call`` trains all R per batch: R times the work in one call, not R
-calls. Each run keeps its own data order and augmentation (its generator), optimizer state,
+calls (a plain layer stack, the MLPs, skips ``vmap``: one ``baddbmm`` per ``Linear``, see
+:mod:`sweeper.trial.stacked`). Each run keeps its own data order and augmentation (its generator), optimizer state,
 learning-rate schedule and batch-norm statistics (stacked buffers, updated in place through
 ``functional_call``); dropout draws differently per run (``randomness="different"``).
 
@@ -29,6 +30,7 @@ import torch
 from sweeper.optimizers import OPTIMIZERS, build_optimizer
 from sweeper.trial.config import TrialConfig
 from sweeper.trial.run import GRAD_STEPS, Run, RunList, add_stats, make_scheduler
+from sweeper.trial.stacked import shared, stacked_forward
 
 if TYPE_CHECKING:
     from sweeper.trial.loop import DeviceData
@@ -58,12 +60,18 @@ class FusedGroup:
         self.scheduler = make_scheduler(cfg, self.optimizer)
 
         tied = _has_tied_tensors(models[0])  # untying costs a module walk per call
+        direct = None if tied else stacked_forward(self.base)
+        if direct is not None:  # a plain layer stack: batched matmuls, no vmap (stacked.py)
+            self.how = "stacked"
+            self._forward, self._forward_shared = direct, shared(direct)
+            return
 
         def forward(params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
             return functional_call(self.base, (params, buffers), (x,), tie_weights=tied)
 
         # Only the model runs under vmap; losses and statistics take the stacked logits
         # (R, B, C, ...) directly (task.stacked_*): less vmap dispatch per step.
+        self.how = "vmap"
         self._forward = vmap(forward, randomness="different")  # x (R, B, ...)
         self._forward_shared = vmap(forward, in_dims=(0, 0, None), randomness="different")
 

@@ -1,0 +1,54 @@
+"""Ray Tune's OptunaSearch over the spec's space, handing trials the values they receive.
+
+The sampler draws shaped priors as quantiles (:mod:`sweeper.spec.distributions`); this
+searcher decodes each draw before Ray records the trial's config, so the trial, its row
+in the trial table, W&B and ``optuna.db`` all see the same value. It also holds W&B's
+``metric.target``: once a trial reports a value at or beyond it, no new trial starts
+(running trials finish), as a W&B sweep does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from sweeper.space import decode, distributions, make_sampler
+from sweeper.spec import Spec
+
+
+class SpecSearch(OptunaSearch):
+    """OptunaSearch whose suggestions are decoded configs and which stops at the target."""
+
+    def __init__(self, spec: Spec) -> None:
+        super().__init__(
+            space=distributions(spec),
+            metric=spec.metric.name,
+            mode=spec.metric.mode,
+            sampler=make_sampler(spec),
+        )
+        self._spec = spec
+        self.target_reached = False
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.target_reached:
+            return Searcher.FINISHED
+        config = super().suggest(trial_id)
+        return decode(self._spec, config) if isinstance(config, dict) else config
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        super().on_trial_result(trial_id, result)
+        self._note(result)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        super().on_trial_complete(trial_id, result, error)
+        if result and not error:
+            self._note(result)
+
+    def _note(self, result: dict[str, Any]) -> None:
+        value = result.get(self._spec.metric.name)
+        if isinstance(value, (int, float)) and self._spec.metric.reached(float(value)):
+            self.target_reached = True

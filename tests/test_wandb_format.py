@@ -1,0 +1,376 @@
+"""W&B's own sweep format: its example files pass ``check``, what its validator rejects fails
+with one line naming the key, every distribution samples what it says, nesting round-trips.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from sweeper.cli import main
+from sweeper.space import (
+    decode,
+    distributions,
+    flatten,
+    grid,
+    make_sampler,
+    nest,
+    recorded_distributions,
+)
+from sweeper.spec import spec_from_dict
+from sweeper.spec.schema import EarlyTerminate
+from tests.support import REPO
+
+WANDB = REPO / "tests" / "specs" / "wandb_format"
+GOOD = sorted((WANDB / "good").glob("*.yaml"))
+UNSUPPORTED = sorted((WANDB / "unsupported").glob("*.yaml"))
+
+
+def _check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["check", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line(code: int, err: str) -> str:
+    assert code == 2, err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    return err.rstrip("\n")
+
+
+@pytest.mark.parametrize("path", GOOD, ids=lambda p: p.stem)
+def test_wandb_examples_pass_check(
+    path: Path, capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch
+) -> None:
+    raw = yaml.safe_load(path.read_text())
+    if raw.get("program"):  # check finds the program from the folder it runs in, as W&B does
+        (tmp_path / raw["program"]).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / raw["program"]).write_text("")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _check(capsys, str(path))
+    assert code == 0, err
+    assert f"{path}: ok" in out
+    assert f"study        {raw.get('name', path.stem)}" in out  # name: the file's stem
+
+
+@pytest.mark.parametrize("path", UNSUPPORTED, ids=lambda p: p.stem)
+def test_wandb_examples_with_unsupported_keys(path: Path, capsys: pytest.CaptureFixture[str]):
+    key = "job" if "launch" in path.stem else "controller"
+    code, _, err = _check(capsys, str(path))
+    line = _one_line(code, err)
+    assert f"{path}: {key}: W&B's `{key}` is not supported by sweeper" in line
+
+
+# Configurations W&B's validator rejects (wandb/sweeps tests/test_config.py and
+# tests/test_validation.py), each with the key path and words the error must name.
+REJECTED = {
+    "min_gt_max": (
+        {"method": "random", "parameters": {"v1": {"max": 3, "min": 5}, "v2": {"min": 5, "max": 6}}},
+        "parameters.v1: min < max must hold, got min=5, max=3",
+    ),
+    "negative_sigma": (
+        {"method": "random", "parameters": {"v1": {"mu": 0.1, "sigma": -0.1, "distribution": "normal"}}},
+        "parameters.v1.sigma: must be > 0, got -0.1",
+    ),
+    "wrong_prob_length": (
+        {"method": "random", "parameters": {"v1": {"values": [1, 2, 3], "probabilities": [0.1, 0.2, 0.3, 0.4]}}},
+        "parameters.v1.probabilities: expected one per value (3), got 4",
+    ),
+    "irregular_probs": (
+        {"method": "random", "parameters": {"v1": {"values": [1, 2, 3], "probabilities": [0.1, 0.2, 0.3]}}},
+        "parameters.v1.probabilities: must sum to 1",
+    ),
+    "int_uniform_floats": (
+        {"method": "random", "parameters": {"a": {"min": 0.0, "max": 1.0, "distribution": "int_uniform"}}},
+        "parameters.a: int_uniform needs integer min and max",
+    ),
+    "goal_minimise": (
+        {"metric": {"name": "loss", "goal": "minimise"}, "method": "grid", "parameters": {"v1": {"values": ["a", "b"]}}},
+        "metric.goal: expected one of 'maximize' or 'minimize', got 'minimise'",
+    ),
+    "controller_invalid": (
+        {"controller": {"type": "invalid"}, "method": "random", "parameters": {"a": {"values": [1, 2]}}},
+        "controller: W&B's `controller` is not supported by sweeper",
+    ),
+    "metrics_without_custom": (
+        {"method": "bayes", "metrics": [{"name": "loss"}, {"name": "acc"}], "parameters": {"v1": {"values": [1, 2]}}},
+        "metrics: W&B's `metrics` is not supported by sweeper: multi-objective",
+    ),
+    "method_custom": (
+        {"method": "custom", "parameters": {"v1": {"values": [1, 2]}}},
+        "method: W&B's `method: custom` is not supported by sweeper",
+    ),
+    "no_parameters": (
+        {"method": "random", "parameters": {}},
+        "parameters: must name at least one parameter",
+    ),
+    "old_log_uniform": (
+        {"method": "random", "parameters": {"a": {"min": 1, "max": 2, "distribution": "log_uniform"}}},
+        "parameters.a.distribution: log_uniform with min=1, max=2 takes exponents; "
+        "use distribution: log_uniform_values with min: 2.718, max: 7.389",
+    ),
+    "loguniform_values_min_gt_max": (
+        {"method": "random", "parameters": {"a": {"min": 2, "max": 1, "distribution": "log_uniform_values"}}},
+        "parameters.a: min < max must hold, got min=2, max=1",
+    ),
+    "run_cap_zero": (
+        {"method": "random", "run_cap": 0, "parameters": {"a": {"values": [1, 2]}}},
+        "run_cap: must be >= 1, got 0",
+    ),
+    "normal_without_distribution": (
+        {"method": "random", "parameters": {"a": {"mu": 0, "sigma": 1}}},
+        "parameters.a: expected exactly one of value, values, or min and max; "
+        "got mu, sigma without a distribution",
+    ),
+    "unknown_macro": (
+        {"method": "grid", "program": "t.py", "command": ["${interpreter}", "${progam}"], "parameters": {"a": {"values": [1]}}},
+        "command[1]: unknown macro ${progam}",
+    ),
+    "nested_with_values": (
+        {"method": "grid", "parameters": {"opt": {"parameters": {"lr": {"values": [1]}}, "values": [2]}}},
+        "parameters.opt: a nested parameter takes only parameters, got values",
+    ),
+    "nested_bad_range": (
+        {"method": "random", "parameters": {"opt": {"parameters": {"lr": {"min": 1.0, "max": 0.5}}}}},
+        "parameters.opt.parameters.lr: min < max must hold",
+    ),
+    "hyperband_strict_false": (
+        {"method": "random", "early_terminate": {"type": "hyperband", "min_iter": 1, "strict": False}, "parameters": {"a": {"values": [1]}}},
+        "early_terminate.strict: W&B's `strict: false`",
+    ),
+    "impute": (
+        {"method": "bayes", "metric": {"name": "loss", "impute": "worst"}, "parameters": {"a": {"values": [1]}}},
+        "metric.impute: W&B's `impute` is not supported by sweeper",
+    ),
+    "program_and_model": (
+        {"method": "grid", "program": "t.py", "model": {"name": "mlp"}, "parameters": {"a": {"values": [1]}}},
+        "program: a sweep runs a registered model or a program, not both",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", REJECTED, ids=str)
+def test_configs_wandb_rejects(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    config, expected = REJECTED[case]
+    path = tmp_path / f"{case}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    line = _one_line(*_check(capsys, str(path))[::2])
+    assert f"{path}: {expected}" in line
+    assert "name:" not in line.split(f"{path}: ")[1][:5]  # never a complaint about `name`
+
+
+# -- distributions ---------------------------------------------------------------------------
+
+EVERY = yaml.safe_load((WANDB / "good" / "docs-every-distribution.yaml").read_text())
+
+
+def _every(sampler: str) -> object:
+    return spec_from_dict({**EVERY, "sampler": sampler, "name": "every"}, "t")
+
+
+def _in_bounds(name: str, value: object) -> None:
+    p = EVERY["parameters"][name]
+    kind = p.get("distribution")
+    q = p.get("q")
+    if "values" in p:
+        assert value in p["values"]
+    elif "value" in p:
+        assert value == p["value"]
+    elif kind in (None, "uniform", "log_uniform_values", "inv_log_uniform_values"):
+        assert p["min"] <= value <= p["max"]
+        if kind is None and isinstance(p["min"], int):
+            assert isinstance(value, int)
+    elif kind == "q_uniform":
+        assert p["min"] <= value <= p["max"]
+        assert math.isclose((value - p["min"]) / q, round((value - p["min"]) / q), abs_tol=1e-9)
+    elif kind in ("beta", "q_beta"):
+        assert 0 <= value <= 1
+    elif kind in ("log_normal", "q_log_normal"):
+        assert value >= 0
+    if q is not None and kind != "q_uniform":  # W&B's quantisation: a multiple of q
+        assert math.isclose(value / q, round(value / q), abs_tol=1e-6), (name, value)
+        assert isinstance(value, int) == isinstance(q, int)
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_every_distribution_samples_in_bounds(sampler: str) -> None:
+    spec = _every(sampler)
+    dists, recorded = distributions(spec), recorded_distributions(spec)
+    study = optuna.create_study(sampler=make_sampler(spec, seed=1), direction="minimize")
+    seen: dict[str, list[object]] = {k: [] for k in dists}
+    for _ in range(30):
+        trial = study.ask(dists)
+        config = decode(spec, trial.params)
+        for name, value in config.items():
+            _in_bounds(name, value)
+            seen[name].append(value)
+            rec = recorded[name]  # the mirror's distribution holds the value received
+            assert rec._contains(rec.to_internal_repr(value)), (name, value, rec)
+        study.tell(trial, float(config["dropout"]))
+    assert all(len(set(map(repr, v))) > 1 for v in seen.values())  # none stuck on one value
+
+
+def test_shaped_priors_follow_their_distributions() -> None:
+    spec = _every("random")
+    study = optuna.create_study(sampler=make_sampler(spec, seed=0))
+    draws = [decode(spec, study.ask(distributions(spec)).params) for _ in range(400)]
+
+    def mean(name: str) -> float:
+        return sum(d[name] for d in draws) / len(draws)
+
+    assert mean("bias") == pytest.approx(100, abs=1.5)  # normal mu 100, sigma 10
+    assert mean("mix") == pytest.approx(2 / 7, abs=0.03)  # beta(2, 5)
+    assert mean("scale") == pytest.approx(math.exp(0.5), rel=0.15)  # log_normal(0, 1)
+    share = sum(d["activation"] == "relu" for d in draws) / len(draws)
+    assert share == pytest.approx(0.5, abs=0.07)  # probabilities [0.5, 0.25, 0.25]
+
+
+def test_grid_walks_probabilities_values_and_gets_the_finite_error() -> None:
+    spec = spec_from_dict(
+        {"method": "grid", "parameters": {"a": {"values": [1, 2], "probabilities": [0.9, 0.1]}}},
+        "g.yaml",
+    )
+    assert grid(spec) == {"a": [1, 2]}
+    assert decode(spec, {"a": 2}) == {"a": 2}  # a grid's draw is the value itself
+    with pytest.raises(Exception, match="a grid needs a finite set of values"):
+        spec_from_dict({"method": "grid", "parameters": {"a": {"distribution": "normal"}}}, "g")
+
+
+@pytest.mark.parametrize("sampler", ["gp", "cmaes"])
+def test_gp_and_cmaes_draw_shaped_priors(sampler: str) -> None:
+    spec = spec_from_dict(
+        {
+            "method": "random",
+            "sampler": sampler,
+            "parameters": {
+                "x": {"distribution": "normal", "mu": 1, "sigma": 2},
+                "y": {"distribution": "q_beta", "a": 2, "b": 2, "q": 0.1},
+            },
+        },
+        "t",
+    )
+    study = optuna.create_study(sampler=make_sampler(spec, seed=0))
+    for _ in range(12):
+        trial = study.ask(distributions(spec))
+        config = decode(spec, trial.params)
+        assert 0 <= config["y"] <= 1 and math.isfinite(config["x"])
+        study.tell(trial, (config["x"] - 1) ** 2 + config["y"])
+
+
+def test_searcher_hands_trials_decoded_values_and_stops_at_target() -> None:
+    from sweeper.engine.search import SpecSearch
+
+    spec = spec_from_dict(
+        {
+            "method": "random",
+            "metric": {"name": "loss", "goal": "minimize", "target": 0.5},
+            "parameters": {"x": {"distribution": "log_normal", "mu": 0, "sigma": 1}},
+        },
+        "t",
+    )
+    search = SpecSearch(spec)
+    config = search.suggest("t1")
+    assert config["x"] > 0 and config["x"] != search._ot_trials["t1"].params["x"]
+    search.on_trial_result("t1", {"loss": 0.7, "training_iteration": 1})
+    assert search.suggest("t2") is not None  # 0.7 has not reached 0.5
+    search.on_trial_result("t2", {"loss": 0.4, "training_iteration": 1})
+    assert search.suggest("t3") == "FINISHED"  # Searcher.FINISHED: no new trials
+
+
+# -- nesting, hyperband, model-less files ------------------------------------------------------
+
+
+def test_nested_parameters_flatten_and_nest_round_trip() -> None:
+    path = WANDB / "good" / "sweep-nested-cli.yaml"
+    spec = spec_from_dict(yaml.safe_load(path.read_text()), str(path))
+    assert list(spec.parameters) == ["batch_size", "optimizer.lr", "optimizer.nadam.beta"]
+    flat = {"batch_size": 32, "optimizer.lr": 0.001, "optimizer.nadam.beta": 0.9}
+    nested = {"batch_size": 32, "optimizer": {"lr": 0.001, "nadam": {"beta": 0.9}}}
+    assert nest(flat) == nested
+    assert flatten(nested) == flat
+    with pytest.raises(ValueError, match="is a value, not a group"):
+        nest({"a": 1, "a.b": 2})
+
+
+def test_nested_names_for_a_builtin_model_are_unknown_parameters(capsys, tmp_path) -> None:
+    path = tmp_path / "nested_model.yaml"
+    config = {
+        "method": "grid",
+        "model": {"name": "mlp"},
+        "train": {"epochs": 1},
+        "parameters": {"optimizer": {"parameters": {"lr": {"values": [0.1]}}}},
+    }
+    path.write_text(yaml.safe_dump(config))
+    line = _one_line(*_check(capsys, str(path))[::2])
+    assert "parameters.optimizer.lr: unknown parameter 'optimizer.lr'" in line
+
+
+@pytest.mark.parametrize(
+    ("block", "grace", "max_t"),
+    [
+        ({"min_iter": 3}, 3, 10),
+        ({"max_iter": 27, "s": 2}, 3, 27),  # W&B's bands 27/3 = 9, 27/9 = 3
+        ({"max_iter": 10, "s": 2, "eta": 3}, 1, 10),  # int(10/3) = 3, int(10/9) = 1
+        ({"max_iter": 27, "s": 5}, 1, 27),  # bands stop once below 1
+        ({}, 1, 10),
+    ],
+)
+def test_hyperband_maps_onto_asha(block: dict, grace: int, max_t: int) -> None:
+    et = EarlyTerminate.model_validate({"type": "hyperband", **block})
+    assert (et.grace_period, et.max_t(10)) == (grace, max_t)
+
+
+def test_search_space_only_checks_and_refuses_to_run(capsys, tmp_path) -> None:
+    path = tmp_path / "space only.yaml"
+    path.write_text(yaml.safe_dump({"method": "grid", "parameters": {"a": {"values": [1, 2]}}}))
+    code, out, err = _check(capsys, str(path))
+    assert code == 0, err
+    assert "study        space_only" in out and "nothing (a search space only)" in out
+    assert "a  " in out and "categorical [1, 2]" in out
+    code = main(["run", str(path), "--out", str(tmp_path / "runs")])
+    line = _one_line(code, capsys.readouterr().err)
+    assert "`sweeper run` needs a program or a model" in line
+
+
+def test_project_and_entity_go_to_wandb() -> None:
+    spec = spec_from_dict(
+        {"project": "p", "entity": "e", "program": "t.py", "parameters": {"a": {"value": 1}}}, "t"
+    )
+    assert (spec.wandb.project, spec.wandb.entity) == ("p", "e")
+    assert spec.metric.goal == "maximize"  # no metric block: sweeper's val_acc, maximised
+    with_block = spec_from_dict(
+        {"metric": {"name": "loss"}, "parameters": {"a": {"value": 1}}}, "t"
+    )
+    assert with_block.metric.goal == "minimize"  # W&B's default goal
+
+
+@pytest.mark.slow
+def test_metric_target_ends_the_study(tmp_path: Path, ray_session, data_root) -> None:
+    """One trial at a time; the first reaches the target, so no second one starts."""
+    from sweeper.store import Study
+
+    config = {
+        "name": "target_xor",
+        "method": "random",
+        "run_cap": 4,
+        "metric": {"name": "val_acc", "goal": "maximize", "target": 0.0},
+        "parameters": {"width": {"values": [2, 3]}, "lr": {"distribution": "log_normal"}},
+        "model": {"name": "xor_mlp"},
+        "data": {"name": "xor"},
+        "train": {"epochs": 2, "optimizer": "sgd"},
+        "resources": {"max_concurrent": 1},
+    }
+    path = tmp_path / "target_xor.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "runs")]) == 0
+    study = Study.open("target_xor", tmp_path / "runs")
+    assert study.meta()["state"] == "finished"
+    df = study.trials()
+    assert len(df) == 1 and df["state"].tolist() == ["COMPLETE"]
+    assert df["config/lr"].iloc[0] > 0  # log_normal: the value received, not the quantile
+    ot = optuna.load_study(study_name="target_xor", storage=study.optuna_url)
+    assert ot.trials[0].params["lr"] == pytest.approx(df["config/lr"].iloc[0])
