@@ -23,6 +23,7 @@ demo: setup
 # CI runs this (.ci/run): lint and format check first, then every test.
 test: setup lint
 	scripts/ensure-chromium.sh
+	scripts/ensure-postgres.sh
 	$(BIN)/python -m pytest -q
 
 test-fast: setup

@@ -1,9 +1,14 @@
-"""Mirror ended trials into ``optuna.db`` so ``optuna.load_study`` (and optuna-dashboard)
-open a study. Ray's OptunaSearch keeps the sampler's own state; this copy is a record.
+"""Mirror ended trials into an Optuna study so ``optuna.load_study`` (and optuna-dashboard)
+open it. Ray's OptunaSearch keeps the sampler's own state; this copy is a record, in the
+storage the spec names (:mod:`sweeper.optuna_storage`; by default ``optuna.db`` in the
+study folder).
 
 A trial's Optuna state follows :mod:`sweeper.states`: a result (COMPLETE with a finite
 metric) is COMPLETE with its value, PRUNED stays PRUNED, and anything else ended (FAIL, or
 COMPLETE without a finite metric) is FAIL.
+
+:class:`CatchingUpMirror` is the one the driver uses: a storage that cannot be reached
+costs one warning, and the mirror is rebuilt from the trial table when it is back.
 """
 
 from __future__ import annotations
@@ -11,34 +16,54 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from sweeper.optuna_storage import (
+    OWNER_ATTR,
+    close_storage,
+    masked,
+    one_line,
+    open_storage,
+)
 from sweeper.space import recorded_distributions
 from sweeper.spec import Spec
 from sweeper.states import TrialState, is_result, metric_value
 
 
 class OptunaMirror:
-    """Adds each ended trial, once, to an Optuna study in the storage at ``url``."""
+    """Adds each ended trial, once, to an Optuna study in the storage at ``url``.
 
-    def __init__(self, url: str, spec: Spec) -> None:
+    ``owner`` (the study folder) is recorded in the Optuna study's user attributes, so a
+    later ``sweeper run`` of the same name elsewhere does not take over this study.
+    """
+
+    def __init__(self, url: str, spec: Spec, owner: str | Path | None = None) -> None:
         import optuna
 
         optuna.logging.set_verbosity(logging.WARNING)
         self._optuna = optuna
         self._dists = recorded_distributions(spec)
         self._metric = spec.metric.name
-        self.study = optuna.create_study(
-            storage=url,
-            study_name=spec.name,
-            direction=spec.metric.goal,
-            load_if_exists=True,
-        )
-        self.recorded = [
-            t.user_attrs.get("trial_id") for t in self.study.get_trials(deepcopy=False)
-        ]
+        self.url = url
+        self.storage = open_storage(url)
+        try:
+            self.study = optuna.create_study(
+                storage=self.storage,
+                study_name=spec.name,
+                direction=spec.metric.goal,
+                load_if_exists=True,
+            )
+            if owner is not None and self.study.user_attrs.get(OWNER_ATTR) != str(owner):
+                self.study.set_user_attr(OWNER_ATTR, str(owner))
+            self.recorded = [
+                t.user_attrs.get("trial_id") for t in self.study.get_trials(deepcopy=False)
+            ]
+        except BaseException:
+            self.close()
+            raise
         self._seen = set(self.recorded)
 
     def record(
@@ -63,37 +88,45 @@ class OptunaMirror:
         self._seen.add(trial_id)
         self.recorded.append(trial_id)
 
+    def delete(self) -> None:
+        """Delete this Optuna study from its storage (other studies there stay)."""
+        self._optuna.delete_study(study_name=self.study.study_name, storage=self.storage)
+
     def close(self) -> None:
         """Close the database connections (Optuna caches its RDB storage)."""
-        storage = getattr(self.study, "_storage", None)
-        storage = getattr(storage, "_backend", storage)
-        engine = getattr(storage, "engine", None)
-        if engine is not None:
-            engine.dispose()
+        close_storage(self.storage)
 
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
-def synced_mirror(path: Path, spec: Spec, book: Any) -> OptunaMirror:
+def synced_mirror(
+    url: str, spec: Spec, book: Any, *, file: Path | None = None, owner: str | Path | None = None
+) -> OptunaMirror:
     """The study's mirror holding exactly the book's ended rows, each once.
 
     A mirror that holds a trial the book no longer has (dropped on resume), or one trial
-    twice, is rebuilt in a new file renamed over the old one; missing trials are added.
+    twice, is rebuilt: the study folder's own ``file`` in a new file renamed over the old
+    one (a reader never sees it half made); a study in a shared storage is deleted and
+    made again. Missing trials are added.
     """
     ended = [t for t, r in book.rows.items() if TrialState.of(r["state"]).ended]
-    mirror = OptunaMirror(sqlite_url(path), spec)
+    mirror = OptunaMirror(url, spec, owner)
     recorded = mirror.recorded
     if set(recorded) - set(ended) or len(recorded) != len(set(recorded)):
-        mirror.close()
-        tmp = path.with_name(f".{path.name}.rebuild")
-        tmp.unlink(missing_ok=True)
-        mirror = OptunaMirror(sqlite_url(tmp), spec)
-        _record_all(mirror, book, ended)
-        mirror.close()
-        os.replace(tmp, path)
-        mirror = OptunaMirror(sqlite_url(path), spec)
+        if file is not None:
+            mirror.close()
+            tmp = file.with_name(f".{file.name}.rebuild")
+            tmp.unlink(missing_ok=True)
+            mirror = OptunaMirror(sqlite_url(tmp), spec, owner)
+            _record_all(mirror, book, ended)
+            mirror.close()
+            os.replace(tmp, file)
+        else:
+            mirror.delete()
+            mirror.close()
+        mirror = OptunaMirror(url, spec, owner)
     _record_all(mirror, book, ended)
     return mirror
 
@@ -103,6 +136,99 @@ def _record_all(mirror: OptunaMirror, book: Any, ended: list[str]) -> None:
         mirror.record(
             trial_id, book.params(trial_id), book.rows[trial_id], book.curves.get(trial_id, {})
         )
+
+
+class CatchingUpMirror:
+    """The driver's mirror (used on the mirror thread only): it never fails the study.
+
+    It keeps its own copy of the book (the snapshot it opened with, plus every ended trial
+    recorded since). When the storage cannot be reached it warns once, keeps the records,
+    and tries again (at the next ended trial, no sooner than a backoff of 1 s doubling up
+    to ``max_delay_s``, and once more on :meth:`close`): the mirror is then rebuilt from its
+    book, as on resume, so it holds every ended trial once.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        book: Any,
+        warn: Callable[[str], None],
+        *,
+        file: Path | None = None,
+        owner: str | Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_delay_s: float = 60.0,
+    ) -> None:
+        self.url, self.book, self.warn = url, book, warn
+        self._file, self._owner, self._clock, self._max_delay = file, owner, clock, max_delay_s
+        self.mirror: OptunaMirror | None = None
+        self.down = False
+        self._delay = 1.0
+        self._next_try = 0.0
+        self._connect()
+
+    @property
+    def study(self) -> Any:
+        """The Optuna study (None while the storage cannot be reached)."""
+        return None if self.mirror is None else self.mirror.study
+
+    def _connect(self) -> None:
+        try:
+            self.mirror = synced_mirror(
+                self.url, self.book.spec, self.book, file=self._file, owner=self._owner
+            )
+        except Exception as exc:  # noqa: BLE001 - unreachable: try again later
+            self._failed(exc)
+            return
+        if self.down:
+            held = len(self.mirror.recorded)
+            self.warn(f"optuna mirror: {masked(self.url)} is back; it holds {held} trials again")
+        self.down, self._delay = False, 1.0
+
+    def _failed(self, exc: Exception) -> None:
+        if self.mirror is not None:
+            try:
+                self.mirror.close()
+            except Exception:  # noqa: BLE001, S110 - a dead connection's close may fail too
+                pass
+            self.mirror = None
+        if not self.down:
+            self.warn(
+                f"optuna mirror: {masked(self.url)}: {one_line(exc, self.url)}; "
+                "the trial table goes on and the mirror catches up when the storage is back"
+            )
+        self.down = True
+        self._next_try = self._clock() + self._delay
+        self._delay = min(self._delay * 2, self._max_delay)
+
+    def record(
+        self, trial_id: str, params: dict[str, Any], row: Mapping[str, Any], curve: dict[int, float]
+    ) -> None:
+        """Keep the trial in the book; add it to the mirror, or catch up when it is due."""
+        self.book.rows[trial_id] = dict(row)
+        self.book.curves[trial_id] = dict(curve)
+        if self.mirror is None:
+            if self._clock() >= self._next_try:
+                self._connect()
+            return
+        try:
+            self.mirror.record(trial_id, params, row, curve)
+        except Exception as exc:  # noqa: BLE001 - unreachable: try again later
+            self._failed(exc)
+
+    def close(self) -> None:
+        """One last try to catch up, then close the connections."""
+        if self.mirror is None:
+            self._connect()
+        if self.mirror is not None:
+            self.mirror.close()
+            self.mirror = None
+        elif self.down:
+            ended = sum(TrialState.of(r["state"]).ended for r in self.book.rows.values())
+            self.warn(
+                f"optuna mirror: {masked(self.url)} still unreachable at the end; it lacks "
+                f"trials of the {ended} ended (the trial table has them all)"
+            )
 
 
 # Per-class and per-repeat columns stay in the trial table: each user attribute is a row

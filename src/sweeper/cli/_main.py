@@ -24,8 +24,10 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line plus the subcommand's usage, exit 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        from sweeper.optuna_storage import mask_text  # the echo of a URL's password
+
         self.print_usage(sys.stderr)
-        raise SweeperError(f"{self.prog}: {message}")
+        raise SweeperError(f"{self.prog}: {mask_text(message)}")
 
 
 @dataclass(frozen=True)
@@ -43,16 +45,18 @@ COMMANDS: dict[str, Command] = {
     "run": Command(
         _run.cmd_run,
         "run a sweep file as a new study",
-        ("spec", "data_dir", "out", "wandb"),
+        ("spec", "data_dir", "out", "wandb", "storage"),
         _run.run_arguments,
     ),
     "resume": Command(
-        _run.cmd_resume, "continue an interrupted study", ("study", "out", "data_dir", "wandb")
+        _run.cmd_resume,
+        "continue an interrupted study",
+        ("study", "out", "data_dir", "wandb", "storage"),
     ),
     "check": Command(
         _run.cmd_check,
         "validate a sweep file and print the size of its search space",
-        ("spec", "data_dir"),
+        ("spec", "data_dir", "storage"),
     ),
     "status": Command(
         _status.cmd_status, "show a study's trials and its best so far", ("study", "out", "json")
@@ -122,6 +126,14 @@ def shared_flags() -> dict[str, argparse.ArgumentParser]:
         choices=("offline", "online", "disabled"),
         help="W&B mode for this study (overrides the file's wandb.mode)",
     )
+    storage = _flags()
+    storage.add_argument(
+        "--storage",
+        metavar="URL",
+        help="where the Optuna mirror lives: sqlite:///f.db, postgresql://user@host/db, "
+        "mysql://..., journal:///f.log (default: optuna.db in the study folder; a password "
+        "is never saved)",
+    )
     json_ = _flags()
     json_.add_argument("--json", action="store_true", help="print JSON")
     return {
@@ -130,6 +142,7 @@ def shared_flags() -> dict[str, argparse.ArgumentParser]:
         "study": study,
         "out": out,
         "wandb": wandb,
+        "storage": storage,
         "json": json_,
     }
 

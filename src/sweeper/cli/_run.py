@@ -43,6 +43,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     out.print(f"  model        {spec.model.name} ({plan.first_params:,} parameters, first config)")
     out.print(f"  data         {spec.data.name} from {spec.data.root}")
     out.print(f"  resources    {resources}")
+    out.print(f"  optuna       {spec.storage or 'optuna.db in the study folder'}")
     return 0
 
 
@@ -101,16 +102,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     n_trials = plan.trial_budget()
     path = study_path(spec.name, args.out)
     Study.check_new(path, spec.name, args.force_new)  # before any slow work
+    storage = _check_storage(args.storage_url, spec.name, path, _storage_source(args))
     data = _load_data(plan) if spec.model is not None else None
 
     def create() -> None:
         Study.create(path, spec, args.file, n_trials, force_new=args.force_new)
 
-    return _run(plan, Study(path), data, resume=False, create=create)
+    return _run(plan, Study(path), data, resume=False, create=create, storage=storage)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Continue an interrupted study: finished trials stay, running ones resume, none repeat."""
+    from sweeper.optuna_storage import resolve
     from sweeper.plan import make_plan
     from sweeper.store import Study
 
@@ -125,13 +128,19 @@ def cmd_resume(args: argparse.Namespace) -> int:
             f"{study.path}: study is running (driver pid {meta.get('pid')}); nothing to resume"
         )
     spec = study.spec()
+    saved = str(study.path / "spec.yaml")
+    given = _given_storage(args.storage) if args.storage else None
+    url = given[1] if given else (spec.storage and resolve(spec.storage, saved))
+    source = "--storage" if given else saved
+    storage = _check_storage(url or None, spec.name, study.path, source)
+    if given and given[0] != spec.storage:  # the mirror moves: say so in the saved spec
+        spec = _save_spec(study, spec.model_copy(update={"storage": given[0]}))
     if args.wandb and args.wandb != spec.wandb.mode:
-        spec = _set_wandb_mode(study, spec, args.wandb)
-    plan = make_plan(
-        spec, str(study.path / "spec.yaml"), data_dir=args.data_dir, max_trials=meta.get("n_trials")
-    )
+        wandb = spec.wandb.model_copy(update={"mode": args.wandb})
+        spec = _save_spec(study, spec.model_copy(update={"wandb": wandb}))
+    plan = make_plan(spec, saved, data_dir=args.data_dir, max_trials=meta.get("n_trials"))
     data = _load_data(plan) if spec.model is not None else None
-    return _run(plan, study, data, resume=True)
+    return _run(plan, study, data, resume=True, storage=storage)
 
 
 def _plan(args: argparse.Namespace) -> Any:
@@ -142,14 +151,46 @@ def _plan(args: argparse.Namespace) -> Any:
     if getattr(args, "wandb", None):
         overrides.append(f"wandb.mode={args.wandb}")
     spec = load_spec(args.file, overrides, name=args.name)
+    # The spec (saved, pickled by Ray) keeps the storage masked; the real URL goes apart.
+    args.storage_url = None
+    if getattr(args, "storage", None) or spec.storage:
+        safe, args.storage_url = _given_storage(args.storage or spec.storage, args.file)
+        spec = spec.model_copy(update={"storage": safe})
     return make_plan(spec, args.file, data_dir=args.data_dir, max_trials=args.max_trials)
 
 
-def _set_wandb_mode(study: Any, spec: Any, mode: str) -> Any:
-    """Record a new W&B mode in the saved spec (the W&B callback reads it on resume)."""
+def _given_storage(url: str, source: str = "--storage") -> tuple[str, str]:
+    """A storage URL as given: (the form the study saves, the real URL)."""
+    from sweeper.errors import SpecError
+    from sweeper.optuna_storage import absolute, check_syntax, masked, resolve
+
+    try:
+        check_syntax(url)
+    except ValueError as exc:
+        key = "" if source == "--storage" else "storage"
+        raise SpecError(source, key, str(exc)) from None
+    url = absolute(url)  # a relative file path: from here, not from where resume runs
+    return masked(url), resolve(url, source)
+
+
+def _storage_source(args: argparse.Namespace) -> str:
+    return "--storage" if getattr(args, "storage", None) else args.file
+
+
+def _check_storage(url: str | None, name: str, path: Any, source: str) -> str | None:
+    """``url`` once it is reachable and free for this study (before Ray, nothing written)."""
+    if url is None:
+        return None
+    from sweeper.optuna_storage import check_storage
+
+    check_storage(url, name, path, source)
+    return url
+
+
+def _save_spec(study: Any, spec: Any) -> Any:
+    """Record a changed spec (a new W&B mode, a new storage) in the saved spec.yaml."""
     from sweeper.store import atomic_write, dump_spec
 
-    spec = spec.model_copy(update={"wandb": spec.wandb.model_copy(update={"mode": mode})})
     atomic_write(study.path / "spec.yaml", dump_spec(spec))
     return spec
 
@@ -174,7 +215,9 @@ def _what(spec: Any, data: Any) -> str:
     )
 
 
-def _run(plan: Any, study: Any, data: Any, resume: bool, create: Any = None) -> int:
+def _run(
+    plan: Any, study: Any, data: Any, resume: bool, create: Any = None, storage: str | None = None
+) -> int:
     """Run (or resume) ``study`` under its lock; Ctrl-C or SIGTERM leave it interrupted (130).
 
     ``create`` makes a new study's folder; it runs inside the same guard, so a signal that
@@ -196,7 +239,7 @@ def _run(plan: Any, study: Any, data: Any, resume: bool, create: Any = None) -> 
             )
             with study.lock():
                 locked = True
-                result = run_study(plan, study, data, resume=resume)
+                result = run_study(plan, study, data, resume=resume, storage=storage)
     except KeyboardInterrupt:
         # Stopped before (or while) Ray Tune ran: the study is resumable; say so.
         made = (study.path / "study.json").exists()
@@ -205,7 +248,7 @@ def _run(plan: Any, study: Any, data: Any, resume: bool, create: Any = None) -> 
         hint = f"continue with `sweeper resume {study.path}`" if made else "no study was made"
         print(f"interrupted; {hint}", file=sys.stderr)
         raise
-    print_summary(study, spec)
+    print_summary(study, spec, storage)
     if result.target_reached:
         err.print(
             f"{spec.metric.name} reached its target {spec.metric.target:g}: no new trials "

@@ -53,18 +53,21 @@ def status_payload(study: Any, spec: Any) -> dict[str, Any]:
         "path": str(study.path),
         "metric": {"name": spec.metric.name, "goal": spec.metric.goal},
         "best": best(table, spec),
+        "optuna": mirror(study, spec),
         "trials": json.loads(table.to_json(orient="records")) if not table.empty else [],
     }
 
 
-def print_summary(study: Any, spec: Any) -> None:
-    """Print the trial table and the best result's line (also the end of ``run``)."""
+def print_summary(study: Any, spec: Any, storage: str | None = None) -> None:
+    """Print the trial table and the best result's line (also the end of ``run``, which
+    gives the mirror's real ``storage`` URL)."""
     from rich.table import Table
 
     table = trials(study, spec)
     out = console()
     if table.empty:
         out.print(f"study {spec.name} ({state_text(study)}): no trials yet")
+        out.print(mirror_text(mirror(study, spec, storage)))
         return
     shown = Table(title=f"study {spec.name} ({state_text(study)})", title_justify="left")
     for col in table.columns:
@@ -76,6 +79,20 @@ def print_summary(study: Any, spec: Any) -> None:
     if top is not None:
         metric = spec.metric.name
         out.print(f"best {metric}: {top[metric]:.4f} (trial {top['trial_id']})")
+    out.print(mirror_text(mirror(study, spec, storage)))
+
+
+def mirror(study: Any, spec: Any, storage: str | None = None) -> dict[str, Any]:
+    """The Optuna mirror's place (password masked) and its trial count (the table is the
+    truth; the mirror may lag it while a storage is down)."""
+    from sweeper.optuna_storage import mirror_summary
+
+    return mirror_summary(spec.storage, study.path, spec.name, storage)
+
+
+def mirror_text(info: dict[str, Any]) -> str:
+    held = f"{info['trials']} trials" if info["trials"] is not None else info["note"]
+    return f"optuna mirror: {info['storage']} ({held})"
 
 
 def _numeric(values: Any) -> bool:

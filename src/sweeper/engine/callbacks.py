@@ -30,14 +30,15 @@ from sweeper.errors import SweeperError
 from sweeper.states import TrialState
 from sweeper.store import Study
 
-_BOUND: list[Path] = []
+_BOUND: list[tuple[Path, str | None]] = []
 _OPEN: weakref.WeakSet[StudyCallback] = weakref.WeakSet()  # made, not yet closed
 
 
 @contextlib.contextmanager
-def study_binding(path: Path) -> Iterator[None]:
-    """Callbacks unpickled inside this block (``Tuner.restore``) record into ``path``."""
-    _BOUND.append(Path(path).resolve())
+def study_binding(path: Path, storage: str | None = None) -> Iterator[None]:
+    """Callbacks unpickled inside this block (``Tuner.restore``) record into ``path``, and
+    mirror into ``storage`` (a real URL: never pickled, it may hold a password)."""
+    _BOUND.append((Path(path).resolve(), storage))
     try:
         yield
     finally:
@@ -47,12 +48,12 @@ def study_binding(path: Path) -> Iterator[None]:
 class StudyCallback(Callback):
     """Keeps the book of trials and feeds the study's sinks on every trial event."""
 
-    def __init__(self, study_path: str | Path, total: int) -> None:
+    def __init__(self, study_path: str | Path, total: int, storage: str | None = None) -> None:
         self.study_path = str(Path(study_path).resolve())
         self.total = total
-        self._setup()
+        self._setup(storage)
 
-    def _setup(self) -> None:
+    def _setup(self, storage: str | None = None) -> None:
         from sweeper.engine.progress import Progress
         from sweeper.engine.tracking import WandbSink
 
@@ -63,6 +64,7 @@ class StudyCallback(Callback):
         self.history_last = self.study.history_epochs()  # trial -> last epoch in history.csv
         self.progress = Progress(self.book, self.book.spec.name, self.total)
         self.wandb = WandbSink(self.study, self.book.spec)
+        self.mirror_url = storage  # the mirror's real URL; None: from the saved spec
         self.mirror: Any = None  # made and used on the mirror's own thread only
         self.mirror_thread = Background("optuna mirror", self.progress.warn)
         _OPEN.add(self)
@@ -73,9 +75,11 @@ class StudyCallback(Callback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        storage = None
         if _BOUND:
-            self.study_path = str(_BOUND[-1])
-        self._setup()
+            path, storage = _BOUND[-1]
+            self.study_path = str(path)
+        self._setup(storage)
 
     # -- Ray events ------------------------------------------------------------------------
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
@@ -135,16 +139,22 @@ class StudyCallback(Callback):
         self.mirror_thread.submit(self._open_mirror, self.book.snapshot())
 
     def _open_mirror(self, book: TrialBook) -> None:
-        """(mirror thread) Open optuna.db holding exactly the ended rows of ``book``."""
+        """(mirror thread) Open the Optuna mirror holding exactly the ended rows of ``book``
+        (an unreachable storage: it catches up later, see CatchingUpMirror)."""
         try:
-            from sweeper.optuna_mirror import synced_mirror
+            from sweeper.optuna_mirror import CatchingUpMirror
+            from sweeper.optuna_storage import default_file, study_url
 
-            self.mirror = synced_mirror(self.study.path / "optuna.db", book.spec, book)
+            path = self.study.path.resolve()
+            url = self.mirror_url or study_url(book.spec.storage, path, str(path / "spec.yaml"))
+            self.mirror = CatchingUpMirror(
+                url, book, self.progress.warn, file=default_file(url, path), owner=path
+            )
         except Exception as exc:  # noqa: BLE001 - the mirror is a record; never stop a study
             self.progress.warn(f"optuna mirror: {exc}")
 
     def _mirror_record(self, trial_id: str, params: dict, row: dict, curve: dict) -> None:
-        """(mirror thread) Add one ended trial to optuna.db."""
+        """(mirror thread) Add one ended trial to the Optuna mirror."""
         if self.mirror is None:
             return
         try:

@@ -124,8 +124,13 @@ def build_tuner(
     )
 
 
-def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> RunResult:
+def run_study(
+    plan: Plan, study: Study, data: Any, *, resume: bool = False, storage: str | None = None
+) -> RunResult:
     """Run (or, with ``resume``, continue) every planned trial of ``plan`` into ``study``.
+
+    ``storage`` is the Optuna mirror's real URL (None: the one the saved spec names); it
+    reaches the driver callback only, never Ray's pickles.
 
     On resume Ray's snapshot in ``tune/`` is the truth; without a usable one (the driver was
     killed before Ray wrote its first) the study starts over, its old rows dropped.
@@ -161,7 +166,10 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
             trainable = make_trainable(spec, data, placement, study)
             tune_dir = study.tune_dir.resolve()  # Ray wants absolute paths
             snapshot = read_snapshot(tune_dir) if resume else None
-            with study_binding(study.path), closing_callbacks():  # a restored callback records here
+            with (
+                study_binding(study.path, storage),
+                closing_callbacks(),
+            ):  # a restored callback records here
                 if snapshot is not None and snapshot.usable:
                     repair(tune_dir, snapshot)
                     relocate_experiment(tune_dir)  # the folder may have moved since
@@ -169,7 +177,7 @@ def run_study(plan: Plan, study: Study, data: Any, *, resume: bool = False) -> R
                 else:
                     if resume:
                         study.reset_results()
-                    callbacks = [StudyCallback(study.path, plan.n_trials)]
+                    callbacks = [StudyCallback(study.path, plan.n_trials, storage)]
                     tuner = build_tuner(plan, study, trainable, callbacks, placement.at_once)
                 tuner.fit()
         except (KeyboardInterrupt, SystemExit) as exc:

@@ -41,7 +41,7 @@ def write_report(
     if df.empty:
         raise SweeperError(f"{study.path}: study {ctx.name} has no trials yet; nothing to report")
     hist = history(study)
-    imp = importance(study.path / "optuna.db", ctx.name)
+    imp = _importance(study, ctx)
     sections = build(df, hist, ctx, imp, top=top, threshold=threshold, figures=fmt == "html")
     target = Path(out) if out else study.path / DEFAULT_OUTPUT[fmt]
     if fmt == "csv":
@@ -51,6 +51,18 @@ def write_report(
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, text)
     return [target]
+
+
+def _importance(study: Study, ctx: ReportContext) -> tuple[object, str]:
+    """Importance from the study's mirror, wherever its saved spec says it lives."""
+    from sweeper.optuna_storage import default_file, study_url
+
+    try:
+        url = study_url(ctx.spec.storage, study.path, str(study.path / "spec.yaml"))
+    except SweeperError as exc:  # e.g. the password is not in the environment
+        return None, f"parameter importance unavailable: {exc}"
+    file = default_file(url, study.path)
+    return importance(file if file is not None else url, ctx.name)
 
 
 __all__ = [

@@ -21,6 +21,7 @@ from pydantic import (
 
 from sweeper.errors import describe_value
 from sweeper.optimizers import OPTIMIZERS
+from sweeper.optuna_storage import check_syntax
 from sweeper.spec.distributions import FINITE, MACRO_NAMES
 from sweeper.spec.params import Number, Param, _Strict, flatten_params
 from sweeper.suggest import did_you_mean
@@ -330,6 +331,13 @@ class Spec(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     resources: Resources = Field(default_factory=Resources)
     wandb: WandbSpec = Field(default_factory=WandbSpec)
+    # Where the Optuna mirror lives (sweeper.optuna_storage); None: optuna.db in the folder.
+    storage: StrictStr | None = None
+
+    @field_validator("storage")
+    @classmethod
+    def _known_storage(cls, url: str | None) -> str | None:
+        return None if url is None else check_syntax(url)
 
     @model_validator(mode="before")
     @classmethod
