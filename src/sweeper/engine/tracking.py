@@ -46,7 +46,10 @@ class WandbSink:
             )
         )
         self.background = Background("W&B", self.tracker.warn)
-        if self.tracker.enabled:
+        # A script trial's own wandb.init() is its run: the driver opens none, and only
+        # forgets the runs of trials Ray does not know (their folders, on a resume).
+        self.opens_runs = self.tracker.enabled and spec.model is not None
+        if self.opens_runs:
             self.background.submit(self.tracker.prepare)
 
     # -- the callback's calls: queued, copies of what they are given ----------------------
@@ -57,15 +60,15 @@ class WandbSink:
 
     def start(self, trial_id: str, params: dict[str, Any]) -> None:
         """Open the trial's run; ``params`` are its swept values (Ray's ``trial.config``)."""
-        if self.tracker.enabled:
+        if self.opens_runs:
             self.background.submit(self._start, trial_id, dict(params))
 
     def log(self, trial_id: str, params: dict[str, Any], metrics: dict[str, Any]) -> None:
-        if self.tracker.enabled:
+        if self.opens_runs:
             self.background.submit(self._log, trial_id, dict(params), dict(metrics))
 
     def finish(self, trial_id: str, params: dict[str, Any], row: dict[str, Any]) -> None:
-        if self.tracker.enabled:
+        if self.opens_runs:
             self.background.submit(self._finish, trial_id, dict(params), dict(row))
 
     def close(self) -> None:
