@@ -10,7 +10,7 @@ import pytest
 
 from sweeper.spec import spec_from_dict
 from sweeper.store import Study
-from sweeper.tracking import TrackerSettings, WandbTracker, run_config, run_id
+from sweeper.tracking import TrackerSettings, WandbTracker, run_config, run_id, wandb_runs
 from sweeper.tracking.offline import offline_runs
 from tests.support import sweep_config
 
@@ -131,6 +131,7 @@ def test_online_failure_falls_back_to_offline(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setattr(wandb, "init", init)
     monkeypatch.setattr(wandb, "login", lambda **kw: True)  # "has a key"
+    monkeypatch.setattr(wandb_runs, "unreachable", lambda *a: None)  # "the server connects"
     t = tracker(tmp_path, mode="online")
     t.start("t1", "t1", {"width": 16}, job_type="mlp")
     t.log("t1", 1, {"val_acc": 0.5})

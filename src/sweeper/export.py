@@ -131,7 +131,8 @@ def sweep_text(raw_spec: dict[str, Any], params: dict[str, Any], info: dict, pat
     for name, value in params.items():
         fixed[name] = {"value": value}
     data["parameters"] = fixed
-    _unshadow_preset(data, str(params.get("model", data["model"]["name"])))
+    if data.get("model"):  # a script trial (program) has no model, nor a preset
+        _unshadow_preset(data, str(params.get("model", data["model"]["name"])))
     spec_from_dict(json.loads(json.dumps(data)), str(path))  # must load back as a valid spec
     m = info["metrics"]
     shown = ", ".join(

@@ -71,6 +71,10 @@ def make_plan(
     data = spec.data.model_copy(update={"root": resolve_data_root(spec, data_dir)})
     spec = spec.model_copy(update={"data": data})
     if spec.model is None:  # a program's trials, or a search space only: no registry to check
+        if spec.runs != "nothing":
+            from sweeper.script.check import check_program
+
+            spec = check_program(spec, source)  # the program made absolute
         return Plan(spec, source, space_size(spec), planned_trials(spec, max_trials), 0)
     info = _check_dataset(spec, source)
     entries = _check_models(spec, source)

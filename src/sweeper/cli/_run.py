@@ -27,7 +27,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     trials = (
         plan.n_trials if plan.n_trials is not None else "unbounded: set run_cap or --max-trials"
     )
-    resources = _placement(plan) if spec.model is not None else None  # may fail: before "ok"
+    # where the trials would run (may fail: before "ok"); nothing runs a search space only
+    resources = _placement(plan) if spec.runs != "nothing" else None
     out = console()
     out.print(f"{args.file}: ok")
     out.print(f"  study        {spec.name}")
@@ -37,7 +38,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     target = "" if spec.metric.target is None else f", target {spec.metric.target:g}"
     out.print(f"  metric       {spec.metric.name} ({spec.metric.goal}{target})")
     if spec.model is None:
-        _print_space(out, spec)
+        _print_space(out, spec, resources)
         return 0
     out.print(f"  model        {spec.model.name} ({plan.first_params:,} parameters, first config)")
     out.print(f"  data         {spec.data.name} from {spec.data.root}")
@@ -46,16 +47,38 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_space(out: Any, spec: Any) -> None:
+def _print_space(out: Any, spec: Any, resources: str | None) -> None:
     """A model-less file: what its trials run, and each parameter's distribution."""
     from sweeper.space import describe
 
     runs = spec.runs if spec.runs != "nothing" else "nothing (a search space only)"
     out.print(f"  runs         {runs}")
-    if spec.command is not None:
-        out.print(f"  command      {' '.join(spec.command)}")
+    if spec.command is not None or spec.program is not None:
+        out.print(f"  command      {_command_line(spec)}")
     for name, param in spec.parameters.items():
         out.print(f"    {name:<20} {describe(param)}")
+    if resources is not None:
+        out.print(f"  resources    {resources}")
+
+
+def _command_line(spec: Any) -> str:
+    """A trial's command line, as W&B's agent builds it (``<name>`` for each value)."""
+    import os
+
+    from sweeper.script import DEFAULT_COMMAND, build_command
+    from sweeper.space import nest
+
+    argv = build_command(
+        spec.command,
+        program=spec.program or "",
+        config=nest({k: f"<{k}>" for k in spec.parameters}),
+        interpreter="python",
+        args_json_file="<args.json>",
+        getenv=os.environ.get,
+    )
+    given = " ".join(spec.command or DEFAULT_COMMAND)
+    shown = " ".join(f'"{a}"' if " " in a else a for a in argv)  # as W&B's agent logs it
+    return f"{given} -> {shown}"
 
 
 def _placement(plan: Any) -> str:
@@ -82,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     Study.check_new(path, spec.name, args.force_new)  # before any slow work
     check_address(spec.resources.address)  # no cluster there: one line, no study made
     storage = _check_storage(args.storage_url, spec.name, path, _storage_source(args))
-    data = _load_data(plan)
+    data = _load_data(plan) if spec.model is not None else None
 
     def create() -> None:
         Study.create(path, spec, args.file, n_trials, force_new=args.force_new)
@@ -122,7 +145,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         spec = _save_spec(study, spec.model_copy(update={"resources": _resources(spec, args)}))
     check_address(spec.resources.address)
     plan = make_plan(spec, saved, data_dir=args.data_dir, max_trials=meta.get("n_trials"))
-    data = _load_data(plan)
+    data = _load_data(plan) if spec.model is not None else None
     return _run(plan, study, data, resume=True, storage=storage)
 
 
@@ -202,6 +225,17 @@ def _load_data(plan: Any) -> Any:
         raise SweeperError(f"{plan.source}: data: {exc}") from None
 
 
+def _what(spec: Any, data: Any) -> str:
+    """What each trial runs, for the first line of a run."""
+    if spec.model is None:
+        return spec.runs  # "program train.py": no data of sweeper's
+    sizes = data.sizes()
+    return (
+        f"{spec.model.name} on {spec.data.name} "
+        f"({sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test)"
+    )
+
+
 def _run(
     plan: Any, study: Any, data: Any, resume: bool, create: Any = None, storage: str | None = None
 ) -> int:
@@ -220,12 +254,9 @@ def _run(
             if create is not None:
                 create()
             err = console(stderr=True)
-            sizes = data.sizes()
             verb = "resuming" if resume else "study"
             err.print(
-                f"{verb} {spec.name}: {plan.n_trials} trials of {spec.runs} on "
-                f"{spec.data.name} ({sizes['train']}/{sizes['val']}/{sizes['test']} "
-                f"train/val/test) -> {study.path}"
+                f"{verb} {spec.name}: {plan.n_trials} trials of {_what(spec, data)} -> {study.path}"
             )
             with study.lock():
                 locked = True

@@ -131,12 +131,19 @@ class TrialBook:
         if error is not None:
             row["error"] = error
             self._set_state(row, TrialState.FAIL)
-        elif row["epochs"] < self.planned_epochs(trial) and not row.get("diverged"):
+        elif self._stopped_early(trial, row):
             self._set_state(row, TrialState.PRUNED)
         else:
             self._set_state(row, TrialState.COMPLETE)
         row["ended_at"] = round(time.time(), 3)
         return row
+
+    def _stopped_early(self, trial: Any, row: dict[str, Any]) -> bool:
+        """Ended before its end: a script that did not exit 0 by itself (it reports
+        ``exit_code`` last), a model trial short of its planned epochs (and not diverged)."""
+        if self.spec.model is None:
+            return "exit_code" not in row
+        return row["epochs"] < self.planned_epochs(trial) and not row.get("diverged")
 
     def forget_unknown(self, known_ids: set[str]) -> set[str]:
         """Drop the rows of trials Ray does not know; returns their ids.

@@ -63,7 +63,7 @@ class StudyCallback(Callback):
         self.book = TrialBook(self.study)
         self.history_last = self.study.history_epochs()  # trial -> last epoch in history.csv
         self.progress = Progress(self.book, self.book.spec.name, self.total)
-        self.wandb = WandbSink(self.study, self.book.spec)
+        self.wandb = WandbSink(self.study, self.book.spec, resumed=set(self.history_last))
         self.mirror_url = storage  # the mirror's real URL; None: from the saved spec
         self.mirror: Any = None  # made and used on the mirror's own thread only
         self.mirror_thread = Background("optuna mirror", self.progress.warn)

@@ -141,8 +141,8 @@ def place(
     """Each trial's share of the machine (pure: the probe's figures come in)."""
     res = spec.resources
     gpus = res.gpus if wants_gpu(spec) else 0
-    if gpus == "auto":
-        gpus = 0 if num_gpus < 1 else None
+    if gpus == "auto":  # a script trial (program) gets a whole GPU: there is no probe
+        gpus = 0 if num_gpus < 1 else (1 if spec.model is None else None)
     if gpus == 0:
         if spec.train.device == "cuda":
             raise SpecError(
@@ -220,6 +220,8 @@ def _place_on_ray(spec: Any, n_trials: int, data: Any) -> Placement:
     cluster = ray.cluster_resources()
     num_cpus, num_gpus = float(cluster.get("CPU", 1)), float(cluster.get("GPU", 0))
     probe = None
+    if spec.model is None:  # a script trial: no data, no model to probe
+        return place(spec, n_trials, num_cpus, num_gpus)
     if spec.resources.gpus == "auto" and num_gpus >= 1 and wants_gpu(spec):
         task = ray.remote(num_gpus=1, num_cpus=0, max_calls=1)(probe_gpu)  # exits after
         probe = ray.get(task.remote(spec, probe_params(spec), data.info))
@@ -234,7 +236,7 @@ def _place_here(spec: Any, n_trials: int, load_data: Any) -> Placement:
         import torch
 
         num_gpus = float(torch.cuda.device_count())  # NVML: no CUDA context
-        if spec.resources.gpus == "auto" and num_gpus >= 1:
+        if spec.resources.gpus == "auto" and num_gpus >= 1 and spec.model is not None:
             from sweeper.trial.probe import data_bytes, probe_gpu
 
             data = load_data()

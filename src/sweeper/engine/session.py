@@ -41,17 +41,21 @@ WORKER_PRELOAD = (
     "sweeper.engine.trainable",
     "sweeper.trial.loop",
 )
+# A script trial's worker runs no torch itself: the script imports what it needs.
+SCRIPT_PRELOAD = ("ray.tune.trainable.function_trainable", "sweeper.script.trainable")
 # Ray Tune's default variables for its trainables' workers (class_cache.DEFAULT_ENV_VARS).
 TUNE_WORKER_ENV = {"PL_DISABLE_FORK": "1"}
 _WORKER_ENV: dict[str, str] = {}  # the environment this driver's Ray workers inherit
 
 
-def init_ray(num_cpus: int, address: str | None = None) -> bool:
+def init_ray(
+    num_cpus: int, address: str | None = None, preload: tuple[str, ...] = WORKER_PRELOAD
+) -> bool:
     """Start a local Ray with ``num_cpus`` CPUs, no dashboard; False if one is running.
 
-    Its workers preload :data:`WORKER_PRELOAD` (a module that fails to import is skipped,
-    and the trial imports it as before). With ``address`` (``auto`` or the head's
-    ``HOST:PORT``) the driver joins that cluster instead, as Ray's own settings have it.
+    Its workers preload ``preload`` (a module that fails to import is skipped, and the
+    trial imports it as before). With ``address`` (``auto`` or the head's ``HOST:PORT``)
+    the driver joins that cluster instead, as Ray's own settings have it.
     """
     import ray
 
@@ -71,7 +75,7 @@ def init_ray(num_cpus: int, address: str | None = None) -> bool:
         object_store_memory=OBJECT_STORE_BYTES,
         configure_logging=True,
         logging_level="ERROR",
-        _system_config={"preload_python_modules": list(WORKER_PRELOAD)},  # Ray 2.60 name
+        _system_config={"preload_python_modules": list(preload)},  # Ray 2.60 name
     )
     _same_env_without_runtime_env()
     return True

@@ -15,6 +15,7 @@ until every run is written.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from sweeper.engine.background import Background
@@ -24,10 +25,15 @@ from sweeper.store import BASE_COLUMNS, PARAM_PREFIX, Study
 class WandbSink:
     """Config at a trial's start, a history row per epoch, its row as summary at the end."""
 
-    def __init__(self, study: Study, spec: Any) -> None:
+    def __init__(self, study: Study, spec: Any, resumed: Iterable[str] = ()) -> None:
+        """``resumed``: the trials the study's history held epochs for when the session
+        began; their runs get the epochs their earlier W&B records lack."""
         from sweeper.tracking import TrackerSettings, WandbTracker
 
         self.spec = spec
+        self.study = study
+        self.resumed = set(resumed)
+        self._before: Any = None  # the history at the first resumed run's start
         w = spec.wandb
         self.tracker = WandbTracker(
             TrackerSettings(
@@ -40,7 +46,10 @@ class WandbSink:
             )
         )
         self.background = Background("W&B", self.tracker.warn)
-        if self.tracker.enabled:
+        # A script trial's own wandb.init() is its run: the driver opens none, and only
+        # forgets the runs of trials Ray does not know (their folders, on a resume).
+        self.opens_runs = self.tracker.enabled and spec.model is not None
+        if self.opens_runs:
             self.background.submit(self.tracker.prepare)
 
     # -- the callback's calls: queued, copies of what they are given ----------------------
@@ -51,15 +60,15 @@ class WandbSink:
 
     def start(self, trial_id: str, params: dict[str, Any]) -> None:
         """Open the trial's run; ``params`` are its swept values (Ray's ``trial.config``)."""
-        if self.tracker.enabled:
+        if self.opens_runs:
             self.background.submit(self._start, trial_id, dict(params))
 
     def log(self, trial_id: str, params: dict[str, Any], metrics: dict[str, Any]) -> None:
-        if self.tracker.enabled:
+        if self.opens_runs:
             self.background.submit(self._log, trial_id, dict(params), dict(metrics))
 
     def finish(self, trial_id: str, params: dict[str, Any], row: dict[str, Any]) -> None:
-        if self.tracker.enabled:
+        if self.opens_runs:
             self.background.submit(self._finish, trial_id, dict(params), dict(row))
 
     def close(self) -> None:
@@ -81,7 +90,18 @@ class WandbSink:
             config, family = dict(params), self.spec.runs
             self.tracker.warn(f"W&B config of trial {trial_id}: {exc}")
         name = " ".join([trial_id, *(f"{k}={v}" for k, v in params.items())])
-        self.tracker.start(trial_id, name[:120], config, job_type=family)
+        done = self._done(trial_id) if trial_id in self.resumed else []
+        self.tracker.start(trial_id, name[:120], config, job_type=family, done=done)
+
+    def _done(self, trial_id: str) -> list[tuple[int, dict[str, Any]]]:
+        """The epochs the study's history holds for a resumed trial, as ``(step, metrics)``."""
+        if self._before is None:
+            self._before = self.study.history()
+        rows = self._before[self._before["trial_id"] == trial_id]
+        return [
+            (int(row["epoch"]), {k: v for k, v in row.items() if k != "trial_id" and v == v})
+            for row in rows.sort_values("epoch").to_dict("records")
+        ]
 
     def _log(self, trial_id: str, params: dict[str, Any], metrics: dict[str, Any]) -> None:
         self._start(trial_id, params)  # a restored trial may report before it is started

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sweeper.engine.session import init_ray, shutdown_ray
+from sweeper.engine.session import SCRIPT_PRELOAD, WORKER_PRELOAD, init_ray, shutdown_ray
 from sweeper.errors import SweeperError
 from sweeper.plan import Plan
 from sweeper.signals import sigterm_as_sigint
@@ -60,18 +60,22 @@ def snapshot_period(n_trials: int) -> str:
     )
 
 
-def make_trainable(spec: Spec, data: Any, placement: Placement) -> Any:
-    """The trial function with its data in Ray's object store and its resources attached."""
+def make_trainable(spec: Spec, data: Any, placement: Placement, study: Study) -> Any:
+    """The trial function with its data in Ray's object store and its resources attached:
+    ``train_trial`` for a registered model, the user's script for a ``program``."""
     from ray import tune
 
-    from sweeper.engine.trainable import ray_trainable
+    if spec.model is None:
+        from sweeper.script.trainable import script_trainable
 
-    return tune.with_resources(
-        tune.with_parameters(
+        fn = tune.with_parameters(script_trainable, spec=spec, study_path=str(study.path.resolve()))
+    else:
+        from sweeper.engine.trainable import ray_trainable
+
+        fn = tune.with_parameters(
             ray_trainable, spec=spec, data=data, cpus=placement.cpus, device=placement.device
-        ),
-        {"cpu": placement.cpus, "gpu": placement.gpus},
-    )
+        )
+    return tune.with_resources(fn, {"cpu": placement.cpus, "gpu": placement.gpus})
 
 
 def build_tuner(
@@ -89,6 +93,7 @@ def build_tuner(
     scheduler = FifoQueue()
     if spec.early_terminate is not None:
         et = spec.early_terminate
+        # a script's iterations are its metric's wandb.log calls (max_iter, else train.epochs)
         max_t = et.max_t(spec.train.epochs)
         # W&B's hyperband: rungs from the first band up to max_iter; a trial that passes the
         # top rung is not stopped there but trains its planned epochs (COMPLETE, not PRUNED).
@@ -173,15 +178,15 @@ def run_study(
     with sigterm_as_sigint() as rearm:
         try:
             study.set_state("running", pid=os.getpid(), n_trials=plan.n_trials)
-            started = init_ray(
-                spec.resources.num_cpus or os.cpu_count() or 1, spec.resources.address
-            )
+            preload = SCRIPT_PRELOAD if spec.model is None else WORKER_PRELOAD
+            cpus = spec.resources.num_cpus or os.cpu_count() or 1
+            started = init_ray(cpus, spec.resources.address, preload)
             rearm()  # ray.init replaced the SIGTERM handler
             watch = _watch_cluster(spec, study)
             placement = place_on_ray(spec, plan.n_trials, data, plan.source)
             print(f"  trials on {placement.describe()}", file=sys.stderr)
             study.set_state("running", placement=placement.as_dict())
-            trainable = make_trainable(spec, data, placement)
+            trainable = make_trainable(spec, data, placement, study)
             tune_dir = study.tune_dir.resolve()  # Ray wants absolute paths
             snapshot = read_snapshot(tune_dir) if resume else None
             with (

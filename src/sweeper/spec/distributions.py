@@ -39,6 +39,7 @@ MACRO_NAMES = (
     "args_no_boolean_flags",
     "args_json",
     "args_json_file",
+    "args_append_hydra",  # W&B 0.31's create_sweep_command_args fills it in too
     "args_override_hydra",
 )
 

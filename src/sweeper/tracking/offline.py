@@ -113,3 +113,22 @@ def offline_runs(wandb_dir: str | Path) -> dict[str, OfflineRun]:
             run_id = path.stem.removeprefix("run-")
             runs.setdefault(run_id, OfflineRun(run_id)).add(path)
     return runs
+
+
+def last_step(wandb_dir: str | Path, run_id: str) -> int | None:
+    """The last history step the local records of run ``run_id`` hold (online or offline
+    folders), or None when they hold no history row; an unreadable file holds none."""
+    steps = [
+        record.history.step.num
+        for path in Path(wandb_dir).glob(f"*run-*/run-{run_id}.wandb")
+        for record in _readable(path)
+        if record.WhichOneof("record_type") == "history"
+    ]
+    return max(steps, default=None)
+
+
+def _readable(path: Path) -> list[Any]:
+    try:
+        return list(records(path))
+    except (OSError, ValueError, struct.error):  # an empty or foreign file
+        return []

@@ -4,7 +4,9 @@ The Ray Tune callback in :mod:`sweeper.engine.tracking` turns trial events into 
 :class:`WandbTracker`. W&B is a record, never a dependency of the study: every failure
 (wandb missing, no key, no network, a server error) prints one warning and the study goes
 on, falling back from ``online`` to ``offline`` (upload later with ``sweeper sync``) and from
-a broken ``offline`` to nothing.
+a broken ``offline`` to nothing. The first online failure switches the whole study to
+offline (:mod:`sweeper.tracking.online` says when not to try at all): the run that failed
+is opened offline from its start, and no later run waits on the server again.
 
 A trial's run id is derived from the study name and the trial id, so a resumed trial
 continues its run instead of starting a new one (offline, the continuation is a second
@@ -19,14 +21,22 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweeper.tracking.offline import last_step
+from sweeper.tracking.online import (
+    DEFAULT_INIT_TIMEOUT_S,
+    PROBE_TIMEOUT_S,
+    init_timeout,
+    online_folders,
+    unreachable,
+    unsynced_offline_runs,
+)
+
 MODES = ("offline", "online", "disabled")
-# W&B waits this long for the server on ``wandb.init`` before an online run falls back.
-ONLINE_INIT_TIMEOUT_S = 30.0
 _RESERVED = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -116,7 +126,9 @@ class WandbTracker:
         self.settings = settings
         self.mode = settings.mode if settings.mode in MODES else "offline"
         self.runs: dict[str, Any] = {}
+        self._last: dict[str, int] = {}  # trial -> the last step its open run holds
         self._wandb: Any = None
+        self._online_checked = False
         self._started = False  # a run was opened: close() waits for W&B to write it out
         self._warned: set[str] = set()
         if settings.mode not in MODES:
@@ -141,36 +153,75 @@ class WandbTracker:
         if not self.enabled or not self._import():
             return
         try:
-            self._wandb.setup()
+            self._setup()
             self._started = True  # close() shuts the service down
         except Exception as exc:  # noqa: BLE001 - the first run tries again, and falls back
             self.warn(f"W&B did not start its service ({_oneline(exc)})")
 
     # -- trial events --------------------------------------------------------------------
-    def start(self, trial_id: str, name: str, config: dict[str, Any], job_type: str) -> None:
-        """Open (or, for a resumed trial, continue) the trial's run."""
+    def start(
+        self,
+        trial_id: str,
+        name: str,
+        config: dict[str, Any],
+        job_type: str,
+        done: Sequence[tuple[int, dict[str, Any]]] = (),
+    ) -> None:
+        """Open (or, for a resumed trial, continue) the trial's run.
+
+        Args:
+            done: the epochs the study already holds for the trial, as ``(step, metrics)``
+                (a resumed trial); those its earlier W&B records lack are logged first.
+        """
         if not self.enabled or trial_id in self.runs or not self._import():
             return
-        if self.mode == "online":
-            problem = self._credentials_problem()
+        if self.mode == "online" and not self._online_checked:
+            self._online_checked = True
+            problem = self._online_problem()
             if problem:
                 self._fall_back("online", problem)
+        held = self._held(trial_id) if done else None
         for mode in (self.mode, "offline"):
-            try:
-                self.runs[trial_id] = self._init(trial_id, name, config, job_type, mode)
-                self._started = True
+            if self._open(trial_id, name, config, job_type, mode):
+                break
+            if mode != "online":
                 return
-            except Exception as exc:  # noqa: BLE001 - any W&B failure is a warning
-                if mode != "online":
-                    self._disable(f"W&B could not start a run ({_oneline(exc)})")
-                    return
-                self._fall_back("online", _oneline(exc))
+        if held is not None:
+            self._last[trial_id] = held
+        for step, metrics in done:
+            self.log(trial_id, step, metrics)
+
+    def _open(
+        self, trial_id: str, name: str, config: dict[str, Any], job_type: str, mode: str
+    ) -> bool:
+        """Open the run in ``mode``; a failure falls back (online) or disables W&B."""
+        before = online_folders(self.wandb_dir) if mode == "online" else set()
+        try:
+            self.runs[trial_id] = self._init(trial_id, name, config, job_type, mode)
+            self._started = True
+            return True
+        except Exception as exc:  # noqa: BLE001 - any W&B failure is a warning
+            if mode != "online":
+                self._disable(f"W&B could not start a run ({_oneline(exc)})")
+                return False
+            self._fall_back("online", _oneline(exc))
+        # The failed run left a folder that holds nothing to upload: `wandb sync` must not
+        # try it. W&B's service still holds the failed run's id for a moment, and an offline
+        # run of the same id would be refused as "in use": restart the service (no run is
+        # open after a failed first init; with runs open, the offline init tries its luck).
+        for folder in online_folders(self.wandb_dir) - before:
+            shutil.rmtree(folder, ignore_errors=True)
+        if not self.runs:
+            self._restart_service()
+        return False
 
     def log(self, trial_id: str, step: int, metrics: dict[str, Any]) -> None:
-        """One history row (an epoch) for the trial, at ``step``."""
+        """One history row (an epoch) for the trial, at ``step``; a step the run already
+        holds is skipped (W&B would drop it with a warning of its own)."""
         run = self.runs.get(trial_id)
-        if run is None:
+        if run is None or int(step) <= self._last.get(trial_id, -1):
             return
+        self._last[trial_id] = int(step)
         try:
             run.log(numeric(metrics), step=int(step))
         except Exception as exc:  # noqa: BLE001
@@ -179,6 +230,7 @@ class WandbTracker:
     def finish(self, trial_id: str, summary: dict[str, Any], exit_code: int = 0) -> None:
         """Write the trial's summary and close its run."""
         run = self.runs.pop(trial_id, None)
+        self._last.pop(trial_id, None)
         if run is None:
             return
         try:
@@ -218,6 +270,10 @@ class WandbTracker:
     # -- wandb ---------------------------------------------------------------------------
     def _import(self) -> bool:
         if self._wandb is None:
+            # W&B reports its own errors to the W&B server from an exit hook: with the server
+            # silent, a study whose online run failed waited ~20 s more at exit. The user's
+            # own setting wins.
+            os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
             try:
                 import wandb
             except Exception as exc:  # noqa: BLE001 - a broken install is an import error too
@@ -253,21 +309,60 @@ class WandbTracker:
                 x_disable_stats=True,  # the driver's load says nothing about a trial
                 x_disable_machine_info=True,
                 x_save_requirements=False,
-                init_timeout=ONLINE_INIT_TIMEOUT_S,
+                init_timeout=self._init_timeout,
             ),
         )
 
-    def _credentials_problem(self) -> str | None:
-        """Why an online run cannot start, checked without W&B's interactive login prompt."""
+    def _online_problem(self) -> str | None:
+        """Why the study's runs cannot go online, found without W&B's login prompt and
+        without waiting on the server: the environment, runs not yet uploaded, no key, no
+        connection."""
         env_mode = os.environ.get("WANDB_MODE", "")
         if env_mode in ("offline", "dryrun", "disabled"):
             return f"WANDB_MODE={env_mode} in the environment"
+        waiting = unsynced_offline_runs(self.wandb_dir)
+        if waiting:
+            return (
+                f"the study holds {len(waiting)} offline runs not yet uploaded, which its "
+                "trials continue; upload them first"
+            )
         try:
-            if self._wandb.login(prompt=False, verify=False):
-                return None
+            if not self._wandb.login(prompt=False, verify=False):
+                return "no W&B API key: run `wandb login` or set WANDB_API_KEY"
+            settings = self._setup().settings
+            proxies = (settings.http_proxy, settings.https_proxy)
+            return unreachable(settings.base_url, min(PROBE_TIMEOUT_S, self._init_timeout), proxies)
         except Exception as exc:  # noqa: BLE001
             return _oneline(exc)
-        return "no W&B API key: run `wandb login` or set WANDB_API_KEY"
+
+    @property
+    def _init_timeout(self) -> float:
+        try:
+            return init_timeout()
+        except ValueError as exc:
+            self.warn(f"{exc}; W&B waits {DEFAULT_INIT_TIMEOUT_S:g} s")
+            return DEFAULT_INIT_TIMEOUT_S
+
+    def _held(self, trial_id: str) -> int:
+        """The last step the trial's earlier local W&B records hold (-1: none)."""
+        try:
+            step = last_step(self.wandb_dir, run_id(self.settings.group, trial_id))
+        except Exception as exc:  # noqa: BLE001 - unreadable records: log everything again
+            self.warn(f"W&B records of trial {trial_id} unreadable ({_oneline(exc)})")
+            step = None
+        return -1 if step is None else step
+
+    def _setup(self) -> Any:
+        # silent: W&B's "logged in as" line asks the server who the key belongs to, which
+        # waits out the network (and then W&B's exit) when the server is unreachable
+        return self._wandb.setup(settings=self._wandb.Settings(silent=True))
+
+    def _restart_service(self) -> None:
+        try:
+            self._wandb.teardown()
+            self._setup()
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the next init starts one
+            self.warn(f"W&B did not restart its service ({_oneline(exc)})")
 
     def _fall_back(self, mode: str, why: str) -> None:
         if self.mode == mode:
