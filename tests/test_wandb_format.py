@@ -142,9 +142,9 @@ REJECTED = {
         {"method": "random", "early_terminate": {"type": "hyperband", "min_iter": 1, "strict": False}, "parameters": {"a": {"values": [1]}}},
         "early_terminate.strict: W&B's `strict: false`",
     ),
-    "impute": (
-        {"method": "bayes", "metric": {"name": "loss", "impute": "worst"}, "parameters": {"a": {"values": [1]}}},
-        "metric.impute: W&B's `impute` is not supported by sweeper",
+    "impute_while_running": (
+        {"method": "bayes", "metric": {"name": "loss", "impute_while_running": "best"}, "parameters": {"a": {"values": [1]}}},
+        "metric.impute_while_running: W&B's `impute_while_running` is not supported",
     ),
     "program_and_model": (
         {"method": "grid", "program": "t.py", "model": {"name": "mlp"}, "parameters": {"a": {"values": [1]}}},
@@ -374,3 +374,38 @@ def test_metric_target_ends_the_study(tmp_path: Path, ray_session, data_root) ->
     assert df["config/lr"].iloc[0] > 0  # log_normal: the value received, not the quantile
     ot = optuna.load_study(study_name="target_xor", storage=study.optuna_url)
     assert ot.trials[0].params["lr"] == pytest.approx(df["config/lr"].iloc[0])
+
+
+@pytest.mark.parametrize(
+    ("impute", "goal", "told"),
+    [("latest", "maximize", 0.5), ("best", "maximize", 0.9), ("worst", "maximize", 0.2),
+     ("best", "minimize", 0.2), ("worst", "minimize", 0.9), (None, "maximize", None)],
+)  # fmt: skip
+def test_impute_tells_the_sampler_a_failed_trials_value(impute, goal, told):
+    """W&B's ``metric.impute``: a trial that failed after reporting is told to Optuna with
+    the latest, best or worst of its values; without impute it is told as failed."""
+    from sweeper.engine.search import SpecSearch
+
+    metric = {"name": "val_acc", "goal": goal, **({"impute": impute} if impute else {})}
+    spec = spec_from_dict(
+        {
+            "name": "imp",
+            "method": "random",
+            "metric": metric,
+            "run_cap": 2,
+            "parameters": {"width": {"min": 1, "max": 3}},
+            "model": {"name": "xor_mlp"},
+            "data": {"name": "xor"},
+        },
+        "t",
+    )
+    search = SpecSearch(spec)
+    assert isinstance(search.suggest("a"), dict)
+    for step, value in enumerate([0.2, 0.9, 0.5], start=1):
+        search.on_trial_result("a", {"val_acc": value, "training_iteration": step})
+    search.on_trial_complete("a", error=True)
+    (trial,) = search._ot_study.get_trials(deepcopy=False)
+    if told is None:
+        assert trial.state.name == "FAIL" and trial.value is None
+    else:
+        assert trial.state.name == "COMPLETE" and trial.value == pytest.approx(told)

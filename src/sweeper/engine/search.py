@@ -30,6 +30,7 @@ class SpecSearch(OptunaSearch):
         )
         self._spec = spec
         self.target_reached = False
+        self._values: dict[str, list[float]] = {}  # each trial's reported metric (impute)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.target_reached:
@@ -39,16 +40,23 @@ class SpecSearch(OptunaSearch):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         super().on_trial_result(trial_id, result)
-        self._note(result)
+        self._note(trial_id, result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
+        imputed = self._spec.metric.imputed(self._values.pop(trial_id, [])) if error else None
+        if imputed is not None:  # W&B's impute: the sampler learns from the failed trial
+            result, error = {self._spec.metric.name: imputed}, False
         super().on_trial_complete(trial_id, result, error)
         if result and not error:
-            self._note(result)
+            self._note(None, result)
 
-    def _note(self, result: dict[str, Any]) -> None:
+    def _note(self, trial_id: str | None, result: dict[str, Any]) -> None:
         value = result.get(self._spec.metric.name)
-        if isinstance(value, (int, float)) and self._spec.metric.reached(float(value)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return
+        if trial_id is not None and self._spec.metric.impute is not None:
+            self._values.setdefault(trial_id, []).append(float(value))
+        if self._spec.metric.reached(float(value)):
             self.target_reached = True

@@ -41,9 +41,12 @@ class Metric(_Strict):
     A ``metric`` block must name its metric, and its goal defaults to W&B's (minimize);
     a file with no block at all maximises :data:`DEFAULT_METRIC`. ``target``: the study
     starts no new trial once a trial reports a value at or beyond it (in the goal's
-    direction); running trials finish. W&B's ``impute`` is not supported (sweeper tells
-    Optuna a failed trial failed; its samplers leave it out), nor is any
-    ``impute_while_running`` but W&B's default, ``false``.
+    direction); running trials finish. ``impute`` (W&B's: ``latest``, ``best`` or
+    ``worst``): what the sampler is told for a trial that failed after reporting the
+    metric, the latest, best or worst of its reported values (without it, or with no value
+    reported, the trial is told as failed and the samplers leave it out); the trial table
+    and the Optuna mirror still say FAIL. ``impute_while_running`` has no Optuna
+    counterpart (running trials are not told): only W&B's default, ``false``.
     """
 
     name: StrictStr
@@ -56,11 +59,6 @@ class Metric(_Strict):
     def _supported(self) -> Metric:
         if self.target is not None and not math.isfinite(self.target):
             raise ValueError(f"@target: must be a finite number, got {self.target}")
-        if self.impute is not None:
-            raise ValueError(
-                "@impute: W&B's `impute` is not supported by sweeper: a failed trial is told "
-                "to Optuna as failed and its samplers leave it out; remove the key"
-            )
         if self.impute_while_running not in (None, "false", False):
             raise ValueError(
                 "@impute_while_running: W&B's `impute_while_running` is not supported by "
@@ -72,6 +70,16 @@ class Metric(_Strict):
     def mode(self) -> str:
         """Ray Tune's word for the goal."""
         return "max" if self.goal == "maximize" else "min"
+
+    def imputed(self, values: list[float]) -> float | None:
+        """W&B's ``impute`` over a failed trial's reported values (None: nothing to tell)."""
+        finite = [v for v in values if v == v and abs(v) != float("inf")]
+        if self.impute is None or not finite:
+            return None
+        if self.impute == "latest":
+            return finite[-1]
+        best = self.impute == "best"
+        return max(finite) if best == (self.goal == "maximize") else min(finite)
 
     def reached(self, value: float) -> bool:
         """Whether ``value`` is at or beyond ``target`` in the goal's direction."""
