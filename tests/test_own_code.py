@@ -22,6 +22,8 @@ from sweeper.data import load_splits
 from sweeper.plan import make_plan
 from sweeper.spec import load_spec
 from sweeper.store import Study
+from sweeper.trial import resolve_trial
+from sweeper.trial.loop import TrialContext, train_trial
 from tests.support import REPO
 from tests.support.drivers import Driver, harness_env
 
@@ -237,6 +239,11 @@ def test_data_from_a_file_is_loaded_checked_and_trained_on(tmp_path, capsys):
     assert splits.sizes() == {"train": 50, "val": 16, "test": 16}
     assert splits.info.in_shape == (3,) and splits.info.num_classes == 2
     assert splits.x_train.dtype == np.float32 and splits.y_train.dtype == np.int64
+    # one epoch of the user's builder on the user's data, as a worker trains it
+    reports = []
+    ctx = TrialContext(splits, lambda m, s: reports.append(dict(m)), None)
+    final = train_trial(resolve_trial(plan.spec, {}), ctx)
+    assert len(reports) == 1 and np.isfinite(final["train_loss"]) and 0 <= final["val_acc"] <= 1
 
 
 @pytest.mark.parametrize(
@@ -328,3 +335,23 @@ def _some_epoch(study: Path) -> bool:
     except Exception:  # noqa: BLE001 - not written yet
         return False
     return bool(len(df)) and "epochs" in df and (df["epochs"].fillna(0) >= 1).any()
+
+
+def test_the_saved_spec_keeps_each_form_and_copies_the_file(tmp_path):
+    from sweeper.spec import spec_from_dict
+    from sweeper.store import dump_spec
+    from sweeper.store.study import copy_code
+
+    write(tmp_path, "my_models.py", BUILDER)
+    by_import = spec_from_dict({"name": "a", "model": {"import": "pkg.nets:plain"}}, "x.yaml")
+    again = spec_from_dict(yaml.safe_load(dump_spec(by_import)), "spec.yaml")
+    assert again.model == by_import.model and again.model.name == "plain"
+    assert yaml.safe_load(dump_spec(by_import))["model"]["import"] == "pkg.nets:plain"
+    by_path = spec_from_dict(
+        {"name": "b", "model": {"path": str(tmp_path / "my_models.py"), "name": "build_net"}}, "x"
+    )
+    study = tmp_path / "study"
+    study.mkdir()
+    saved = copy_code(by_path, study)
+    assert saved.model.path == "code/my_models.py"
+    assert (study / "code" / "my_models.py").read_text() == BUILDER

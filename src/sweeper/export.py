@@ -145,7 +145,8 @@ def sweep_text(raw_spec: dict[str, Any], params: dict[str, Any], info: dict, pat
     for name, value in params.items():
         fixed[name] = {"value": value}
     data["parameters"] = fixed
-    if data.get("model"):  # a script trial (program) has no model, nor a preset
+    own = data.get("model") and ("path" in data["model"] or "import" in data["model"])
+    if data.get("model") and not own:  # a script trial, or a builder of the user's: no preset
         _unshadow_preset(data, str(params.get("model", data["model"]["name"])))
     spec_from_dict(json.loads(json.dumps(data)), str(path))  # must load back as a valid spec
     m = info["metrics"]
