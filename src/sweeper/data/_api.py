@@ -171,10 +171,10 @@ def _resized(splits: Splits, info: DatasetInfo) -> Splits:
     size = info.in_shape[1:]
 
     def images(x: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(x).float()
-        return (
-            F.interpolate(t, size=size, mode="area").round().clamp(0, 255).to(torch.uint8).numpy()
-        )
+        t = F.interpolate(torch.from_numpy(x).float(), size=size, mode="area")
+        if x.dtype != np.uint8:  # a user's float images stay float
+            return t.numpy()
+        return t.round().clamp(0, 255).to(torch.uint8).numpy()
 
     def labels(y: np.ndarray) -> np.ndarray:
         if info.task != "segmentation":
