@@ -223,6 +223,12 @@ def float_labels():
 
 def a_list():
     return [1, 2]
+
+
+def masks(good: bool = True):
+    x = np.zeros((4, 1, 8, 8), np.uint8)
+    y = np.ones((4, 1, 8, 8), np.uint8) if good else np.full((4, 8, 8), 2, np.uint8)
+    return {"train": (x, y), "val": (x, y), "test": (x, y), "task": "segmentation"}
 """
 
 
@@ -254,6 +260,8 @@ def test_data_from_a_file_is_loaded_checked_and_trained_on(tmp_path, capsys):
         ("float_labels", {}, "float_labels returned train y of shape (5,), dtype float64; "
                              "expected integer labels (N,)"),
         ("a_list", {}, "a_list returned list; expected a dict with train, val, test"),
+        ("masks", {"good": False}, "masks returned train masks of shape (4, 8, 8); expected "
+                                   "(N, 1, H, W) = (4, 1, 8, 8)"),
         ("extra_key", {}, "extra_key returned unknown key 'classes'; expected keys train, val"),
         ("load", {"n": -1}, "line 9: load raised ValueError: negative dimensions are not allowed"),
     ],
@@ -263,6 +271,16 @@ def test_bad_data_is_one_line_naming_the_file_and_function(tmp_path, capsys, nam
     spec_file = sweep(tmp_path, {"name": "mlp"}, {"path": "my_data.py", "name": name, "args": args})
     line = one_line_error(spec_file, capsys)
     assert f"data.path: {tmp_path / 'my_data.py'}, line " in line and expected in line, line
+
+
+def test_segmentation_masks_from_a_file(tmp_path):
+    write(tmp_path, "my_data.py", DATA)
+    unet = {"name": "unet", "args": {"depth": 2}}  # 8x8 images: two halvings
+    spec = load_spec(sweep(tmp_path, unet, {"path": "my_data.py", "name": "masks"}))
+    plan_spec = make_plan(spec, str(tmp_path / "sweep.yaml")).spec
+    splits = load_splits(plan_spec.data, plan_spec.data.root)
+    assert splits.info.task == "segmentation" and splits.info.num_classes == 1
+    assert splits.info.in_shape == (1, 8, 8) and "val_iou" in splits.info.metrics
 
 
 def test_an_unknown_data_argument_names_the_functions_own(tmp_path, capsys):
