@@ -50,7 +50,10 @@ class ModelEntry:
     def arg_names(self) -> tuple[str, ...]:
         """Arguments a sweep may set (the builder's keywords, less the data's)."""
         sig = inspect.signature(self.builder)
-        return tuple(p for p in sig.parameters if p not in DATA_ARGS)
+        named = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        return tuple(
+            n for n, p in sig.parameters.items() if n not in DATA_ARGS and p.kind not in named
+        )
 
     def arg_problem(self, arg: str, value: Any) -> tuple[str, str] | None:
         """``(where, message)`` if ``value`` is no valid ``arg`` (see :meth:`ArgSpec.problem`)."""
@@ -62,7 +65,7 @@ class ModelEntry:
         base = {
             k: p.default
             for k, p in sig.parameters.items()
-            if k not in DATA_ARGS and p.default is not inspect.Parameter.empty
+            if k in self.arg_names and p.default is not inspect.Parameter.empty
         }
         return {**base, **self.preset}
 
@@ -152,8 +155,37 @@ def _signature_input(builder: Callable[..., Any]) -> tuple[tuple[int, ...], int]
 
 
 def list_models() -> list[str]:
-    """All registered names, sorted."""
-    return sorted(_MODELS)
+    """All registered names, sorted (a user's own builders, keyed ``file:function``, not)."""
+    return sorted(n for n in _MODELS if ":" not in n)
+
+
+def ensure_model(model_spec: Any) -> str:
+    """The registry key of the spec's model; a user's own builder is loaded and entered.
+
+    The key of a builder in a file is ``/abs/file.py:function``, of one in a module
+    ``module:function``; a file that changed since it was entered is loaded again.
+
+    Raises:
+        UserCodeError: the file or module fails to import, or has no such function.
+    """
+    if not model_spec.is_own:
+        return str(model_spec.name)
+    from sweeper.models._own import _LOADED, file_stamp, load_builder
+
+    key = model_spec.ref
+    stamp = file_stamp(model_spec.path)
+    if key in _MODELS and _LOADED.get(key) == stamp:
+        return key
+    builder = load_builder(model_spec.path, model_spec.import_, model_spec.name)
+    _MODELS[key] = ModelEntry(
+        name=key,
+        family="own",
+        builder=builder,
+        doc=(builder.__doc__ or "").strip().partition("\n")[0],
+        arg_specs=arg_specs(builder, lenient=True),
+    )
+    _LOADED[key] = stamp
+    return key
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -171,10 +203,15 @@ def check_model_args(name: str, args: dict[str, Any]) -> None:
     entry = get_entry(name)
     bad = sorted(set(args) - set(entry.arg_names))
     if bad:
-        raise UnknownModelError(
-            f"model {name} does not take {', '.join(bad)}; "
-            f"expected some of {', '.join(entry.arg_names)}"
-        )
+        takes = ", ".join(entry.arg_names) or "no arguments of its own"
+        raise UnknownModelError(f"model {_shown(name)} does not take {', '.join(bad)}; "
+                                f"expected some of {takes}")  # fmt: skip
+
+
+def _shown(key: str) -> str:
+    """A registry key as messages show it (a user's file by its name, not its full path)."""
+    path, sep, function = key.rpartition(":")
+    return f"{path.replace(chr(92), '/').rpartition('/')[2]}:{function}" if sep else key
 
 
 def get_model(name: str, *, in_shape: tuple[int, ...], num_classes: int, **args: Any) -> Any:

@@ -22,13 +22,26 @@ DATA_ARGS = ("in_shape", "num_classes")
 Bounds = tuple[float | None, float | None]
 _KINDS = {bool: "bool", int: "int", float: "float", str: "str"}
 _TYPES: dict[str, type | tuple[type, ...]] = {
+    "any": object,  # a user's builder argument with no annotation sweeper checks
     "bool": bool,
     "int": int,
     "float": (int, float),  # a whole number is a fine float (dropout: 0)
     "str": str,
 }
-_WORDS = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}
-_PLURALS = {"bool": "booleans", "int": "integers", "float": "numbers", "str": "strings"}
+_WORDS = {
+    "any": "any value",
+    "bool": "true or false",
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+}
+_PLURALS = {
+    "any": "values",
+    "bool": "booleans",
+    "int": "integers",
+    "float": "numbers",
+    "str": "strings",
+}
 
 
 @dataclass(frozen=True)
@@ -97,7 +110,7 @@ class ArgSpec:
 
 def _is_kind(value: Any, kind: str) -> bool:
     if isinstance(value, bool):  # YAML's true is an int to Python, never to a sweep
-        return kind == "bool"
+        return kind in ("bool", "any")
     return isinstance(value, _TYPES[kind])
 
 
@@ -112,22 +125,36 @@ def arg_specs(
     builder: Callable[..., Any],
     bounds: Mapping[str, Bounds] | None = None,
     choices: Mapping[str, Sequence[str]] | None = None,
+    lenient: bool = False,
 ) -> dict[str, ArgSpec]:
     """Each argument a sweep may set (not :data:`DATA_ARGS`), from the builder's annotations.
+
+    ``lenient`` (a user's own builder): an argument with no annotation, or one sweeper does
+    not check, takes any value (its builder checks it).
 
     Raises:
         ValueError: bounds or choices for an argument the builder does not take, bounds on
             a non-number or choices on a non-string, or an annotation with no check.
     """
     bounds, choices = dict(bounds or {}), dict(choices or {})
-    hints = typing.get_type_hints(builder)
+    try:
+        hints = typing.get_type_hints(builder)
+    except Exception:  # noqa: BLE001 - a user's annotation that does not evaluate
+        if not lenient:
+            raise
+        hints = {}
     names = [n for n in inspect.signature(builder).parameters if n not in DATA_ARGS]
     unknown = sorted((set(bounds) | set(choices)) - set(names))
     if unknown:
         raise ValueError(f"{builder.__name__} takes no argument {', '.join(unknown)}")
     specs = {}
     for name in names:
-        spec = _from_hint(builder.__name__, name, hints.get(name))
+        try:
+            spec = _from_hint(builder.__name__, name, hints.get(name))
+        except ValueError:
+            if not lenient:
+                raise
+            spec = ArgSpec("any")
         specs[name] = _with_limits(spec, name, bounds.get(name), choices.get(name))
     return specs
 

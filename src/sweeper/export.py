@@ -77,6 +77,7 @@ def _export_one(
             "goal": ctx.goal, "value": metrics.get(ctx.metric), "params": params,
             "metrics": metrics}  # fmt: skip
     sweep = folder / "sweep.yaml"
+    raw_spec = _code_beside(raw_spec, study.path, folder)
     atomic_write(sweep, sweep_text(raw_spec, params, info, sweep))
     atomic_write(folder / "metrics.json", json.dumps(info, indent=2) + "\n")
     item = Exported(rank, trial_id, folder, sweep, metrics)
@@ -86,6 +87,19 @@ def _export_one(
     else:
         item.weights, item.note = export_weights(ctx.spec, params, checkpoint, folder)
     return item
+
+
+def _code_beside(raw_spec: dict, study_path: Path, folder: Path) -> dict:
+    """The user's files the study keeps (``code/``) copied beside the exported sweep file,
+    which names them there: the export runs from its own folder."""
+    raw = dict(raw_spec)
+    for key in ("model", "data"):
+        part = raw.get(key)
+        if isinstance(part, dict) and isinstance(part.get("path"), str):
+            source = (study_path / part["path"]).resolve()
+            atomic_write(folder / source.name, source.read_text(encoding="utf-8"))
+            raw[key] = {**part, "path": source.name}
+    return raw
 
 
 def trial_params(spec: Any, row: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +145,8 @@ def sweep_text(raw_spec: dict[str, Any], params: dict[str, Any], info: dict, pat
     for name, value in params.items():
         fixed[name] = {"value": value}
     data["parameters"] = fixed
-    if data.get("model"):  # a script trial (program) has no model, nor a preset
+    own = data.get("model") and ("path" in data["model"] or "import" in data["model"])
+    if data.get("model") and not own:  # a script trial, or a builder of the user's: no preset
         _unshadow_preset(data, str(params.get("model", data["model"]["name"])))
     spec_from_dict(json.loads(json.dumps(data)), str(path))  # must load back as a valid spec
     m = info["metrics"]

@@ -16,6 +16,7 @@ from typing import Any
 
 from sweeper.errors import SpecError
 from sweeper.spec import Spec, TrainSpec, validate_part
+from sweeper.spec.code import code_paths
 from sweeper.suggest import did_you_mean
 from sweeper.trial.config import MODEL_KEY, SWEEPABLE_TRAIN_KEYS
 
@@ -69,7 +70,7 @@ def make_plan(
     if max_trials is not None and max_trials < 1:
         raise SpecError("--max-trials", "", f"must be >= 1, got {max_trials}")
     data = spec.data.model_copy(update={"root": resolve_data_root(spec, data_dir)})
-    spec = spec.model_copy(update={"data": data})
+    spec = code_paths(spec.model_copy(update={"data": data}), Path(source).parent)
     if spec.model is None:  # a program's trials, or a search space only: no registry to check
         if spec.runs != "nothing":
             from sweeper.script.check import check_program
@@ -104,12 +105,20 @@ def make_plan(
 
 def _check_dataset(spec: Spec, source: str) -> Any:
     from sweeper.data import DataError, dataset_info, list_datasets
+    from sweeper.usercode import UserCodeError
 
     try:
         return dataset_info(spec.data)
+    except UserCodeError as exc:
+        key = "data.path" if spec.data.path is not None else "data.import"
+        raise SpecError(source, key, str(exc)) from None
     except DataError as exc:
+        message = str(exc)
+        if message.startswith("args."):  # "args.split: expected one of ..."
+            key, _, message = message.partition(": ")
+            raise SpecError(source, f"data.{key}", message) from None
         hint = _did_you_mean(spec.data.name, list_datasets())
-        raise SpecError(source, "data.name", f"{exc}{hint}") from None
+        raise SpecError(source, "data.name", f"{message}{hint}") from None
 
 
 def _model_names(spec: Spec, source: str) -> list[str]:
@@ -117,7 +126,7 @@ def _model_names(spec: Spec, source: str) -> list[str]:
     param = spec.parameters.get(MODEL_KEY)
     if param is None:
         assert spec.model is not None  # make_plan checks models only for a model's sweep
-        return [spec.model.name]
+        return [_own_model(spec, source)]
     if param.kind not in _INT_KINDS[:-1]:
         raise SpecError(
             source,
@@ -133,6 +142,19 @@ def _model_names(spec: Spec, source: str) -> list[str]:
             f"expected registered model names, got {bad[0]!r}",
         )
     return values
+
+
+def _own_model(spec: Spec, source: str) -> str:
+    """The model's registry key; a user's builder loaded (failures name its file and line)."""
+    from sweeper.models import ensure_model
+    from sweeper.usercode import UserCodeError
+
+    assert spec.model is not None
+    try:
+        return ensure_model(spec.model)
+    except UserCodeError as exc:
+        key = "model.path" if spec.model.path is not None else "model.import"
+        raise SpecError(source, key, str(exc)) from None
 
 
 def _check_models(spec: Spec, source: str) -> list[Any]:

@@ -40,8 +40,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if spec.model is None:
         _print_space(out, spec, resources)
         return 0
-    out.print(f"  model        {spec.model.name} ({plan.first_params:,} parameters, first config)")
-    out.print(f"  data         {spec.data.name} from {spec.data.root}")
+    out.print(f"  model        {spec.model.label} ({plan.first_params:,} parameters, first config)")
+    out.print(f"  data         {spec.data.label} from {spec.data.root}")
     out.print(f"  resources    {resources}")
     out.print(f"  optuna       {spec.storage or 'optuna.db in the study folder'}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sweeper.data import fashion_mnist as _fashion_mnist  # noqa: F401  (each registers one)
 from sweeper.data import membrane as _membrane  # noqa: F401
+from sweeper.data import torchvision_sets as _torchvision_sets  # noqa: F401
 from sweeper.data import xor as _xor  # noqa: F401
 from sweeper.data._api import (
     DataError,

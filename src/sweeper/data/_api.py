@@ -7,7 +7,7 @@ and the trial moves them to its device and batches them by index (no per-step Da
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +64,34 @@ Loader = Callable[[Any, Path], Splits]  # (DataSpec, root) -> Splits
 
 @dataclass(frozen=True)
 class DatasetEntry:
+    """A registered dataset.
+
+    Attributes:
+        info: what a model needs before any data is read (with ``args``' defaults).
+        loader: ``(DataSpec, root) -> Splits``.
+        args: the ``data.args`` it takes -> (default, the values it accepts).
+        info_for: ``data.args`` (defaults filled in) -> info, where the args change it.
+    """
+
     info: DatasetInfo
     loader: Loader
+    args: dict[str, tuple[Any, tuple[Any, ...]]] = field(default_factory=dict)
+    info_for: Callable[[dict[str, Any]], DatasetInfo] | None = None
+
+    def info_with(self, given: dict[str, Any]) -> DatasetInfo:
+        """The info for ``data.args``; an argument it does not take is a :class:`DataError`."""
+        for key, value in given.items():
+            if key not in self.args:
+                takes = ", ".join(self.args) or "no arguments"
+                raise DataError(f"args.{key}: {self.info.name} takes {takes}; got {key!r}")
+            accepted = self.args[key][1]
+            if accepted and value not in accepted:
+                raise DataError(
+                    f"args.{key}: expected one of {', '.join(map(str, accepted))}, got {value!r}"
+                )
+        if self.info_for is None:
+            return self.info
+        return self.info_for({k: d for k, (d, _) in self.args.items()} | dict(given))
 
 
 _DATASETS: dict[str, DatasetEntry] = {}
@@ -75,13 +101,21 @@ class DataError(Exception):
     """A dataset that cannot be found or read; the message says where and how to fix it."""
 
 
-def register_dataset(info: DatasetInfo) -> Callable[[Loader], Loader]:
-    """Register ``loader`` under ``info.name``; a duplicate name raises."""
+def register_dataset(
+    info: DatasetInfo,
+    args: dict[str, tuple[Any, tuple[Any, ...]]] | None = None,
+    info_for: Callable[[dict[str, Any]], DatasetInfo] | None = None,
+) -> Callable[[Loader], Loader]:
+    """Register ``loader`` under ``info.name``; a duplicate name raises.
+
+    ``args``: the ``data.args`` the dataset takes -> (default, accepted values; empty: any);
+    ``info_for`` gives the info for given args where they change it (EMNIST's split).
+    """
 
     def wrap(loader: Loader) -> Loader:
         if info.name in _DATASETS:
             raise ValueError(f"dataset {info.name!r} is already registered")
-        _DATASETS[info.name] = DatasetEntry(info, loader)
+        _DATASETS[info.name] = DatasetEntry(info, loader, dict(args or {}), info_for)
         return loader
 
     return wrap
@@ -101,9 +135,19 @@ def get_dataset(name: str) -> DatasetEntry:
         ) from None
 
 
+def entry_for(data_spec: Any) -> DatasetEntry:
+    """The registered dataset the spec names, or the user's own loader as an entry."""
+    if getattr(data_spec, "is_own", False):
+        from sweeper.data.own import own_entry
+
+        return own_entry(data_spec)
+    return get_dataset(data_spec.name)
+
+
 def dataset_info(data_spec: Any) -> DatasetInfo:
     """The dataset's info as the spec shapes it (``image_size`` resizes images)."""
-    info = get_dataset(data_spec.name).info
+    entry = entry_for(data_spec)
+    info = entry.info_with(dict(getattr(data_spec, "args", {})))
     size = getattr(data_spec, "image_size", None)
     if size and len(info.in_shape) == 3:
         info = replace(info, in_shape=(info.in_shape[0], size, size))
@@ -112,7 +156,7 @@ def dataset_info(data_spec: Any) -> DatasetInfo:
 
 def load_splits(data_spec: Any, root: str | Path) -> Splits:
     """Load the dataset ``data_spec.name`` from ``root`` and split it as the spec says."""
-    splits = get_dataset(data_spec.name).loader(data_spec, Path(root))
+    splits = entry_for(data_spec).loader(data_spec, Path(root))
     info = dataset_info(data_spec)
     if info.in_shape != splits.info.in_shape:
         splits = _resized(splits, info)
@@ -127,10 +171,10 @@ def _resized(splits: Splits, info: DatasetInfo) -> Splits:
     size = info.in_shape[1:]
 
     def images(x: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(x).float()
-        return (
-            F.interpolate(t, size=size, mode="area").round().clamp(0, 255).to(torch.uint8).numpy()
-        )
+        t = F.interpolate(torch.from_numpy(x).float(), size=size, mode="area")
+        if x.dtype != np.uint8:  # a user's float images stay float
+            return t.numpy()
+        return t.round().clamp(0, 255).to(torch.uint8).numpy()
 
     def labels(y: np.ndarray) -> np.ndarray:
         if info.task != "segmentation":

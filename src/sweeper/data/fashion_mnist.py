@@ -7,10 +7,6 @@ torchvision then reads the cache; its checksum-verified download never runs ther
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +20,7 @@ from sweeper.data._api import (
     split_train_val,
     subsample,
 )
+from sweeper.data.torchvision_sets import cache_dir, idx_root  # noqa: F401 (re-exported)
 
 RAW_FILES = (
     "train-images-idx3-ubyte",
@@ -36,38 +33,13 @@ INFO = DatasetInfo(
 )
 
 
-def cache_dir() -> Path:
-    """Where decompressed copies go: ``$SWEEPER_CACHE_DIR`` or ``~/.cache/sweeper``."""
-    return Path(os.environ.get("SWEEPER_CACHE_DIR", Path.home() / ".cache" / "sweeper"))
-
-
 def torchvision_root(root: Path) -> tuple[Path, bool]:
     """The root to hand torchvision, and whether it may download there.
 
     Uncompressed files under ``root`` are used as they are; ``.gz`` files are decompressed
     into the cache; with neither, torchvision downloads into ``root``.
     """
-    raw = root / "FashionMNIST" / "raw"
-    if all((raw / f).is_file() for f in RAW_FILES):
-        return root, False
-    if all((raw / f"{f}.gz").is_file() for f in RAW_FILES):
-        key = hashlib.sha1(str(raw.resolve()).encode()).hexdigest()[:12]
-        cached = cache_dir() / "data" / key
-        _gunzip_all(raw, cached / "FashionMNIST" / "raw")
-        return cached, False
-    return root, True
-
-
-def _gunzip_all(src: Path, dst: Path) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in RAW_FILES:
-        gz, out = src / f"{name}.gz", dst / name
-        if out.is_file() and out.stat().st_mtime >= gz.stat().st_mtime:
-            continue
-        tmp = out.with_suffix(f".tmp{os.getpid()}")
-        with gzip.open(gz, "rb") as fin, open(tmp, "wb") as fout:
-            shutil.copyfileobj(fin, fout)
-        os.replace(tmp, out)  # atomic: a reader never sees half a file
+    return idx_root(root, "FashionMNIST", RAW_FILES)
 
 
 def read_fashion_mnist(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sweeper.engine.session import SCRIPT_PRELOAD, WORKER_PRELOAD, init_ray, shutdown_ray
@@ -166,6 +166,7 @@ def run_study(
     from sweeper.engine.relocate import relocate_experiment
     from sweeper.engine.snapshot import read_snapshot, repair
 
+    plan = replace(plan, spec=study.with_code(plan.spec))  # workers load the study's copies
     spec = plan.spec
     plan.trial_budget()  # a one-line error when nothing bounds the trials
     ray_env(spec)

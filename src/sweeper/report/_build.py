@@ -99,7 +99,7 @@ def _overview(df: pd.DataFrame, ctx: ReportContext) -> Section:
         "metric": f"{ctx.metric} ({ctx.goal}); {len(done)} finished trials",
         f"best {ctx.metric}": best_txt,
         "model": (
-            f"{spec.model.name} {dict(spec.model.args) or ''}".strip() if spec.model else spec.runs
+            f"{spec.model.label} {dict(spec.model.args) or ''}".strip() if spec.model else spec.runs
         ),
         "data": f"{data.name} (train/val/test {sizes})",
         "training": f"{spec.train.epochs} epochs, batch {spec.train.batch_size}, "

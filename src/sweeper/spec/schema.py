@@ -22,6 +22,7 @@ from pydantic import (
 from sweeper.errors import describe_value
 from sweeper.optimizers import OPTIMIZERS
 from sweeper.optuna_storage import check_syntax
+from sweeper.spec.code import DataSpec, ModelSpec
 from sweeper.spec.distributions import FINITE, MACRO_NAMES
 from sweeper.spec.params import Number, Param, _Strict, flatten_params
 from sweeper.suggest import did_you_mean
@@ -140,25 +141,6 @@ class EarlyTerminate(_Strict):
     def max_t(self, epochs: int) -> int:
         """The last rung's bound: ``max_iter``, else the trials' planned epochs."""
         return self.max_iter or epochs
-
-
-class ModelSpec(_Strict):
-    """A registered model (``sweeper models`` lists them) and its fixed arguments."""
-
-    name: StrictStr
-    args: dict[str, Any] = Field(default_factory=dict)
-
-
-class DataSpec(_Strict):
-    """A registered dataset, where its files are, and how the training set is split."""
-
-    name: StrictStr = "fashion_mnist"
-    root: StrictStr | None = None
-    val_size: Annotated[StrictInt, Field(ge=1)] = 10_000
-    train_size: Annotated[StrictInt, Field(ge=1)] | None = None
-    test_size: Annotated[StrictInt, Field(ge=1)] | None = None
-    split_seed: StrictInt = 0
-    image_size: Annotated[StrictInt, Field(ge=8)] | None = None
 
 
 AUGMENTS = ("none", "flip", "seed")
@@ -389,7 +371,7 @@ class Spec(_Strict):
     def runs(self) -> str:
         """What a trial runs, in words: ``model mlp``, ``program train.py`` or ``nothing``."""
         if self.model is not None:
-            return f"model {self.model.name}"
+            return f"model {self.model.label}"
         if self.program is not None or self.command is not None:
             return f"program {self.program or ' '.join(self.command or [])}"
         return "nothing"

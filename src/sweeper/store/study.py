@@ -10,6 +10,7 @@
       history.csv   one row per reported value: trial_id, epoch, key, value (append-only)
       optuna.db     an Optuna study (SQLite) mirroring the ended trials
       tune/         Ray Tune's experiment folder (checkpoints, searcher state)
+      code/         copies of the user's own model and data files (spec.yaml names these)
 
 Whole files are replaced by a rename and records are appended (:mod:`sweeper.store.files`),
 so a kill at any moment leaves a readable study. No ray here.
@@ -30,6 +31,7 @@ import yaml
 
 from sweeper.errors import SweeperError
 from sweeper.spec import Spec, spec_from_dict
+from sweeper.spec.code import CODE_DIR, code_paths, own_files
 from sweeper.store.files import atomic_write
 from sweeper.store.history import History
 from sweeper.store.lock import StudyLock
@@ -95,7 +97,7 @@ class Study(StudyLock):
         except OSError as exc:
             raise SweeperError(f"{path}: cannot create the study folder: {exc.strerror}") from None
         study = cls(path)
-        atomic_write(path / "spec.yaml", dump_spec(spec))
+        atomic_write(path / "spec.yaml", dump_spec(copy_code(spec, path)))
         study._write_meta(
             {
                 "format": STUDY_FORMAT,
@@ -148,7 +150,19 @@ class Study(StudyLock):
         from sweeper.spec import read_yaml_file
 
         source = str(self.path / "spec.yaml")
-        return spec_from_dict(read_yaml_file(source), source)
+        return code_paths(spec_from_dict(read_yaml_file(source), source), self.path)
+
+    def with_code(self, spec: Spec) -> Spec:
+        """``spec`` loading the user's files from this study's copies (``code/``)."""
+        if not own_files(spec):
+            return spec
+        saved = own_files(self.spec())
+        update = {
+            key: getattr(spec, key).model_copy(update={"path": str(saved[key])})
+            for key in own_files(spec)
+            if key in saved
+        }
+        return spec.model_copy(update=update)
 
     @property
     def name(self) -> str:
@@ -204,6 +218,30 @@ class Study(StudyLock):
     def history(self) -> Any:
         """Per-epoch metrics as a wide DataFrame: one row per (trial_id, epoch)."""
         return self.history_file.frame()
+
+
+def copy_code(spec: Spec, path: Path) -> Spec:
+    """Copy the user's model and data files into ``path/code/``; the spec names the copies.
+
+    The saved spec names them relative to the study folder (``code/my_models.py``), so
+    resume, export and the report load the same code when the original file changes or
+    the study folder moves.
+    """
+    files = own_files(spec)
+    update = {}
+    for key, original in files.items():
+        clash = key == "data" and files.get("model", original) != original
+        name = (
+            f"data_{original.name}"
+            if clash and files["model"].name == original.name
+            else (original.name)
+        )
+        target = path / CODE_DIR / name
+        target.parent.mkdir(exist_ok=True)
+        if original.resolve() != target.resolve():
+            atomic_write(target, original.read_text(encoding="utf-8"))
+        update[key] = getattr(spec, key).model_copy(update={"path": f"{CODE_DIR}/{name}"})
+    return spec.model_copy(update=update) if update else spec
 
 
 def dump_spec(spec: Spec) -> str:

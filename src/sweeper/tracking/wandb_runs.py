@@ -68,12 +68,18 @@ def run_config(spec: Any, params: dict[str, Any]) -> dict[str, Any]:
     train = cfg.train.model_dump(exclude={"optimizer_args"})
     fixed: dict[str, Any] = {
         "study": spec.name,
-        "model": cfg.model,
+        "model": spec.model.label if cfg.model == spec.model.ref else cfg.model,  # own: file:fn
         **{k: _plain(v) for k, v in cfg.model_args.items()},
         **train,
         **cfg.optimizer_kwargs,
-        "dataset": spec.data.name,
-        **{f"data_{k}": v for k, v in spec.data.model_dump(exclude={"name", "root"}).items()},
+        "dataset": spec.data.label,
+        **{
+            f"data_{k}": v
+            for k, v in spec.data.model_dump(
+                exclude={"name", "root", "path", "import_", "args"}
+            ).items()
+        },
+        **{f"data_{k}": _plain(v) for k, v in spec.data.args.items()},  # emnist: data_split
         "metric": spec.metric.name,
         "goal": spec.metric.goal,
     }

@@ -85,10 +85,11 @@ def resolve_trial(spec: Spec, params: dict[str, Any]) -> TrialConfig:
     Optimizer settings: registry defaults, ``train.lr``/``momentum``/``weight_decay``,
     ``train.optimizer_args[optimizer]``, swept values.
     """
+    from sweeper.models import ensure_model
     from sweeper.space import constants
 
     params = {**constants(spec), **params}
-    model = str(params.get(MODEL_KEY, spec.model.name))
+    model = str(params.get(MODEL_KEY) or ensure_model(spec.model))
     explicit = spec.train.model_dump(include=spec.train.model_fields_set)
     swept_train = {k: v for k, v in params.items() if k in SWEEPABLE_TRAIN_KEYS}
     layers = {**preset_train_defaults(model), **explicit, **swept_train}
