@@ -6,6 +6,7 @@ import pytest
 
 from sweeper.engine.tensorboard import TensorBoardSink, make_sink
 from sweeper.spec import spec_from_dict
+from sweeper.store import Study
 
 pytest.importorskip("tensorboard")
 
@@ -58,20 +59,28 @@ def test_scalars_per_epoch_and_hparams(tmp_path):
     assert {m.name.tag for m in exp.metric_infos} == {"val_acc", "test_acc"}
 
 
-def test_resume_replaces_retrained_epochs_without_duplicates(tmp_path):
+def test_resume_writes_each_epoch_once_as_the_history_holds_it(tmp_path):
+    study = Study(tmp_path)
     first = sink(tmp_path)
     for epoch in (1, 2, 3):
-        first.log("t1", {"lr": 0.1}, {"epoch": epoch, "val_acc": epoch / 10})
-    first.close()  # killed after epoch 3; the checkpoint Ray restores holds epoch 2
+        study.append_history("t1", epoch, {"val_acc": epoch / 10})
+    first.log("t1", {"lr": 0.1}, {"epoch": 1, "val_acc": 0.1})
+    first.log("t1", {"lr": 0.1}, {"epoch": 2, "val_acc": 0.2})
+    first.close()  # SIGKILL: the history holds epoch 3, TensorBoard not; Ray's checkpoint: 2
 
-    second = sink(tmp_path)
-    for epoch in (3, 4):
+    second = TensorBoardSink(tmp_path, True, print, resumed={"t1"}, history=study.history)
+    for epoch in (3, 4):  # the callback voids epoch 3 in the history, then records it again
+        if epoch == 3:
+            study.history_file.restart("t1", 3)
+        study.append_history("t1", epoch, {"val_acc": epoch / 10 + 0.5})
         second.log("t1", {"lr": 0.1}, {"epoch": epoch, "val_acc": epoch / 10 + 0.5})
     second.finish("t1", {"lr": 0.1}, {"state": "COMPLETE", "epochs": 4, "val_acc": 0.9})
     second.close()
 
     scalars, _ = read(tmp_path / "tensorboard" / "t1")
     assert scalars["val_acc"] == [(1, 0.1), (2, 0.2), (3, 0.8), (4, 0.9)]
+    hist = study.history()
+    assert list(hist["val_acc"].round(6)) == [v for _, v in scalars["val_acc"]]
 
 
 def test_epoch_trained_again_in_one_session(tmp_path):
@@ -94,9 +103,9 @@ def test_forget_drops_trials_ray_does_not_know(tmp_path):
 
 def test_off_with_tensorboard_false(tmp_path):
     spec = spec_from_dict({"name": "s", "model": {"name": "mlp"}, "tensorboard": False}, "t")
-    tb = make_sink(tmp_path, spec, print)
+    tb = make_sink(Study(tmp_path), spec, print)
     tb.log("t1", {}, {"epoch": 1, "val_acc": 0.5})
     tb.close()
     assert not tb.enabled and not (tmp_path / "tensorboard").exists()
     on = spec_from_dict({"name": "s", "model": {"name": "mlp"}}, "t")
-    assert on.tensorboard is True and make_sink(tmp_path, on, print).enabled
+    assert on.tensorboard is True and make_sink(Study(tmp_path), on, print).enabled

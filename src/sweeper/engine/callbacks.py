@@ -65,7 +65,9 @@ class StudyCallback(Callback):
         self.history_last = self.study.history_epochs()  # trial -> last epoch in history.csv
         self.progress = Progress(self.book, self.book.spec.name, self.total)
         self.wandb = WandbSink(self.study, self.book.spec, resumed=set(self.history_last))
-        self.tensorboard = make_sink(self.study.path, self.book.spec, self.progress.warn)
+        self.tensorboard = make_sink(
+            self.study, self.book.spec, self.progress.warn, resumed=set(self.history_last)
+        )
         self.mirror_url = storage  # the mirror's real URL; None: from the saved spec
         self.mirror: Any = None  # made and used on the mirror's own thread only
         self.mirror_thread = Background("optuna mirror", self.progress.warn)

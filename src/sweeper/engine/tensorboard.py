@@ -6,9 +6,10 @@ shows the study: ``tensorboard --logdir runs/<study>/tensorboard``. Like the W&B
 runs on the driver, on a thread of its own (:class:`~sweeper.engine.background.Background`),
 so trials need nothing and Ray Tune's loop never waits for a disk write.
 
-A resumed trial that reports an epoch it (or an earlier session) already wrote opens its
-writer with ``purge_step`` at that epoch: TensorBoard's readers then drop the old events
-from that step on, so no epoch appears twice (the same rule as the history's restart mark).
+A writer opened with ``purge_step`` makes TensorBoard's readers drop the folder's older
+events from that step on. A trial that trains an epoch again opens one at that epoch; a
+resumed trial opens one at step 1 and writes its earlier epochs again from the study's
+history. So each epoch appears once, with the history's values (whatever a SIGKILL cut).
 """
 
 from __future__ import annotations
@@ -27,8 +28,21 @@ FOLDER = "tensorboard"
 class TensorBoardSink:
     """Scalars per epoch, hparams at a trial's first result, the session's end at its end."""
 
-    def __init__(self, root: Path, enabled: bool, warn: Any) -> None:
+    def __init__(
+        self,
+        root: Path,
+        enabled: bool,
+        warn: Any,
+        resumed: set[str] | None = None,
+        history: Any = None,
+    ) -> None:
+        """``resumed``: the trials the study's history held epochs for when the session
+        began; ``history()`` reads that history (a frame: trial_id, epoch, metrics...)."""
         self.root = Path(root) / FOLDER
+        self.resumed = set(resumed or ())
+        self.history = history or (lambda: None)
+        self._before: Any = None  # the history, read at the first resumed trial's write
+        self.opened: set[str] = set()  # trials given a writer this session
         self.enabled = enabled
         self.warn = warn
         self.writers: dict[str, Any] = {}  # trial -> its open SummaryWriter
@@ -67,19 +81,52 @@ class TensorBoardSink:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def _writer(self, trial_id: str, epoch: int | None = None) -> Any:
-        """The trial's writer; reopened with ``purge_step`` when ``epoch`` was written before."""
-        folder = self.root / trial_id
+        """The trial's writer; reopened with ``purge_step`` when ``epoch`` was written before.
+
+        A resumed trial's first writer of the session voids everything its folder holds
+        and writes its earlier epochs again from the study's history (the truth: a SIGKILL
+        can fall between the history's record of an epoch and this thread's write of it).
+        """
         again = epoch is not None and epoch <= self.last.get(trial_id, 0)
         if trial_id in self.writers and not again:
             return self.writers[trial_id]
         self._close(trial_id)
         from torch.utils.tensorboard import SummaryWriter
 
-        # a folder from an earlier session (or an epoch trained again): void from here on
-        purge = epoch if epoch is not None and (again or folder.is_dir()) else None
+        folder = self.root / trial_id
+        earlier = folder.is_dir()
+        backfill = trial_id in self.resumed and trial_id not in self.opened
+        if backfill:
+            purge: int | None = 1
+        elif epoch is not None and (again or earlier):
+            purge = epoch  # an epoch trained again (or a folder of an earlier session)
+        else:
+            purge = None
         folder.mkdir(parents=True, exist_ok=True)
-        self.writers[trial_id] = SummaryWriter(str(folder), purge_step=purge, flush_secs=10)
-        return self.writers[trial_id]
+        writer = SummaryWriter(str(folder), purge_step=purge if earlier or again else None)
+        self.writers[trial_id] = writer
+        self.opened.add(trial_id)
+        if backfill:
+            self._backfill(trial_id, writer, before=epoch)
+        return writer
+
+    def _backfill(self, trial_id: str, writer: Any, before: int | None) -> None:
+        """Write the trial's epochs (before ``before``) as the study's history holds them."""
+        if self._before is None:
+            self._before = self.history()
+        hist = self._before
+        if hist is None or hist.empty:
+            return
+        rows = hist[hist["trial_id"] == trial_id].sort_values("epoch")
+        for row in rows.to_dict("records"):
+            epoch = int(row["epoch"])
+            if before is not None and epoch >= before:
+                break
+            for key, value in _numbers(row).items():
+                if key != "epoch":
+                    writer.add_scalar(key, value, epoch)
+                    self.tags.setdefault(trial_id, set()).add(key)
+            self.last[trial_id] = epoch
 
     def _log(self, trial_id: str, params: dict[str, Any], metrics: dict[str, Any]) -> None:
         epoch = int(metrics["epoch"])
@@ -161,11 +208,12 @@ def _hparam_value(value: Any) -> Any:
     return value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
-def make_sink(study_path: Path, spec: Any, warn: Any) -> TensorBoardSink:
+def make_sink(study: Any, spec: Any, warn: Any, resumed: set[str] | None = None) -> TensorBoardSink:
     """The study's sink: on unless the spec says ``tensorboard: false`` (a missing package
     is a warning, never a stopped study)."""
     enabled = bool(getattr(spec, "tensorboard", True))
     why = available() if enabled else None
     if why is not None:
         warn(f"TensorBoard logs off: {why}")
-    return TensorBoardSink(study_path, enabled and why is None, warn)
+    on = enabled and why is None
+    return TensorBoardSink(study.path, on, warn, resumed=resumed, history=study.history)
