@@ -82,6 +82,17 @@ def assert_study_complete(study: Path, planned: list[tuple], epochs: int = EPOCH
         got = sorted({e for (t, e, _k) in snap.history_pairs if t == r["trial_id"]})
         assert got == list(range(1, epochs + 1)), (r["trial_id"], got)
     assert sorted(snap.optuna_ids) == sorted(r["trial_id"] for r in snap.rows)
+    for r in snap.rows:  # TensorBoard's reader: each epoch once, however often it was killed
+        steps = tensorboard_steps(study / "tensorboard" / str(r["trial_id"]))
+        assert steps == list(range(1, epochs + 1)), (r["trial_id"], steps)
+
+
+def tensorboard_steps(folder: Path) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [e.step for e in acc.Scalars("val_acc")]
 
 
 def test_sigkill_at_random_moments_then_resume_loses_and_duplicates_nothing(tmp_path, data_root):

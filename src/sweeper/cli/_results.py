@@ -22,11 +22,10 @@ def report_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write a study's report: one self-contained HTML page (or Markdown / CSV tables)."""
-    from sweeper.report import write_report
-    from sweeper.store import Study
+    from sweeper.api import open_study
 
-    study = Study.open(args.study, args.out)
-    paths = write_report(study, args.format, args.output, top=args.top, threshold=args.threshold)
+    study = open_study(args.study, args.out)
+    paths = study.report(args.output, format=args.format, top=args.top, threshold=args.threshold)
     out = console()
     for path in paths:
         out.print(f"wrote {path} ({path.stat().st_size:,} bytes)")
@@ -40,13 +39,13 @@ def export_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export the best configs as runnable sweep files, with their metrics and weights."""
-    from sweeper.export import export_study
-    from sweeper.store import Study
+    from sweeper.api import open_study
 
-    study = Study.open(args.study, args.out)
+    study = open_study(args.study, args.out)
+    metric = study.spec.metric.name
     out = console()
-    for item in export_study(study, top=args.top, out=args.output):
-        value = item.metrics.get(study.spec().metric.name)
+    for item in study.export(args.top, out=args.output):
+        value = item.metrics.get(metric)
         out.print(f"#{item.rank} trial {item.trial_id} ({value}): {item.sweep}")
         for path in item.weights:
             out.print(f"    {path.name}")

@@ -23,21 +23,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def trials(study: Any, spec: Any) -> Any:
-    """The study's trial table as the report reads it: results best first, then the rest."""
-    from sweeper.report import collect, trial_table
+    """The study's trial table (:func:`sweeper.api._study.trial_table`), best first."""
+    from sweeper.api._study import trial_table
 
-    maximize = spec.metric.goal == "maximize"
-    return trial_table(collect(study), list(spec.parameters), spec.metric.name, maximize)
+    return trial_table(study, spec)
 
 
 def best(table: Any, spec: Any) -> dict[str, Any] | None:
-    """The best result's id and metric (:func:`sweeper.states.best_rows`), or None."""
-    from sweeper.states import best_rows, metric_value
+    """The best result's id and metric, or None."""
+    from sweeper.api._study import best_records
+    from sweeper.states import metric_value
 
-    metric = spec.metric.name
-    rows = best_rows(table.to_dict(orient="records"), metric, spec.metric.goal == "maximize", 1)
+    rows = best_records(table, spec, 1)
     if not rows:
         return None
+    metric = spec.metric.name
     return {"trial_id": str(rows[0]["trial_id"]), metric: metric_value(rows[0], metric)}
 
 
@@ -104,8 +104,9 @@ def _numeric(values: Any) -> bool:
 
 def state_word(study: Any) -> str:
     """The study's state; a 'running' study whose driver is gone is 'interrupted'."""
-    state = study.meta().get("state", "?")
-    return "interrupted" if state == "running" and not study.driver_alive() else state
+    from sweeper.api._study import state_word as word
+
+    return word(study)
 
 
 def state_text(study: Any) -> str:

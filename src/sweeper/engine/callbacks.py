@@ -2,7 +2,7 @@
 
 One callback turns each event into an update of the :class:`~sweeper.engine.book.TrialBook`
 (the state machine), then hands the trial's row to the sinks: the trial table and history
-in the study folder, the Optuna mirror, W&B and the progress line. Each event costs an
+in the study folder, the Optuna mirror, W&B, TensorBoard and the progress line. Each event costs an
 append or two, whatever the study's size. The Optuna mirror and W&B are copies of the
 study, each written by a thread of its own (:mod:`sweeper.engine.background`), so Ray
 Tune's control loop (and every trial waiting in ``tune.report``) never waits for them.
@@ -55,6 +55,7 @@ class StudyCallback(Callback):
 
     def _setup(self, storage: str | None = None) -> None:
         from sweeper.engine.progress import Progress
+        from sweeper.engine.tensorboard import make_sink
         from sweeper.engine.tracking import WandbSink
 
         if not (Path(self.study_path) / "study.json").is_file():
@@ -64,6 +65,9 @@ class StudyCallback(Callback):
         self.history_last = self.study.history_epochs()  # trial -> last epoch in history.csv
         self.progress = Progress(self.book, self.book.spec.name, self.total)
         self.wandb = WandbSink(self.study, self.book.spec, resumed=set(self.history_last))
+        self.tensorboard = make_sink(
+            self.study, self.book.spec, self.progress.warn, resumed=set(self.history_last)
+        )
         self.mirror_url = storage  # the mirror's real URL; None: from the saved spec
         self.mirror: Any = None  # made and used on the mirror's own thread only
         self.mirror_thread = Background("optuna mirror", self.progress.warn)
@@ -101,6 +105,7 @@ class StudyCallback(Callback):
         self._record_history(trial.trial_id, metrics)
         self._record(self.book.rows[trial.trial_id])
         self.wandb.log(trial.trial_id, dict(trial.config or {}), metrics)
+        self.tensorboard.log(trial.trial_id, self.book.params(trial.trial_id), metrics)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, None)
@@ -126,6 +131,7 @@ class StudyCallback(Callback):
             for trial_id in dropped:
                 self.history_last.pop(trial_id, None)
         self.wandb.forget(known)
+        self.tensorboard.forget(known)
         for trial in trials:
             status = getattr(trial, "status", None)
             state = self.book.rows.get(trial.trial_id, {}).get("state")
@@ -190,12 +196,14 @@ class StudyCallback(Callback):
         self.mirror_thread.submit(self._mirror_record, trial.trial_id, params, dict(row), curve)
         self._record(row)
         self.wandb.finish(trial.trial_id, dict(trial.config or {}), row)
+        self.tensorboard.finish(trial.trial_id, params, row)
         self.progress.show(ended=True)
 
     def flush(self) -> None:
         """Wait until the mirror's and W&B's threads have written everything asked so far."""
         self.mirror_thread.flush()
         self.wandb.background.flush()
+        self.tensorboard.background.flush()
 
     def close(self) -> None:
         """Fold the table, close the mirror and the W&B runs (waiting for both threads to
@@ -207,6 +215,7 @@ class StudyCallback(Callback):
         self.mirror_thread.submit(self._close_mirror)
         self.mirror_thread.close()
         self.wandb.close()
+        self.tensorboard.close()
         self.progress.close()
 
 

@@ -1,7 +1,8 @@
 """The live progress line on stderr: trials ended, running, failed, pruned, best so far.
 
-A terminal gets one line redrawn in place (rich's ``Live``); logs and pipes get one line per
-ended trial.
+A terminal gets one line redrawn in place (rich's ``Live``), a Jupyter notebook one output
+line updated in place (an IPython display handle, at most a few times a second); logs and
+pipes get one line per ended trial.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ class Progress:
         self.console = Console(stderr=True, highlight=False, soft_wrap=True)
         self.t0 = time.monotonic()
         self._live: Any = None
+        self._handle: Any = None  # the notebook's display handle
+        self._shown_at = 0.0
 
     def text(self) -> str:
         c = self.book.counts()
@@ -36,6 +39,9 @@ class Progress:
         )
 
     def show(self, ended: bool = False) -> None:
+        if self.console.is_jupyter:
+            self._show_in_notebook(ended)
+            return
         if not self.console.is_terminal:
             if ended:
                 self.console.print(self.text())
@@ -47,10 +53,25 @@ class Progress:
             self._live.start()
         self._live.update(self.text())
 
+    def _show_in_notebook(self, ended: bool, force: bool = False) -> None:
+        from IPython.display import Pretty, display
+
+        now = time.monotonic()
+        if self._handle is None:
+            self._handle = display(Pretty(self.text()), display_id=True)
+        elif ended or force or now - self._shown_at >= 0.25:
+            self._handle.update(Pretty(self.text()))
+        else:
+            return
+        self._shown_at = now
+
     def warn(self, text: str) -> None:
         self.console.print(f"sweeper: warning: {text}")
 
     def close(self) -> None:
+        if self._handle is not None:
+            self._show_in_notebook(ended=True, force=True)
+            self._handle = None
         if self._live is not None:
             self._live.update(self.text())
             self._live.stop()

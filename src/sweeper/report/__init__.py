@@ -14,7 +14,13 @@ from sweeper.report._build import Section, Table, build
 from sweeper.report._collect import ReportContext, collect, context, history
 from sweeper.report._importance import importance
 from sweeper.report._summary import trial_table
-from sweeper.report._write import markdown_table, render_html, render_markdown, write_csv
+from sweeper.report._write import (
+    markdown_table,
+    render_fragment,
+    render_html,
+    render_markdown,
+    write_csv,
+)
 from sweeper.store import Study, atomic_write
 
 FORMATS = ("html", "md", "csv")
@@ -36,21 +42,28 @@ def write_report(
     """
     if fmt not in FORMATS:
         raise SweeperError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    sections, title = study_sections(study, top=top, threshold=threshold, figures=fmt == "html")
+    target = Path(out) if out else study.path / DEFAULT_OUTPUT[fmt]
+    if fmt == "csv":
+        return write_csv(sections, target)
+    text = render_html(sections, title) if fmt == "html" else render_markdown(sections, title)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, text)
+    return [target]
+
+
+def study_sections(
+    study: Study, *, top: int = 10, threshold: float | None = None, figures: bool = True
+) -> tuple[list[Section], str]:
+    """The report's sections for ``study`` and its title (no trials yet: a one-line error)."""
     ctx = context(study)
     df = collect(study)
     if df.empty:
         raise SweeperError(f"{study.path}: study {ctx.name} has no trials yet; nothing to report")
     hist = history(study)
     imp = _importance(study, ctx)
-    sections = build(df, hist, ctx, imp, top=top, threshold=threshold, figures=fmt == "html")
-    target = Path(out) if out else study.path / DEFAULT_OUTPUT[fmt]
-    if fmt == "csv":
-        return write_csv(sections, target)
-    title = f"sweeper report: {ctx.name}"
-    text = render_html(sections, title) if fmt == "html" else render_markdown(sections, title)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(target, text)
-    return [target]
+    sections = build(df, hist, ctx, imp, top=top, threshold=threshold, figures=figures)
+    return sections, f"sweeper report: {ctx.name}"
 
 
 def _importance(study: Study, ctx: ReportContext) -> tuple[object, str]:
@@ -77,7 +90,9 @@ __all__ = [
     "importance",
     "markdown_table",
     "render_html",
+    "render_fragment",
     "render_markdown",
+    "study_sections",
     "trial_table",
     "write_csv",
     "write_report",

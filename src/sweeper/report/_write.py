@@ -57,6 +57,18 @@ def render_html(sections: list[Section], title: str) -> str:
     )
 
 
+def render_fragment(sections: list[Section], title: str) -> str:
+    """The page's body as one ``<div>`` (plotly.js embedded once, no page-wide CSS): what a
+    notebook shows inline."""
+    from plotly.offline import get_plotlyjs
+
+    body = "".join(_html_section(s, i) for i, s in enumerate(sections))
+    return (
+        f'<div class="sweeper-report"><script type="text/javascript">{get_plotlyjs()}</script>'
+        f"<h1>{html.escape(title)}</h1>{body}</div>"
+    )
+
+
 def _html_section(sec: Section, index: int) -> str:
     parts = [f'<section id="{sec.key}"><h2>{html.escape(sec.title)}</h2>']
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in sec.notes]

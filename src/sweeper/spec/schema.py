@@ -351,6 +351,8 @@ class Spec(_Strict):
     wandb: WandbSpec = Field(default_factory=WandbSpec)
     # Where the Optuna mirror lives (sweeper.optuna_storage); None: optuna.db in the folder.
     storage: StrictStr | None = None
+    # Per-trial TensorBoard logs under <study>/tensorboard/ (scalars per epoch, HParams).
+    tensorboard: StrictBool = True
 
     @field_validator("storage")
     @classmethod
