@@ -54,5 +54,5 @@ def test_example_notebook_runs(tmp_path, kernel):
     assert sorted(p.name for p in (study / "export").iterdir())[0].startswith("top1_")
     assert len(list((study / "tensorboard").iterdir())) == 4
     assert (study / "code" / "my_models.py").exists()  # the user's model travels with it
-    table = json.loads((study / "study.json").read_text())
-    assert table["state"] == "finished"
+    meta = json.loads((study / "study.json").read_text())
+    assert meta["state"] == "finished"
