@@ -140,3 +140,10 @@ def test_a_two_objective_study_reports_optunas_pareto_front(tmp_path, capsys, ra
     html = (study.path / "report.html").read_text()
     assert "Pareto front of val_acc (maximize), params (minimize)" in html
     assert all(t in html for t in expected)
+
+
+def test_check_prints_the_objectives(tmp_path, capsys):
+    assert main(["check", str(xor_sweep(tmp_path, "mo"))]) == 0
+    assert "objectives   val_acc (maximize), params (minimize) (a Pareto front)" in (
+        capsys.readouterr().out
+    )

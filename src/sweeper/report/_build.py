@@ -107,6 +107,10 @@ def _overview(df: pd.DataFrame, ctx: ReportContext) -> Section:
         f"{spec.train.optimizer}, {spec.train.repeats} repeat(s), seed {spec.train.seed}",
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    if ctx.objectives.multi:  # several objectives: no one best, a front
+        front = S.pareto_front(df, ctx.params, ctx.objectives)
+        facts["metric"] = f"{ctx.objectives.describe()}; {len(done)} finished trials"
+        facts[f"best {ctx.metric}"] = f"{best_txt} (Pareto front: {len(front)} trials)"
     frame = pd.DataFrame({"": list(facts), "value": list(facts.values())})
     return Section("overview", f"Study {ctx.name}", tables=[Table("overview", "Overview", frame)])
 
