@@ -21,7 +21,7 @@ own files: the trial's ``ended_at`` and ``wall_s`` (trial table) and the epoch's
 The full benchmark (the seed's 96-config MLP grid for 100 epochs, 3 seeds) needs a GPU.
 The CPU reduction: ``--configs`` (a sub-grid: the longest value lists lose their last
 values until at most that many configs remain; a continuous parameter becomes three
-values), ``--epochs``, ``--train-size``/``--val-size`` (a Fashion-MNIST slice), ``--seeds``;
+values), ``--epochs``, ``--train-size``/``--val-size``/``--test-size`` (a Fashion-MNIST slice), ``--seeds``;
 W&B and checkpoints are off (``--set wandb.mode=disabled train.checkpoint=false``).
 A rerun with the same ``--out`` re-reads the finished studies there instead of training.
 
@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the file's)")
     p.add_argument("--train-size", type=int, default=None)
     p.add_argument("--val-size", type=int, default=None)
+    p.add_argument("--test-size", type=int, default=None)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--within", type=float, default=0.003, help="target: grid best - this")
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep, n = write_sweep(Path(args.sweep), folder, args.configs)
     base = ["wandb.mode=disabled", "train.checkpoint=false", "resources.cpus=1"]
     for key, value in (("train.epochs", args.epochs), ("data.train_size", args.train_size),
-                       ("data.val_size", args.val_size)):  # fmt: skip
+                       ("data.val_size", args.val_size), ("data.test_size", args.test_size)):  # fmt: skip
         if value is not None:
             base.append(f"{key}={value}")
     seeds = [int(s) for s in args.seeds.split(",")]
