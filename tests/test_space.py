@@ -69,6 +69,8 @@ def test_continuous_space_needs_a_budget():
         ("tpe", optuna.samplers.TPESampler),
         ("gp", optuna.samplers.GPSampler),
         ("cmaes", optuna.samplers.CmaEsSampler),
+        ("nsga2", optuna.samplers.NSGAIISampler),
+        ("nsga3", optuna.samplers.NSGAIIISampler),
     ],
 )
 def test_every_sampler_builds_and_samples(name, cls):

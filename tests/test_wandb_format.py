@@ -96,9 +96,9 @@ REJECTED = {
         {"controller": {"type": "invalid"}, "method": "random", "parameters": {"a": {"values": [1, 2]}}},
         "controller: W&B's `controller` is not supported by sweeper",
     ),
-    "metrics_without_custom": (
-        {"method": "bayes", "metrics": [{"name": "loss"}, {"name": "acc"}], "parameters": {"v1": {"values": [1, 2]}}},
-        "metrics: W&B's `metrics` is not supported by sweeper: multi-objective",
+    "metrics_and_metric": (
+        {"method": "bayes", "metric": {"name": "loss"}, "metrics": [{"name": "loss"}, {"name": "acc"}], "parameters": {"v1": {"values": [1, 2]}}},
+        "metrics: give metric (one objective) or metrics (several), not both",
     ),
     "method_custom": (
         {"method": "custom", "parameters": {"v1": {"values": [1, 2]}}},

@@ -46,23 +46,42 @@ def export_study(study: Study, top: int = 3, out: str | Path | None = None) -> l
     """Export the ``top`` best finished trials of ``study`` into ``out`` (default
     ``<study>/export``); returns what was written, best first."""
     from sweeper.report import collect, context
-    from sweeper.report._summary import finished
 
     if top < 1:
         raise SweeperError(f"--top: must be >= 1, got {top}")
     ctx = context(study)
-    df = finished(collect(study), ctx.metric)
+    df = results(collect(study), ctx.objectives)
     if df.empty:
         raise SweeperError(
             f"{study.path}: no finished trial with a {ctx.metric}; nothing to export"
         )
-    best = df.sort_values(ctx.metric, ascending=not ctx.maximize).head(top)
+    best = _best(df, ctx, top)
     raw_spec = read_yaml_file(str(study.path / "spec.yaml"))
     folder = Path(out) if out else study.path / "export"
     done = []
     for rank, row in enumerate(best.to_dict(orient="records"), start=1):
         done.append(_export_one(study, ctx, raw_spec, row, rank, folder))
     return done
+
+
+def results(df: Any, objectives: Any) -> Any:
+    """The rows that are results (:meth:`sweeper.objectives.Objectives.is_result`)."""
+    import pandas as pd
+
+    ok = [objectives.is_result(r) for r in df.to_dict(orient="records")]
+    return df[pd.Series(ok, index=df.index, dtype=bool)]
+
+
+def _best(df: Any, ctx: Any, top: int) -> Any:
+    """The ``top`` best results; with several objectives, the Pareto front's first ``top``
+    (best first by the first objective), never a trial the front dominates."""
+    import pandas as pd
+
+    objectives = ctx.objectives
+    if not objectives.multi:
+        return df.sort_values(ctx.metric, ascending=not ctx.maximize).head(top)
+    front = objectives.front(df.to_dict(orient="records"))
+    return pd.DataFrame(front[:top], columns=df.columns)
 
 
 def _export_one(
@@ -76,6 +95,9 @@ def _export_one(
     info = {"study": ctx.name, "trial_id": trial_id, "rank": rank, "metric": ctx.metric,
             "goal": ctx.goal, "value": metrics.get(ctx.metric), "params": params,
             "metrics": metrics}  # fmt: skip
+    if ctx.objectives.multi:  # a Pareto-front trial: each objective's goal and value
+        info["objectives"] = {m.name: {"goal": m.goal, "value": metrics.get(m.name)}
+                              for m in ctx.objectives.metrics}  # fmt: skip
     sweep = folder / "sweep.yaml"
     raw_spec = _code_beside(raw_spec, study.path, folder)
     atomic_write(sweep, sweep_text(raw_spec, params, info, sweep))
@@ -132,13 +154,21 @@ def _metrics(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _ranked_by(info: dict[str, Any], goal: bool = True) -> str:
+    """``by val_acc (maximize)``, or for several objectives ``on the Pareto front of ...``."""
+    if "objectives" in info:
+        goals = ", ".join(f"{k} ({v['goal']})" for k, v in info["objectives"].items())
+        return f"on the Pareto front of {goals}, by {info['metric']}"
+    return f"by {info['metric']} ({info['goal']})" if goal else f"by {info['metric']}"
+
+
 def sweep_text(raw_spec: dict[str, Any], params: dict[str, Any], info: dict, path: Path) -> str:
     """A single-config sweep file: the saved spec with every swept parameter fixed."""
     data = json.loads(json.dumps(raw_spec))  # a deep copy of plain data
     data["name"] = f"{info['study']}_top{info['rank']}"
     data["description"] = (
-        f"trial {info['trial_id']} of study {info['study']} (rank {info['rank']} by "
-        f"{info['metric']}), exported by sweeper export"
+        f"trial {info['trial_id']} of study {info['study']} (rank {info['rank']} "
+        f"{_ranked_by(info, goal=False)}), exported by sweeper export"
     )
     data.update(method="grid", sampler=None, run_cap=None, early_terminate=None)
     fixed = dict(data.get("parameters") or {})
@@ -156,7 +186,7 @@ def sweep_text(raw_spec: dict[str, Any], params: dict[str, Any], info: dict, pat
     )  # fmt: skip
     header = [
         f"# Exported from study {info['study']}: trial {info['trial_id']}, rank {info['rank']} "
-        f"by {info['metric']} ({info['goal']}).",
+        f"{_ranked_by(info)}.",
         f"# Its metrics: {shown}; {m.get('epochs')} epochs, {m.get('params', '?')} parameters.",
         "# Retrain it with: sweeper run <this file>",
     ]

@@ -4,7 +4,8 @@ storage the spec names (:mod:`sweeper.optuna_storage`; by default ``optuna.db`` 
 study folder).
 
 A trial's Optuna state follows :mod:`sweeper.states`: a result (COMPLETE with a finite
-metric) is COMPLETE with its value, PRUNED stays PRUNED, and anything else ended (FAIL, or
+metric; every objective finite in a multi-objective study, whose Optuna study has one
+direction per objective) is COMPLETE with its values, PRUNED stays PRUNED, and anything else ended (FAIL, or
 COMPLETE without a finite metric) is FAIL.
 
 :class:`CatchingUpMirror` is the one the driver uses: a storage that cannot be reached
@@ -30,7 +31,7 @@ from sweeper.optuna_storage import (
 )
 from sweeper.space import recorded_distributions
 from sweeper.spec import Spec
-from sweeper.states import TrialState, is_result, metric_value
+from sweeper.states import TrialState
 
 
 class OptunaMirror:
@@ -46,14 +47,14 @@ class OptunaMirror:
         optuna.logging.set_verbosity(logging.WARNING)
         self._optuna = optuna
         self._dists = recorded_distributions(spec)
-        self._metric = spec.metric.name
+        self._objectives = spec.objectives
         self.url = url
         self.storage = open_storage(url)
         try:
             self.study = optuna.create_study(
                 storage=self.storage,
                 study_name=spec.name,
-                direction=spec.metric.goal,
+                directions=self._objectives.goals,
                 load_if_exists=True,
             )
             if owner is not None and self.study.user_attrs.get(OWNER_ATTR) != str(owner):
@@ -74,12 +75,12 @@ class OptunaMirror:
         if trial_id in self._seen or not state.ended:
             return
         ot = self._optuna
-        ok = is_result(row, self._metric)
+        ok = self._objectives.is_result(row)
         final = "COMPLETE" if ok else ("PRUNED" if state is TrialState.PRUNED else "FAIL")
         frozen = ot.trial.create_trial(
             params={k: v for k, v in params.items() if k in self._dists},
             distributions={k: d for k, d in self._dists.items() if k in params},
-            value=metric_value(row, self._metric) if ok else None,
+            values=self._objectives.values(row) if ok else None,
             state=getattr(ot.trial.TrialState, final),
             intermediate_values={e: v for e, v in curve.items() if v == v},
             user_attrs={"trial_id": trial_id, **_scalars(row)},

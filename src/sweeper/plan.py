@@ -87,20 +87,32 @@ def make_plan(
             f"{spec.data.name} is not an image dataset; "
             f"expected augment: none, got {spec.train.augment!r}",
         )
-    if spec.metric.name not in info.metrics:
-        raise SpecError(
-            source,
-            "metric.name",
-            f"{spec.data.name} trials report {', '.join(info.metrics)}; got {spec.metric.name!r}"
-            f"{_did_you_mean(spec.metric.name, info.metrics)}"
-            + (
-                " (test metrics are never used to choose a config)"
-                if "test" in spec.metric.name
-                else ""
-            ),
-        )
+    _check_objectives(spec, source, info.metrics)
     n_params = _smoke_build(spec, source, info)
     return Plan(spec, source, space_size(spec), planned_trials(spec, max_trials), n_params)
+
+
+# Reported by every built-in trial besides its task's metrics: an objective of a
+# multi-objective study (accuracy against size), never a single study's metric.
+SIZE_METRICS = ("params",)
+
+
+def _check_objectives(spec: Spec, source: str, reported: tuple[str, ...]) -> None:
+    """Every objective must be a metric the trials report (``params`` too, with several)."""
+    objectives = spec.objectives
+    if objectives.multi:
+        reported = (*reported, *SIZE_METRICS)
+    for i, name in enumerate(objectives.names):
+        if name in reported:
+            continue
+        key = f"metrics[{i}].name" if objectives.multi else "metric.name"
+        raise SpecError(
+            source,
+            key,
+            f"{spec.data.name} trials report {', '.join(reported)}; got {name!r}"
+            f"{_did_you_mean(name, reported)}"
+            + (" (test metrics are never used to choose a config)" if "test" in name else ""),
+        )
 
 
 def _check_dataset(spec: Spec, source: str) -> Any:

@@ -163,6 +163,8 @@ SAMPLER_DOCS = {
     "tpe": "Tree-structured Parzen Estimator (optuna TPESampler)",
     "gp": "Gaussian-process Bayesian optimisation (optuna GPSampler)",
     "cmaes": "CMA evolution strategy (optuna CmaEsSampler; categoricals sampled independently)",
+    "nsga2": "NSGA-II genetic algorithm, one or several objectives (optuna NSGAIISampler)",
+    "nsga3": "NSGA-III genetic algorithm, many objectives (optuna NSGAIIISampler)",
 }
 
 
@@ -182,4 +184,8 @@ def make_sampler(spec: Spec, seed: int | None = None) -> optuna.samplers.BaseSam
         return optuna.samplers.GPSampler(seed=seed)
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "nsga3":
+        return optuna.samplers.NSGAIIISampler(seed=seed)
     raise ValueError(f"unknown sampler {name!r}; expected one of {', '.join(SAMPLER_DOCS)}")

@@ -21,14 +21,18 @@ def trial_table(store: Any, spec: Any) -> Any:
     from sweeper.report import collect, trial_table
 
     maximize = spec.metric.goal == "maximize"
-    return trial_table(collect(store), list(spec.parameters), spec.metric.name, maximize)
+    df = collect(store)
+    return trial_table(df, list(spec.parameters), spec.metric.name, maximize, spec.objectives)
 
 
 def best_records(table: Any, spec: Any, k: int = 1) -> list[dict[str, Any]]:
-    """The ``k`` best results' rows (:func:`sweeper.states.best_rows`), best first."""
+    """The ``k`` best results' rows (:func:`sweeper.states.best_rows`), best first; with
+    several objectives, the Pareto front's first ``k`` (by the first objective)."""
     from sweeper.states import best_rows
 
     records = table.to_dict(orient="records")
+    if spec.objectives.multi:
+        return [dict(r) for r in spec.objectives.front(records)[:k]]
     return best_rows(records, spec.metric.name, spec.metric.goal == "maximize", k)
 
 

@@ -36,7 +36,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     out.print(f"  sampler      {spec.sampler_name} (method {spec.method})")
     out.print(f"  trials       {trials}")
     target = "" if spec.metric.target is None else f", target {spec.metric.target:g}"
-    out.print(f"  metric       {spec.metric.name} ({spec.metric.goal}{target})")
+    if spec.objectives.multi:
+        out.print(f"  objectives   {spec.objectives.describe()} (a Pareto front)")
+    else:
+        out.print(f"  metric       {spec.metric.name} ({spec.metric.goal}{target})")
     if spec.model is None:
         _print_space(out, spec, resources)
         return 0

@@ -41,12 +41,25 @@ def best(table: Any, spec: Any) -> dict[str, Any] | None:
     return {"trial_id": str(rows[0]["trial_id"]), metric: metric_value(rows[0], metric)}
 
 
+def front(table: Any, spec: Any) -> list[dict[str, Any]]:
+    """A multi-objective study's Pareto front: each trial's id and objective values, best
+    first by the first objective (:meth:`sweeper.objectives.Objectives.front`)."""
+    from sweeper.states import metric_value
+
+    objectives = spec.objectives
+    rows = objectives.front(table.to_dict(orient="records"))
+    names = objectives.names
+    return [
+        {"trial_id": str(r["trial_id"]), **{n: metric_value(r, n) for n in names}} for r in rows
+    ]
+
+
 def status_payload(study: Any, spec: Any) -> dict[str, Any]:
     """What ``status --json`` prints: the study's state, its best result and every trial."""
     table = trials(study, spec)
     state = state_word(study)
     resumable = state in ("interrupted", "created")
-    return {
+    payload = {
         "name": spec.name,
         "state": state,
         "resume": f"sweeper resume {study.path}" if resumable else None,
@@ -56,6 +69,11 @@ def status_payload(study: Any, spec: Any) -> dict[str, Any]:
         "optuna": mirror(study, spec),
         "trials": json.loads(table.to_json(orient="records")) if not table.empty else [],
     }
+    if spec.objectives.multi:  # the best trial is the front's first (by the first objective)
+        payload["objectives"] = [{"name": m.name, "goal": m.goal} for m in spec.objectives.metrics]
+        payload["pareto_front"] = front(table, spec)
+        payload["best"] = payload["pareto_front"][0] if payload["pareto_front"] else None
+    return payload
 
 
 def print_summary(study: Any, spec: Any, storage: str | None = None) -> None:
@@ -75,11 +93,25 @@ def print_summary(study: Any, spec: Any, storage: str | None = None) -> None:
     for row in table.itertuples(index=False):
         shown.add_row(*[fmt(v) for v in row])
     out.print(shown)
-    top = best(table, spec)
-    if top is not None:
-        metric = spec.metric.name
-        out.print(f"best {metric}: {top[metric]:.4f} (trial {top['trial_id']})")
+    if spec.objectives.multi:
+        out.print(front_text(front(table, spec), spec))
+    else:
+        top = best(table, spec)
+        if top is not None:
+            metric = spec.metric.name
+            out.print(f"best {metric}: {top[metric]:.4f} (trial {top['trial_id']})")
     out.print(mirror_text(mirror(study, spec, storage)))
+
+
+def front_text(rows: list[dict[str, Any]], spec: Any) -> str:
+    """``pareto front (val_acc max, params min): 3 trials: t1 (0.91, 1,234), ...``."""
+    objectives = spec.objectives
+    head = ", ".join(f"{m.name} {m.mode}" for m in objectives.metrics)
+    trials = "; ".join(
+        f"{r['trial_id']} (" + ", ".join(f"{r[n]:.4g}" for n in objectives.names) + ")"
+        for r in rows
+    )
+    return f"pareto front ({head}): {len(rows)} trials: {trials or 'none yet'}"
 
 
 def mirror(study: Any, spec: Any, storage: str | None = None) -> dict[str, Any]:

@@ -4,7 +4,8 @@ The sampler draws shaped priors as quantiles (:mod:`sweeper.spec.distributions`)
 searcher decodes each draw before Ray records the trial's config, so the trial, its row
 in the trial table, W&B and ``optuna.db`` all see the same value. It also holds W&B's
 ``metric.target``: once a trial reports a value at or beyond it, no new trial starts
-(running trials finish), as a W&B sweep does.
+(running trials finish), as a W&B sweep does. With several objectives (``spec.objectives``)
+the sampler's study has one direction per objective and is told each trial's final values.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ class SpecSearch(OptunaSearch):
     """OptunaSearch whose suggestions are decoded configs and which stops at the target."""
 
     def __init__(self, spec: Spec) -> None:
+        objectives = spec.objectives
+        multi = objectives.multi  # several: Ray's OptunaSearch takes lists (directions)
         super().__init__(
             space=distributions(spec),
-            metric=spec.metric.name,
-            mode=spec.metric.mode,
+            metric=objectives.names if multi else spec.metric.name,
+            mode=objectives.modes if multi else spec.metric.mode,
             sampler=make_sampler(spec),
         )
         self._spec = spec

@@ -55,6 +55,7 @@ def build(
     return [
         _overview(df, ctx),
         _best(df, ctx, top),
+        *([_pareto(df, ctx, figures)] if ctx.objectives.multi else []),
         _parallel(df, ctx, figures),
         _importance(importance, figures),
         _grid(df, ctx, figures),
@@ -106,6 +107,10 @@ def _overview(df: pd.DataFrame, ctx: ReportContext) -> Section:
         f"{spec.train.optimizer}, {spec.train.repeats} repeat(s), seed {spec.train.seed}",
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    if ctx.objectives.multi:  # several objectives: no one best, a front
+        front = S.pareto_front(df, ctx.params, ctx.objectives)
+        facts["metric"] = f"{ctx.objectives.describe()}; {len(done)} finished trials"
+        facts[f"best {ctx.metric}"] = f"{best_txt} (Pareto front: {len(front)} trials)"
     frame = pd.DataFrame({"": list(facts), "value": list(facts.values())})
     return Section("overview", f"Study {ctx.name}", tables=[Table("overview", "Overview", frame)])
 
@@ -115,6 +120,26 @@ def _best(df: pd.DataFrame, ctx: ReportContext, top: int) -> Section:
     notes = [] if not table.empty else ["No trial finished with a finite metric yet."]
     title = f"Best {min(top, len(table))} trials by {ctx.metric}"
     return Section("best", "Best trials", notes, tables=[Table("best_trials", title, table)])
+
+
+def _pareto(df: pd.DataFrame, ctx: ReportContext, figures: bool) -> Section:
+    """A multi-objective study's Pareto front: its table, and the first two objectives'
+    scatter with the front highlighted."""
+    objectives = ctx.objectives
+    sec = Section("pareto", f"Pareto front of {objectives.describe()}")
+    table = S.pareto_front(df, ctx.params, objectives)
+    if table.empty:
+        sec.notes.append("No trial finished with every objective finite yet.")
+        return sec
+    sec.notes.append(
+        f"{len(table)} trials no other trial dominates (as good in every objective and "
+        f"better in one), ordered by {objectives.first.name}."
+    )
+    if figures:
+        results = df[[objectives.is_result(r) for r in df.to_dict(orient="records")]]
+        sec.figures.append(figs.pareto(results, list(table["trial_id"]), objectives.metrics))
+    sec.tables.append(Table("pareto_front", "Pareto front", table))
+    return sec
 
 
 def _parallel(df: pd.DataFrame, ctx: ReportContext, figures: bool) -> Section:

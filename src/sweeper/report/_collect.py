@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from sweeper.objectives import Objectives
 from sweeper.states import TrialState
 from sweeper.store import PARAM_PREFIX, Study
 
@@ -40,6 +41,11 @@ class ReportContext:
     kinds: dict[str, str] = field(default_factory=dict)
     spec: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def objectives(self) -> Objectives:
+        """The study's objectives (several: a multi-objective study, ``metric`` the first)."""
+        return self.spec.objectives
 
     @property
     def maximize(self) -> bool:
@@ -84,8 +90,9 @@ def collect(study: Study) -> pd.DataFrame:
     df["state"] = df["state"].map(lambda s: TrialState.of(s).value)  # unknown: PENDING
     df["error"] = df["error"].fillna("").astype(str)
     df["trial_id"] = df["trial_id"].astype(str)
-    if ctx.metric not in df.columns:  # no trial reported yet (or every one failed first)
-        df[ctx.metric] = float("nan")
+    for name in ctx.objectives.names:  # no trial reported yet (or every one failed first)
+        if name not in df.columns:
+            df[name] = float("nan")
     for name in ctx.params:
         col = PARAM_PREFIX + name
         if col not in df.columns:

@@ -179,6 +179,31 @@ def metric_vs_params(df: pd.DataFrame, metric: str, color_by: str | None) -> Any
     return _layout(fig, f"{metric} against parameter count")
 
 
+def pareto(results: pd.DataFrame, front: list[str], metrics: Any) -> Any:
+    """The first two objectives of every result (x: the second, y: the first), the Pareto
+    front's trials highlighted and joined in the order of the second objective."""
+    go = _go()
+    y_name, x_name = metrics[0].name, metrics[1].name
+    on = results["trial_id"].astype(str).isin(front)
+    fig = go.Figure()
+    for rows, name, color, size in (
+        (results[~on], "dominated", "#c7c7c7", 8),
+        (results[on].sort_values(x_name), "Pareto front", "#d62728", 11),
+    ):
+        fig.add_trace(go.Scatter(x=rows[x_name], y=rows[y_name], name=name, text=rows["trial_id"],
+                                 mode="markers+lines" if name != "dominated" else "markers",
+                                 line={"shape": "hv", "color": color},
+                                 marker={"size": size, "color": color},
+                                 hovertemplate=f"trial %{{text}}<br>{x_name} %{{x:.4g}}<br>"
+                                 f"{y_name} %{{y:.4f}}<extra></extra>"))  # fmt: skip
+    x = pd.to_numeric(results[x_name], errors="coerce")
+    if len(x) and x.min() > 0 and x.max() / x.min() > 10:
+        fig.update_xaxes(type="log")
+    fig.update_xaxes(title_text=f"{x_name} ({metrics[1].goal})")
+    fig.update_yaxes(title_text=f"{y_name} ({metrics[0].goal})")
+    return _layout(fig, f"Pareto front: {y_name} against {x_name}")
+
+
 def threshold_bars(
     table: pd.DataFrame, names: dict[str, str], metric: str, threshold: float, maximize: bool
 ) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sweeper.objectives import Objectives
 from sweeper.states import TrialState, best_rows, is_result
 from sweeper.store import PARAM_PREFIX
 
@@ -46,7 +47,13 @@ def finished(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     return df[pd.Series(ok, index=df.index, dtype=bool)]
 
 
-def trial_table(df: pd.DataFrame, params: list[str], metric: str, maximize: bool) -> pd.DataFrame:
+def trial_table(
+    df: pd.DataFrame,
+    params: list[str],
+    metric: str,
+    maximize: bool,
+    objectives: Objectives | None = None,
+) -> pd.DataFrame:
     """Every trial, one row each, in the order of :func:`sweeper.states.best_rows`.
 
     The results (COMPLETE with a finite ``metric``) come first, best first; then the other
@@ -55,11 +62,15 @@ def trial_table(df: pd.DataFrame, params: list[str], metric: str, maximize: bool
     (``config/<name>`` where a name is taken, as by a swept ``epochs``), ``metric``, its
     best, :data:`TABLE_METRICS`, and ``error`` when any trial has one; only those recorded.
     ``sweeper status`` prints this table; the report's best trials are its first rows.
+    With several ``objectives`` the results come in :meth:`Objectives.ranked` order (the
+    Pareto front first) and every objective has a column.
     """
     rows = df.to_dict(orient="records")
     for i, row in enumerate(rows):
         row[_POSITION] = i
-    best = [row[_POSITION] for row in best_rows(rows, metric, maximize)]
+    several = objectives is not None and objectives.multi
+    ranked = objectives.ranked(rows) if several else best_rows(rows, metric, maximize)  # type: ignore[union-attr]
+    best = [row[_POSITION] for row in ranked]
     taken = set(best)
     rank = {state: i for i, state in enumerate(OTHERS_ORDER)}
     rest = sorted(
@@ -70,7 +81,7 @@ def trial_table(df: pd.DataFrame, params: list[str], metric: str, maximize: bool
     if "node" in df.columns and df["node"].dropna().nunique() > 1:
         cols.append("node")  # a cluster's study: where each trial ran
     cols += [col(p) for p in params]
-    cols += [metric, f"best_{metric}", *TABLE_METRICS]
+    cols += [metric, *(objectives.names if several else []), f"best_{metric}", *TABLE_METRICS]  # type: ignore[union-attr]
     if "error" in df.columns and df["error"].fillna("").astype(str).str.len().gt(0).any():
         cols.append("error")
     cols = [c for c in dict.fromkeys(cols) if c in df.columns]
@@ -96,6 +107,20 @@ def best_trials(
     shown = [col(p) if col(p) in table.columns else p for p in params]
     extra = (f"best_{metric}", "test_acc", "test_loss", "params")
     cols = ["trial_id", metric, *extra, "epochs", "wall_s", *shown]
+    out = top[[c for c in dict.fromkeys(cols) if c in top.columns]].copy()
+    out.insert(0, "rank", range(1, len(out) + 1))
+    return out.reset_index(drop=True)
+
+
+def pareto_front(df: pd.DataFrame, params: list[str], objectives: Objectives) -> pd.DataFrame:
+    """The Pareto front's trials (:meth:`Objectives.front`), best first by the first
+    objective, with every objective, their configs and key metrics."""
+    first = objectives.first
+    table = trial_table(df, params, first.name, first.goal == "maximize", objectives)
+    front = objectives.front(df.to_dict(orient="records"))
+    top = table.head(len(front))
+    shown = [col(p) if col(p) in table.columns else p for p in params]
+    cols = ["trial_id", *objectives.names, "test_acc", "epochs", "wall_s", *shown]
     out = top[[c for c in dict.fromkeys(cols) if c in top.columns]].copy()
     out.insert(0, "rank", range(1, len(out) + 1))
     return out.reset_index(drop=True)

@@ -20,73 +20,24 @@ from pydantic import (
 )
 
 from sweeper.errors import describe_value
+from sweeper.objectives import Objectives
 from sweeper.optimizers import OPTIMIZERS
 from sweeper.optuna_storage import check_syntax
 from sweeper.spec.code import DataSpec, ModelSpec
 from sweeper.spec.distributions import FINITE, MACRO_NAMES
+from sweeper.spec.metric import Metric, metric_list
 from sweeper.spec.params import Number, Param, _Strict, flatten_params
 from sweeper.suggest import did_you_mean
 
 METHODS = ("grid", "random", "bayes")
-SAMPLERS = ("grid", "random", "tpe", "gp", "cmaes")
+SAMPLERS = ("grid", "random", "tpe", "gp", "cmaes", "nsga2", "nsga3")
+# Samplers that cannot optimise several objectives at once.
+SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
 # W&B's `method` mapped to the Optuna sampler that implements it.
 METHOD_SAMPLER = {"grid": "grid", "random": "random", "bayes": "tpe"}
 DEFAULT_METRIC = "val_acc"
 FINITE_DISTRIBUTIONS = FINITE
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-
-
-class Metric(_Strict):
-    """The metric the sampler optimises (W&B: ``metric: {name, goal, target}``).
-
-    A ``metric`` block must name its metric, and its goal defaults to W&B's (minimize);
-    a file with no block at all maximises :data:`DEFAULT_METRIC`. ``target``: the study
-    starts no new trial once a trial reports a value at or beyond it (in the goal's
-    direction); running trials finish. ``impute`` (W&B's: ``latest``, ``best`` or
-    ``worst``): what the sampler is told for a trial that failed after reporting the
-    metric, the latest, best or worst of its reported values (without it, or with no value
-    reported, the trial is told as failed and the samplers leave it out); the trial table
-    and the Optuna mirror still say FAIL. ``impute_while_running`` has no Optuna
-    counterpart (running trials are not told): only W&B's default, ``false``.
-    """
-
-    name: StrictStr
-    goal: Literal["maximize", "minimize"] = "minimize"
-    target: Number | None = None
-    impute: Literal["latest", "best", "worst"] | None = None
-    impute_while_running: Literal["latest", "best", "worst", "false"] | StrictBool | None = None
-
-    @model_validator(mode="after")
-    def _supported(self) -> Metric:
-        if self.target is not None and not math.isfinite(self.target):
-            raise ValueError(f"@target: must be a finite number, got {self.target}")
-        if self.impute_while_running not in (None, "false", False):
-            raise ValueError(
-                "@impute_while_running: W&B's `impute_while_running` is not supported by "
-                "sweeper: only a trial's reported values reach the sampler; remove the key"
-            )
-        return self
-
-    @property
-    def mode(self) -> str:
-        """Ray Tune's word for the goal."""
-        return "max" if self.goal == "maximize" else "min"
-
-    def imputed(self, values: list[float]) -> float | None:
-        """W&B's ``impute`` over a failed trial's reported values (None: nothing to tell)."""
-        finite = [v for v in values if v == v and abs(v) != float("inf")]
-        if self.impute is None or not finite:
-            return None
-        if self.impute == "latest":
-            return finite[-1]
-        best = self.impute == "best"
-        return max(finite) if best == (self.goal == "maximize") else min(finite)
-
-    def reached(self, value: float) -> bool:
-        """Whether ``value`` is at or beyond ``target`` in the goal's direction."""
-        if self.target is None or value != value:
-            return False
-        return value >= self.target if self.goal == "maximize" else value <= self.target
 
 
 class EarlyTerminate(_Strict):
@@ -263,6 +214,8 @@ class Resources(_Strict):
         )
 
 
+# The keys that stop trials early (``scheduler`` and ``pruner`` where the spec has them).
+_EARLY_STOPPING = ("early_terminate", "scheduler", "pruner")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.-]+:[0-9]{1,5}$")
 
 
@@ -281,7 +234,6 @@ UNSUPPORTED = {
     "job": "Launch jobs do not run here; give program (your script) or model",
     "image_uri": "Launch images do not run here; give program (your script) or model",
     "scheduler": "custom schedulers do not run here; use method or sampler",
-    "metrics": "multi-objective sweeps are not built; give one metric",
 }
 _MACRO = re.compile(r"\$\{([^}]*)\}")
 _ENVVAR = re.compile(r"^envvar:[A-Za-z_][A-Za-z0-9_]*$")
@@ -295,7 +247,7 @@ def _wandb_top_level(raw: dict[str, Any]) -> dict[str, Any]:
     if raw.get("method") == "custom":
         raise ValueError("@method: W&B's `method: custom` is not supported by sweeper: "
                          "it needs a custom scheduler; use grid, random or bayes")  # fmt: skip
-    raw = dict(raw)
+    raw = metric_list(dict(raw))
     moved = {k: raw.pop(k) for k in ("project", "entity") if k in raw}
     if moved:
         wandb = raw.get("wandb") if isinstance(raw.get("wandb"), dict) else {}
@@ -341,6 +293,9 @@ class Spec(_Strict):
     method: Literal[METHODS] = "grid"  # type: ignore[valid-type]
     sampler: Literal[SAMPLERS] | None = None  # type: ignore[valid-type]
     metric: Metric = Field(default_factory=lambda: Metric(name=DEFAULT_METRIC, goal="maximize"))
+    # Several objectives (W&B's ``metrics``, or ``metric`` given a list); ``metric`` is then
+    # the first of them. Use ``objectives`` for code that must handle both.
+    metrics: Annotated[list[Metric], Field(min_length=1)] | None = None
     parameters: dict[str, Param] = Field(default_factory=dict)
     run_cap: Annotated[StrictInt, Field(ge=1)] | None = None
     early_terminate: EarlyTerminate | None = None
@@ -370,6 +325,11 @@ class Spec(_Strict):
         return self.sampler or METHOD_SAMPLER[self.method]
 
     @property
+    def objectives(self) -> Objectives:
+        """The metrics the sampler optimises: ``metrics``, else the one ``metric``."""
+        return Objectives(tuple(self.metrics or [self.metric]))
+
+    @property
     def runs(self) -> str:
         """What a trial runs, in words: ``model mlp``, ``program train.py`` or ``nothing``."""
         if self.model is not None:
@@ -389,6 +349,36 @@ class Spec(_Strict):
                     )
         if self.command is not None:
             check_command(self.command, self.program is not None)
+        return self
+
+    @model_validator(mode="after")
+    def _several_objectives(self) -> Spec:
+        if self.metrics is None:
+            return self
+        names = [m.name for m in self.metrics]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"@metrics[{i}].name: {name!r} is named twice")
+        object.__setattr__(self, "metric", self.metrics[0])  # the first leads (not "set")
+        if len(self.metrics) == 1:
+            return self
+        for i, m in enumerate(self.metrics):
+            if m.target is not None:
+                raise ValueError(
+                    f"@metrics[{i}].target: a target ends a study on one metric; with "
+                    "several objectives there is no single value to reach: remove it"
+                )
+        for key in _EARLY_STOPPING:  # each compares one metric's intermediate values
+            if getattr(self, key, None) is not None:
+                raise ValueError(
+                    f"@{key}: early stopping compares one metric across trials; with "
+                    "several objectives it is not supported: remove it or give one metric"
+                )
+        if self.sampler_name in SINGLE_OBJECTIVE_SAMPLERS:
+            raise ValueError(
+                f"@sampler: {self.sampler_name} optimises one objective; with several use "
+                "tpe, nsga2, nsga3, gp, random or grid"
+            )
         return self
 
     @model_validator(mode="after")
