@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
@@ -30,6 +31,11 @@ class SpecSearch(OptunaSearch):
         )
         self._spec = spec
         self.target_reached = False
+        self._pruned: set[str] = set()
+
+    def mark_pruned(self, trial_id: str) -> None:
+        """The spec's pruner stopped this trial: tell Optuna PRUNED when it completes."""
+        self._pruned.add(trial_id)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.target_reached:
@@ -44,6 +50,11 @@ class SpecSearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
+        if trial_id in getattr(self, "_pruned", ()) and trial_id not in self._completed_trials:
+            # Ray's OptunaSearch would tell COMPLETE with the last value: it was pruned
+            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
         super().on_trial_complete(trial_id, result, error)
         if result and not error:
             self._note(result)

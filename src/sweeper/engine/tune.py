@@ -81,29 +81,17 @@ def make_trainable(spec: Spec, data: Any, placement: Placement, study: Study) ->
 def build_tuner(
     plan: Plan, study: Study, trainable: Any, callbacks: list[Any], at_once: int
 ) -> Any:
-    """A new Tuner: OptunaSearch over the spec's space, ASHA if asked, ``at_once`` trials."""
+    """A new Tuner: OptunaSearch over the spec's space, the spec's scheduler (or pruner),
+    ``at_once`` trials."""
     from ray import tune
 
-    from sweeper.engine.schedulers import AshaQueue, FifoQueue
+    from sweeper.engine.schedulers import build_scheduler
     from sweeper.engine.search import SpecSearch
     from sweeper.space import distributions
 
     spec = plan.spec
     searcher = SpecSearch(spec) if distributions(spec) else None
-    scheduler = FifoQueue()
-    if spec.early_terminate is not None:
-        et = spec.early_terminate
-        # a script's iterations are its metric's wandb.log calls (max_iter, else train.epochs)
-        max_t = et.max_t(spec.train.epochs)
-        # W&B's hyperband: rungs from the first band up to max_iter; a trial that passes the
-        # top rung is not stopped there but trains its planned epochs (COMPLETE, not PRUNED).
-        scheduler = AshaQueue(
-            time_attr="epoch",  # the trial's own count: it survives a restart
-            max_t=max_t,
-            grace_period=min(et.grace_period, max_t),
-            reduction_factor=et.eta,
-            stop_last_trials=False,
-        )
+    scheduler = build_scheduler(spec)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

@@ -22,6 +22,7 @@ from pydantic import (
 from sweeper.errors import describe_value
 from sweeper.optimizers import OPTIMIZERS
 from sweeper.optuna_storage import check_syntax
+from sweeper.scheduling import PRUNERS, SCHEDULERS, build_pruner, check_block
 from sweeper.spec.distributions import FINITE, MACRO_NAMES
 from sweeper.spec.params import Number, Param, _Strict, flatten_params
 from sweeper.suggest import did_you_mean
@@ -132,6 +133,41 @@ class EarlyTerminate(_Strict):
     def max_t(self, epochs: int) -> int:
         """The last rung's bound: ``max_iter``, else the trials' planned epochs."""
         return self.max_iter or epochs
+
+
+class SchedulerSpec(_Strict):
+    """``scheduler: {name, ...args}``: one of Ray Tune's schedulers (:data:`SCHEDULERS`);
+    its arguments are checked against the registry (values by the class, when built)."""
+
+    name: StrictStr
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known(cls, raw: Any) -> Any:
+        name, args = check_block("scheduler", SCHEDULERS, raw)
+        return {"name": name, "args": args}
+
+
+class PrunerSpec(_Strict):
+    """``pruner: {name, ...args}``: one of Optuna's pruners (:data:`PRUNERS`), built here
+    once so a bad value is an error of the file, not of a running study."""
+
+    name: StrictStr
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known(cls, raw: Any) -> Any:
+        name, args = check_block("pruner", PRUNERS, raw)
+        if "wrapped" in args and args["wrapped"] is not None:
+            inner = PrunerSpec.model_validate(args["wrapped"])
+            args["wrapped"] = {"name": inner.name, "args": inner.args}
+        try:
+            build_pruner(name, args)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name}: {str(exc).splitlines()[0]}") from None
+        return {"name": name, "args": args}
 
 
 class ModelSpec(_Strict):
@@ -290,7 +326,8 @@ UNSUPPORTED = {
     "controller": "sweeper is the controller (Ray Tune schedules every trial); remove the key",
     "job": "Launch jobs do not run here; give program (your script) or model",
     "image_uri": "Launch images do not run here; give program (your script) or model",
-    "scheduler": "custom schedulers do not run here; use method or sampler",
+    "scheduler": "W&B Launch schedulers do not run here; for early stopping give sweeper's "
+    "own scheduler: {name: asha, ...} or pruner: {name: median, ...}",
     "metrics": "multi-objective sweeps are not built; give one metric",
 }
 _MACRO = re.compile(r"\$\{([^}]*)\}")
@@ -300,6 +337,8 @@ _ENVVAR = re.compile(r"^envvar:[A-Za-z_][A-Za-z0-9_]*$")
 def _wandb_top_level(raw: dict[str, Any]) -> dict[str, Any]:
     """Refuse W&B keys sweeper does not run; W&B's ``project``/``entity`` go to ``wandb``."""
     for key, why in UNSUPPORTED.items():
+        if key == "scheduler" and (raw.get(key) is None or _sweepers_scheduler(raw[key])):
+            continue
         if key in raw:
             raise ValueError(f"@{key}: W&B's `{key}` is not supported by sweeper: {why}")
     if raw.get("method") == "custom":
@@ -318,6 +357,16 @@ def _wandb_top_level(raw: dict[str, Any]) -> dict[str, Any]:
             raise ValueError("@parameters: must name at least one parameter")
         raw["parameters"] = flatten_params(raw["parameters"])
     return raw
+
+
+# Keys of a W&B Launch scheduler block (``scheduler: {job, resource, num_workers, ...}``).
+_LAUNCH_KEYS = {"job", "resource", "resource_args", "num_workers", "settings", "docker_image"}
+
+
+def _sweepers_scheduler(block: Any) -> bool:
+    """Whether a top-level ``scheduler`` is sweeper's own (``{name: asha, ...}``), not a
+    W&B Launch scheduler."""
+    return isinstance(block, dict) and "name" in block and not (set(block) & _LAUNCH_KEYS)
 
 
 def check_command(command: list[str], has_program: bool) -> None:
@@ -354,6 +403,8 @@ class Spec(_Strict):
     parameters: dict[str, Param] = Field(default_factory=dict)
     run_cap: Annotated[StrictInt, Field(ge=1)] | None = None
     early_terminate: EarlyTerminate | None = None
+    scheduler: SchedulerSpec | None = None
+    pruner: PrunerSpec | None = None
     model: ModelSpec | None = None
     data: DataSpec = Field(default_factory=DataSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
@@ -397,6 +448,16 @@ class Spec(_Strict):
                     )
         if self.command is not None:
             check_command(self.command, self.program is not None)
+        return self
+
+    @model_validator(mode="after")
+    def _one_way_to_stop_early(self) -> Spec:
+        given = [k for k in ("early_terminate", "scheduler", "pruner") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(
+                f"@{given[1]}: early_terminate, scheduler and pruner each stop trials early; "
+                f"give one, got {' and '.join(given)}"
+            )
         return self
 
     @model_validator(mode="after")
