@@ -25,7 +25,7 @@ class Entry:
     cls: str
     accepts: tuple[str, ...]
     defaults: dict[str, Any] = field(default_factory=dict)
-    needs: tuple[str, ...] = ()  # pip packages the class imports
+    needs: tuple[str, ...] = ()  # pip packages the class imports (named when missing)
 
 
 SCHEDULERS: dict[str, Entry] = {}
@@ -53,24 +53,6 @@ for _name, _entry in {
         f"{_RAY}:MedianStoppingRule",
         ("grace_period", "min_samples_required", "min_time_slice", "hard_stop"),
         {"grace_period": 1, "min_samples_required": 3},
-    ),
-    "pbt": Entry(
-        f"{_RAY}:PopulationBasedTraining",
-        (
-            "perturbation_interval",
-            "burn_in_period",
-            "quantile_fraction",
-            "resample_probability",
-            "perturbation_factors",
-            "synch",
-        ),
-        {"perturbation_interval": 1},
-    ),
-    "pb2": Entry(
-        f"{_RAY}.pb2:PB2",
-        ("perturbation_interval", "quantile_fraction", "synch"),
-        {"perturbation_interval": 1},
-        needs=("GPy", "scikit-learn"),
     ),
 }.items():
     register(SCHEDULERS, _name, _entry)
@@ -120,7 +102,9 @@ def check_block(kind: str, table: dict[str, Entry], block: Any) -> tuple[str, di
     args.update(block)
     if name not in table:
         hint = did_you_mean(str(name), table)
-        raise ValueError(f"@name: unknown {kind} {name!r}; expected one of {', '.join(table)}{hint}")
+        raise ValueError(
+            f"@name: unknown {kind} {name!r}; expected one of {', '.join(table)}{hint}"
+        )
     accepts = table[name].accepts
     for key in args:
         if key not in accepts:

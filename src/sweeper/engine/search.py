@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import optuna
+from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
@@ -52,7 +52,10 @@ class SpecSearch(OptunaSearch):
     ) -> None:
         if trial_id in getattr(self, "_pruned", ()) and trial_id not in self._completed_trials:
             # Ray's OptunaSearch would tell COMPLETE with the last value: it was pruned
-            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+            try:
+                self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+            except RuntimeError:  # the grid sampler's study.stop() once the grid is done:
+                pass  # told already; Ray's own tell swallows the same (it logs any error)
             self._completed_trials.add(trial_id)
             return
         super().on_trial_complete(trial_id, result, error)
