@@ -54,6 +54,24 @@ for _name, _entry in {
         ("grace_period", "min_samples_required", "min_time_slice", "hard_stop"),
         {"grace_period": 1, "min_samples_required": 3},
     ),
+    "pbt": Entry(
+        f"{_RAY}:PopulationBasedTraining",
+        (
+            "perturbation_interval",
+            "burn_in_period",
+            "quantile_fraction",
+            "resample_probability",
+            "perturbation_factors",
+            "synch",
+        ),
+        {"perturbation_interval": 1},
+    ),
+    "pb2": Entry(
+        f"{_RAY}.pb2:PB2",
+        ("perturbation_interval", "quantile_fraction", "synch"),
+        {"perturbation_interval": 1},
+        needs=("GPy", "scikit-learn"),
+    ),
 }.items():
     register(SCHEDULERS, _name, _entry)
 
@@ -142,3 +160,8 @@ def build_pruner(name: str, args: dict[str, Any]) -> Any:
     with warnings.catch_warnings():  # PatientPruner is "experimental"
         warnings.simplefilter("ignore")
         return entry_class(PRUNERS[name])(**args)
+
+
+# Schedulers that copy one trial's state into another (exploit, then explore): their trials
+# report Ray checkpoints (``engine/population.py``).
+POPULATION = ("pbt", "pb2")

@@ -86,11 +86,22 @@ def _median(spec: Spec, args: dict[str, Any]) -> Any:
     return MedianQueue(time_attr=TIME_ATTR, **args)
 
 
+def _population(name: str) -> Callable[[Spec, dict[str, Any]], Any]:
+    def build(spec: Spec, args: dict[str, Any]) -> Any:
+        from sweeper.engine.population import build_population
+
+        return build_population(name, spec, args)
+
+    return build
+
+
 # name -> builder(spec, args) -> scheduler; one per entry of sweeper.scheduling.SCHEDULERS
 BUILDERS: dict[str, Callable[[Spec, dict[str, Any]], Any]] = {
     "asha": _asha,
     "hyperband": _hyperband,
     "median_stopping": _median,
+    "pbt": _population("pbt"),
+    "pb2": _population("pb2"),
 }
 
 

@@ -85,22 +85,28 @@ def build_tuner(
     ``at_once`` trials."""
     from ray import tune
 
+    from sweeper.engine.population import checkpoint_config, initial_population, is_population
     from sweeper.engine.schedulers import build_scheduler
     from sweeper.engine.search import SpecSearch
     from sweeper.space import distributions
 
     spec = plan.spec
     searcher = SpecSearch(spec) if distributions(spec) else None
+    population = is_population(spec)  # PBT/PB2: no search algorithm (Ray refuses one)
+    param_space = None
+    if population:
+        searcher, param_space = initial_population(spec, plan.n_trials, at_once)
     scheduler = build_scheduler(spec)
     return tune.Tuner(
         trainable,
+        param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=spec.metric.name,
             mode=spec.metric.mode,
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=plan.n_trials,
-            max_concurrent_trials=at_once,
+            max_concurrent_trials=None if population else at_once,
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
@@ -108,6 +114,7 @@ def build_tuner(
             storage_path=str(study.path.resolve()),
             callbacks=callbacks,
             verbose=0,
+            checkpoint_config=checkpoint_config(spec),
             failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
         ),
     )
