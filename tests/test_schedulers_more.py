@@ -99,10 +99,10 @@ STOPPERS = {
     "pruner_percentile": {"pruner": {"name": "percentile", "percentile": 50.0, "n_warmup_steps": 1}},
     "pruner_sha": {"pruner": {"name": "successive_halving", "min_resource": 2}},
     "pruner_hyperband": {"pruner": {"name": "hyperband", "min_resource": 2, "max_resource": 4}},
-    "pruner_patient": {"pruner": {"name": "patient", "patience": 1,
-                                  "wrapped": {"name": "median", "n_startup_trials": 1}}},
     "asha": {"scheduler": {"name": "asha", "reduction_factor": 2}},
-    "hyperband": {"scheduler": {"name": "hyperband", "reduction_factor": 2}},
+    # Ray's HyperBand is synchronous: a bracket's trials must run side by side
+    "hyperband": {"scheduler": {"name": "hyperband", "reduction_factor": 2},
+                  "resources": {"cpus": 0.25, "max_concurrent": 6}},
     "median_stopping": {"scheduler": {"name": "median_stopping", "min_samples_required": 1}},
 }  # fmt: skip
 
@@ -127,3 +127,38 @@ def test_a_pruner_prunes_nothing_when_every_config_learns_the_same(tmp_path, ray
     config["parameters"]["lr_step_size"] = {"values": [1, 2, 3]}  # no lr_schedule: no effect
     _, df = run_sweep(tmp_path, config)
     assert len(df) == 3 and set(df["state"]) == {"COMPLETE"}
+
+
+def test_the_pruning_scheduler_asks_the_trials_optuna_trial():
+    """PatientPruner prunes a curve that gets worse (not a flat one: that is the e2e's bad
+    lr), through the scheduler and a real OptunaSearch, and Optuna is told PRUNED."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from sweeper.engine.pruning import OptunaPruning
+    from sweeper.engine.search import SpecSearch
+    from sweeper.scheduling import build_pruner
+
+    spec = spec_from_dict(xor_sweep("unit", LEARN), "unit.yaml")
+    searcher = SpecSearch(spec)
+    controller = SimpleNamespace(search_alg=SimpleNamespace(searcher=searcher))
+    pruner = build_pruner("patient", {"patience": 1, "wrapped": {"name": "median",
+                          "args": {"n_startup_trials": 1}}})  # fmt: skip
+    sched = OptunaPruning(pruner, "val_acc", epochs=4)
+
+    def run(trial_id, curve):
+        searcher.suggest(trial_id)
+        trial = SimpleNamespace(trial_id=trial_id, config={})
+        for epoch, value in enumerate(curve, 1):
+            decision = sched.on_trial_result(controller, trial, {"val_acc": value, "epoch": epoch})
+            if decision == TrialScheduler.STOP:
+                break
+        searcher.on_trial_complete(trial_id, {"val_acc": value, "epoch": epoch})
+        return decision, epoch
+
+    assert run("good", [0.6, 0.9, 1.0, 1.0]) == (TrialScheduler.CONTINUE, 4)
+    assert run("flat", [0.54, 0.54, 0.54, 0.54]) == (TrialScheduler.CONTINUE, 4)
+    assert run("worse", [0.6, 0.55, 0.5, 0.5]) == (TrialScheduler.STOP, 3)
+    states = [t.state.name for t in searcher._ot_study.trials]
+    assert states == ["COMPLETE", "COMPLETE", "PRUNED"]
