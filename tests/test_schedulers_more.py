@@ -40,7 +40,7 @@ def _spec(**extra):
     ("extra", "message"),
     [
         ({"scheduler": {"name": "ashaa"}}, "f.yaml: scheduler.name: unknown scheduler 'ashaa'; "
-         "expected one of asha, hyperband, median_stopping; did you mean 'asha'?"),
+         "expected one of asha, hyperband, median_stopping, pbt, pb2; did you mean 'asha'?"),
         ({"pruner": {"name": "median", "n_warmup": 1}}, "f.yaml: pruner.n_warmup: pruner median "
          "does not take n_warmup; expected some of n_startup_trials, n_warmup_steps, "
          "interval_steps, n_min_trials; did you mean 'n_warmup_steps'?"),
@@ -48,6 +48,8 @@ def _spec(**extra):
         ({"scheduler": {"job": "x", "num_workers": 2}}, "W&B Launch schedulers do not run here"),
         ({"pruner": {"name": "median"}, "early_terminate": {"type": "hyperband"}},
          "give one, got early_terminate and pruner"),
+        ({"scheduler": {"name": "pb2"}}, "pb2 perturbs the swept parameters; give one with "
+         "a min/max range"),
     ],
 )  # fmt: skip
 def test_bad_blocks_are_one_line_errors(extra, message):
@@ -162,3 +164,16 @@ def test_the_pruning_scheduler_asks_the_trials_optuna_trial():
     assert run("worse", [0.6, 0.55, 0.5, 0.5]) == (TrialScheduler.STOP, 3)
     states = [t.state.name for t in searcher._ot_study.trials]
     assert states == ["COMPLETE", "COMPLETE", "PRUNED"]
+
+
+def test_pb2_without_its_packages_names_them(monkeypatch):
+    from sweeper import scheduling
+    from sweeper.errors import SweeperError
+
+    monkeypatch.setattr(scheduling, "_importable", lambda module: module != "GPy")
+    params = {"lr": {"min": 0.01, "max": 0.1}}
+    with pytest.raises(
+        SweeperError, match=r"scheduler.name: scheduler pb2 needs GPy: pip install GPy$"
+    ):
+        spec_from_dict({"name": "s", "method": "random", "parameters": params,
+                        "scheduler": {"name": "pb2"}}, "f.yaml")  # fmt: skip

@@ -25,7 +25,7 @@ class Entry:
     cls: str
     accepts: tuple[str, ...]
     defaults: dict[str, Any] = field(default_factory=dict)
-    needs: tuple[str, ...] = ()  # pip packages the class imports (named when missing)
+    needs: dict[str, str] = field(default_factory=dict)  # pip package -> module it imports
 
 
 SCHEDULERS: dict[str, Entry] = {}
@@ -70,7 +70,7 @@ for _name, _entry in {
         f"{_RAY}.pb2:PB2",
         ("perturbation_interval", "quantile_fraction", "synch"),
         {"perturbation_interval": 1},
-        needs=("GPy", "scikit-learn"),
+        needs={"GPy": "GPy", "scikit-learn": "sklearn"},
     ),
 }.items():
     register(SCHEDULERS, _name, _entry)
@@ -123,6 +123,11 @@ def check_block(kind: str, table: dict[str, Entry], block: Any) -> tuple[str, di
         raise ValueError(
             f"@name: unknown {kind} {name!r}; expected one of {', '.join(table)}{hint}"
         )
+    missing = [pip for pip, module in table[name].needs.items() if not _importable(module)]
+    if missing:
+        raise ValueError(
+            f"@name: {kind} {name} needs {', '.join(missing)}: pip install {' '.join(missing)}"
+        )
     accepts = table[name].accepts
     for key in args:
         if key not in accepts:
@@ -134,6 +139,12 @@ def check_block(kind: str, table: dict[str, Entry], block: Any) -> tuple[str, di
     return str(name), args
 
 
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def entry_class(entry: Entry) -> Any:
     """The entry's class, imported now; a missing package is a one-line error naming it."""
     import importlib
@@ -142,7 +153,7 @@ def entry_class(entry: Entry) -> Any:
     try:
         return getattr(importlib.import_module(module), name)
     except ImportError as exc:
-        needs = " ".join(entry.needs) or str(exc.name)
+        needs = " ".join(entry.needs) or str(exc.name)  # e.g. pip install GPy scikit-learn
         raise ImportError(
             f"{name} needs {needs}, which is not installed: pip install {needs}"
         ) from None

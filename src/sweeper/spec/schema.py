@@ -22,7 +22,7 @@ from pydantic import (
 from sweeper.errors import describe_value
 from sweeper.optimizers import OPTIMIZERS
 from sweeper.optuna_storage import check_syntax
-from sweeper.scheduling import PRUNERS, SCHEDULERS, build_pruner, check_block
+from sweeper.scheduling import POPULATION, PRUNERS, SCHEDULERS, build_pruner, check_block
 from sweeper.spec.distributions import FINITE, MACRO_NAMES
 from sweeper.spec.params import Number, Param, _Strict, flatten_params
 from sweeper.suggest import did_you_mean
@@ -458,6 +458,17 @@ class Spec(_Strict):
                 f"@{given[1]}: early_terminate, scheduler and pruner each stop trials early; "
                 f"give one, got {' and '.join(given)}"
             )
+        if self.scheduler is not None and self.scheduler.name in POPULATION:
+            ranges = [
+                p for p in self.parameters.values() if p.min is not None and p.max is not None
+            ]
+            lists = [p for p in self.parameters.values() if p.values is not None]
+            if not ranges and (self.scheduler.name == "pb2" or not lists):
+                what = "a min/max range" if self.scheduler.name == "pb2" else "values or min/max"
+                raise ValueError(
+                    f"@scheduler: {self.scheduler.name} perturbs the swept parameters; "
+                    f"give one with {what}"
+                )
         return self
 
     @model_validator(mode="after")
