@@ -76,3 +76,17 @@ def test_pbt_copies_a_top_trial_and_records_its_lineage(tmp_path, ray_session):
         new_lr = float(changes.split("-> ")[-1])
         own = hist[(hist["trial_id"] == row.trial_id) & (hist["epoch"] == row.pbt_epoch + 1)]
         assert own["lr"].iloc[0] == pytest.approx(new_lr)  # the optimizer took the new lr
+
+
+@pytest.mark.slow
+def test_pb2_copies_a_top_trial_and_records_its_lineage(tmp_path, ray_session):
+    pytest.importorskip("GPy")
+    pytest.importorskip("sklearn")
+    params = {"lr": {"min": 1e-7, "max": 0.05, "distribution": "log_uniform_values"}}
+    scheduler = {"name": "pb2", "perturbation_interval": 2, "quantile_fraction": 0.5,
+                 "synch": True}  # fmt: skip
+    config = pbt_sweep("pb2", scheduler, params)
+    config["method"] = "random"
+    config["train"]["seed"] = 1
+    study, df = run_sweep(tmp_path, config)
+    check_lineage(study, df)
