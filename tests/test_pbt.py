@@ -87,6 +87,7 @@ def test_pb2_copies_a_top_trial_and_records_its_lineage(tmp_path, ray_session):
                  "synch": True}  # fmt: skip
     config = pbt_sweep("pb2", scheduler, params)
     config["method"] = "random"
+    config["run_cap"] = 4
     config["train"]["seed"] = 1
     study, df = run_sweep(tmp_path, config)
     check_lineage(study, df)
