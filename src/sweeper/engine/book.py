@@ -22,6 +22,8 @@ _RAY_KEYS = {
     "trial_id", "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip",
     "time_since_restore", "iterations_since_restore", "config", "experiment_tag",
 }  # fmt: skip
+# A PBT copy reports which trial it copied (and at which epoch, what changed) from then on.
+LINEAGE_KEY = "pbt_source"
 # Reported by the trial, kept in the row under other names (training and start-up time).
 _TIME_KEYS = {"train_s", "epoch_s"}
 
@@ -109,6 +111,9 @@ class TrialBook:
         row = self.row(trial)
         metrics = metrics_of(result)
         row.update({k: v for k, v in metrics.items() if k not in _TIME_KEYS})
+        if metrics.get(LINEAGE_KEY) and isinstance(result.get("config"), dict):
+            # a PBT copy runs a new config: the row shows the values it trains with now
+            row.update({f"{PARAM_PREFIX}{k}": v for k, v in result["config"].items()})
         if result.get(NODE_KEY):
             row[NODE_KEY] = str(result[NODE_KEY])  # where it ran last (a retry may move it)
         self._set_state(row, TrialState.RUNNING)

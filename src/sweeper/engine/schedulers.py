@@ -10,10 +10,18 @@ Public scheduler API only (``on_trial_add``/``on_trial_complete``/``on_trial_rem
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
+
+from sweeper.scheduling import SCHEDULERS, build_pruner, entry_class
+
+if TYPE_CHECKING:
+    from sweeper.spec import Spec
+
+TIME_ATTR = "epoch"  # the trial's own count: it survives a restart
 
 _ENDED = (Trial.TERMINATED, Trial.ERROR)
 
@@ -55,3 +63,71 @@ class FifoQueue(RunnableQueue, FIFOScheduler):
 
 class AshaQueue(RunnableQueue, ASHAScheduler):
     """Ray's ASHA (asynchronous successive halving)."""
+
+
+class MedianQueue(RunnableQueue, MedianStoppingRule):
+    """Ray's median stopping rule."""
+
+
+def _asha(spec: Spec, args: dict[str, Any]) -> Any:
+    max_t = int(args.pop("max_t", spec.train.epochs))
+    grace = int(args.pop("grace_period", 1))
+    return AshaQueue(time_attr=TIME_ATTR, max_t=max_t, grace_period=min(grace, max_t), **args)
+
+
+def _hyperband(spec: Spec, args: dict[str, Any]) -> Any:
+    # Ray's HyperBand keeps its own bands and pauses trials (sweeper's own checkpoints let a
+    # paused trial continue); its choose_trial_to_run is its own, so no RunnableQueue.
+    cls = entry_class(SCHEDULERS["hyperband"])
+    return cls(time_attr=TIME_ATTR, max_t=args.pop("max_t", spec.train.epochs), **args)
+
+
+def _median(spec: Spec, args: dict[str, Any]) -> Any:
+    return MedianQueue(time_attr=TIME_ATTR, **args)
+
+
+def _population(name: str) -> Callable[[Spec, dict[str, Any]], Any]:
+    def build(spec: Spec, args: dict[str, Any]) -> Any:
+        from sweeper.engine.population import build_population
+
+        return build_population(name, spec, args)
+
+    return build
+
+
+# name -> builder(spec, args) -> scheduler; one per entry of sweeper.scheduling.SCHEDULERS
+BUILDERS: dict[str, Callable[[Spec, dict[str, Any]], Any]] = {
+    "asha": _asha,
+    "hyperband": _hyperband,
+    "median_stopping": _median,
+    "pbt": _population("pbt"),
+    "pb2": _population("pb2"),
+}
+
+
+def build_scheduler(spec: Spec) -> Any:
+    """The spec's scheduler: its ``scheduler`` or ``pruner`` block, W&B's
+    ``early_terminate`` (ASHA), else FIFO."""
+    if spec.scheduler is not None:
+        entry = SCHEDULERS[spec.scheduler.name]
+        args = {**entry.defaults, **spec.scheduler.args}
+        return BUILDERS[spec.scheduler.name](spec, args)
+    if spec.pruner is not None:
+        from sweeper.engine.pruning import OptunaPruning
+
+        pruner = build_pruner(spec.pruner.name, spec.pruner.args)
+        return OptunaPruning(pruner, spec.metric.name, spec.train.epochs, TIME_ATTR)
+    if spec.early_terminate is not None:
+        et = spec.early_terminate
+        # a script's iterations are its metric's wandb.log calls (max_iter, else train.epochs)
+        max_t = et.max_t(spec.train.epochs)
+        # W&B's hyperband: rungs from the first band up to max_iter; a trial that passes the
+        # top rung is not stopped there but trains its planned epochs (COMPLETE, not PRUNED).
+        return AshaQueue(
+            time_attr=TIME_ATTR,
+            max_t=max_t,
+            grace_period=min(et.grace_period, max_t),
+            reduction_factor=et.eta,
+            stop_last_trials=False,
+        )
+    return FifoQueue()

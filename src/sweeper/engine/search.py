@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
@@ -34,6 +35,11 @@ class SpecSearch(OptunaSearch):
         self._spec = spec
         self.target_reached = False
         self._values: dict[str, list[float]] = {}  # each trial's reported metric (impute)
+        self._pruned: set[str] = set()
+
+    def mark_pruned(self, trial_id: str) -> None:
+        """The spec's pruner stopped this trial: tell Optuna PRUNED when it completes."""
+        self._pruned.add(trial_id)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.target_reached:
@@ -48,7 +54,19 @@ class SpecSearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        imputed = self._spec.metric.imputed(self._values.pop(trial_id, [])) if error else None
+        if trial_id in getattr(self, "_pruned", ()) and trial_id not in self._completed_trials:
+            # Ray's OptunaSearch would tell COMPLETE with the last value: it was pruned
+            try:
+                self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+            except RuntimeError:  # the grid sampler's study.stop() once the grid is done:
+                pass  # told already; Ray's own tell swallows the same (it logs any error)
+            self._completed_trials.add(trial_id)
+            return
+        imputed = (
+            self._spec.metric.imputed(getattr(self, "_values", {}).pop(trial_id, []))
+            if error
+            else None
+        )
         if imputed is not None:  # W&B's impute: the sampler learns from the failed trial
             result, error = {self._spec.metric.name: imputed}, False
         super().on_trial_complete(trial_id, result, error)
@@ -60,6 +78,6 @@ class SpecSearch(OptunaSearch):
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return
         if trial_id is not None and self._spec.metric.impute is not None:
-            self._values.setdefault(trial_id, []).append(float(value))
+            self.__dict__.setdefault("_values", {}).setdefault(trial_id, []).append(float(value))
         if self._spec.metric.reached(float(value)):
             self.target_reached = True

@@ -13,6 +13,11 @@ and reports that epoch once more first (its result may have died with the driver
 study keeps each epoch once), so no epoch is trained twice and none is missing from the
 history. A trial whose checkpoint is its final epoch trains nothing. Every start is
 logged to ``starts.jsonl`` in the trial's folder (``{"time", "pid", "epoch", "checkpoint"}``).
+
+Under PBT/PB2 (``engine/population.py``) a trial's state must travel as a Ray checkpoint:
+each epoch's state is reported with ``tune.report(..., checkpoint=...)`` instead (Ray keeps
+the newest few in the trial's folder, under the same ``checkpoint_*/state.pt`` names), and
+a trial handed another trial's checkpoint continues from it with its own new config.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from sweeper.scheduling import POPULATION
 
 STATE_FILE = "state.pt"
 STARTS_FILE = "starts.jsonl"
@@ -47,18 +54,34 @@ def ray_trainable(
 
     cfg = resolve_trial(spec, config)
     trial_dir = _trial_dir()
+    copies = spec.scheduler is not None and spec.scheduler.name in POPULATION
     restore, folder = newest_checkpoint(trial_dir)
+    copied = copied_checkpoint(trial_dir, restore, config) if copies else None
+    if copied is not None:
+        restore, folder = copied
     start_epoch = int(restore["epoch"]) if restore is not None else 0
     _log_start(trial_dir, start_epoch, folder.name if folder else None)
 
     node = node_name()
+    lineage = dict((restore or {}).get("lineage") or {})
+    mark = {"trial_id": tune.get_context().get_trial_id(), "config": dict(config)}
 
     def report(metrics: dict[str, Any], state_fn: Any) -> None:
-        if state_fn is not None:
+        metrics = {**metrics, **lineage}
+        if state_fn is None:
+            tune.report({**metrics, NODE_KEY: node})
+        elif copies:  # a Ray checkpoint, persisted by Ray in the trial's folder
+            state = {**state_fn(), **mark, "metrics": dict(metrics), "lineage": lineage}
+            state["copies"] = int((restore or {}).get("copies", 0))
+            with tempfile.TemporaryDirectory() as tmp:
+                torch_save(state, Path(tmp) / STATE_FILE)
+                checkpoint = tune.Checkpoint.from_directory(tmp)
+                tune.report({**metrics, NODE_KEY: node}, checkpoint=checkpoint)
+        else:
             save_checkpoint(trial_dir, {**state_fn(), "metrics": dict(metrics)})
-        tune.report({**metrics, NODE_KEY: node})
+            tune.report({**metrics, NODE_KEY: node})
 
-    if restore is not None and restore.get("metrics"):
+    if restore is not None and restore.get("metrics") and copied is None:
         # again: the driver may never have seen it
         tune.report({**restore["metrics"], NODE_KEY: node})
     finished = restore is not None and (
@@ -72,6 +95,7 @@ def ray_trainable(
             data=data,
             report=report,
             restore=restore,
+            new_config=copied is not None,
             num_threads=int(max(1, cpus)),
             device=device,
         ),
@@ -90,6 +114,42 @@ def node_name() -> str:
         ray.util.get_node_ip_address(),
     )
     return f"{ip}:{node_id[:8]}"
+
+
+def copied_checkpoint(
+    trial_dir: Path, own: dict[str, Any] | None, config: dict[str, Any]
+) -> tuple[dict[str, Any], Path] | None:
+    """Under PBT: the checkpoint Ray hands this trial when it is another trial's (an
+    exploit), as the state to continue from, its lineage added; None when it is its own.
+
+    ``copies`` counts a trial's exploits: its checkpoints after a copy rank above those
+    from before it (:func:`newest_checkpoint`), whatever their epochs.
+    """
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None or Path(checkpoint.path).resolve().parent == trial_dir.resolve():
+        return None
+    path = Path(checkpoint.path)
+    state = _load(path / STATE_FILE)
+    if state is None:
+        raise RuntimeError(f"PBT copied checkpoint {path} has no readable {STATE_FILE}")
+    was = state.get("config") or {}
+    changes = [f"{k}: {was.get(k)!r} -> {v!r}" for k, v in config.items() if was.get(k) != v]
+    state["lineage"] = {
+        "pbt_source": str(state.get("trial_id", path.parent.name)),
+        "pbt_epoch": int(state["epoch"]),
+        "pbt_changes": "; ".join(changes),
+    }
+    state["copies"] = int((own or {}).get("copies", 0)) + 1
+    state["metrics"] = {}  # the source's, not this trial's: not reported again
+    return state, path
+
+
+def torch_save(state: dict[str, Any], path: Path) -> None:
+    import torch
+
+    torch.save(state, path)
 
 
 def save_checkpoint(trial_dir: Path, state: dict[str, Any]) -> Path:
@@ -120,9 +180,15 @@ def newest_checkpoint(trial_dir: Path | None) -> tuple[Any, Path | None]:
         return best, best_folder
     for path in sorted(trial_dir.glob(f"{CHECKPOINT_GLOB}/{STATE_FILE}")):
         state = _load(path)
-        if state is not None and (best is None or int(state["epoch"]) > int(best["epoch"])):
+        if state is not None and (best is None or _rank(state) > _rank(best)):
             best, best_folder = state, path.parent
     return best, best_folder
+
+
+def _rank(state: dict[str, Any]) -> tuple[int, int]:
+    """Newer: more PBT copies (a copy's checkpoints replace the trial's older ones), then
+    more epochs."""
+    return int(state.get("copies", 0)), int(state["epoch"])
 
 
 def _load(path: Path) -> Any:

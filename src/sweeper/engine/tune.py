@@ -81,38 +81,32 @@ def make_trainable(spec: Spec, data: Any, placement: Placement, study: Study) ->
 def build_tuner(
     plan: Plan, study: Study, trainable: Any, callbacks: list[Any], at_once: int
 ) -> Any:
-    """A new Tuner: OptunaSearch over the spec's space, ASHA if asked, ``at_once`` trials."""
+    """A new Tuner: OptunaSearch over the spec's space, the spec's scheduler (or pruner),
+    ``at_once`` trials."""
     from ray import tune
 
-    from sweeper.engine.schedulers import AshaQueue, FifoQueue
+    from sweeper.engine.population import checkpoint_config, initial_population, is_population
+    from sweeper.engine.schedulers import build_scheduler
     from sweeper.engine.search import SpecSearch
     from sweeper.space import distributions
 
     spec = plan.spec
     searcher = SpecSearch(spec) if distributions(spec) else None
-    scheduler = FifoQueue()
-    if spec.early_terminate is not None:
-        et = spec.early_terminate
-        # a script's iterations are its metric's wandb.log calls (max_iter, else train.epochs)
-        max_t = et.max_t(spec.train.epochs)
-        # W&B's hyperband: rungs from the first band up to max_iter; a trial that passes the
-        # top rung is not stopped there but trains its planned epochs (COMPLETE, not PRUNED).
-        scheduler = AshaQueue(
-            time_attr="epoch",  # the trial's own count: it survives a restart
-            max_t=max_t,
-            grace_period=min(et.grace_period, max_t),
-            reduction_factor=et.eta,
-            stop_last_trials=False,
-        )
+    population = is_population(spec)  # PBT/PB2: no search algorithm (Ray refuses one)
+    param_space = None
+    if population:
+        searcher, param_space = initial_population(spec, plan.n_trials, at_once)
+    scheduler = build_scheduler(spec)
     return tune.Tuner(
         trainable,
+        param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=spec.metric.name,
             mode=spec.metric.mode,
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=plan.n_trials,
-            max_concurrent_trials=at_once,
+            max_concurrent_trials=None if population else at_once,
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
@@ -120,6 +114,7 @@ def build_tuner(
             storage_path=str(study.path.resolve()),
             callbacks=callbacks,
             verbose=0,
+            checkpoint_config=checkpoint_config(spec),
             failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
         ),
     )

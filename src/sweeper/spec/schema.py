@@ -23,10 +23,12 @@ from sweeper.errors import describe_value
 from sweeper.objectives import Objectives
 from sweeper.optimizers import OPTIMIZERS
 from sweeper.optuna_storage import check_syntax
+from sweeper.scheduling import POPULATION
 from sweeper.spec.code import DataSpec, ModelSpec
 from sweeper.spec.distributions import FINITE, MACRO_NAMES
 from sweeper.spec.metric import Metric, metric_list
 from sweeper.spec.params import Number, Param, _Strict, flatten_params
+from sweeper.spec.stopping import EarlyTerminate, PrunerSpec, SchedulerSpec
 from sweeper.suggest import did_you_mean
 
 METHODS = ("grid", "random", "bayes")
@@ -38,60 +40,6 @@ METHOD_SAMPLER = {"grid": "grid", "random": "random", "bayes": "tpe"}
 DEFAULT_METRIC = "val_acc"
 FINITE_DISTRIBUTIONS = FINITE
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-
-
-class EarlyTerminate(_Strict):
-    """W&B's ``early_terminate: {type: hyperband}``; runs as Ray Tune's ASHA scheduler.
-
-    W&B's two forms: ``min_iter`` (rungs at min_iter * eta^k), or ``max_iter`` and ``s``
-    (rungs at max_iter / eta^k for k = 1..s, so the first is max_iter / eta^s). ASHA's
-    grace period is that first rung, its ``max_t`` ``max_iter`` (``train.epochs`` when the
-    file gives none), its reduction factor ``eta``. ASHA compares a trial's value at the
-    rung, W&B's ``strict: true`` (its default); ``strict: false`` is not supported.
-    """
-
-    type: Literal["hyperband"] = "hyperband"
-    min_iter: Annotated[StrictInt, Field(ge=1)] | None = None
-    max_iter: Annotated[StrictInt, Field(ge=1)] | None = None
-    s: Annotated[StrictInt, Field(ge=1)] | None = None
-    eta: Annotated[Number, Field(gt=1)] = 3
-    strict: StrictBool = True
-
-    @model_validator(mode="after")
-    def _one_form(self) -> EarlyTerminate:
-        if not self.strict:
-            raise ValueError(
-                "@strict: W&B's `strict: false` (compare a trial's best value) is not "
-                "supported by sweeper: ASHA compares the value at the rung (strict: true)"
-            )
-        if self.s is not None and self.max_iter is None:
-            raise ValueError("@s: s counts rungs back from max_iter; set max_iter too")
-        if self.s is not None and self.min_iter is not None:
-            raise ValueError("@s: give min_iter, or max_iter and s, not both")
-        if self.s is not None and self.max_iter < self.eta:  # type: ignore[operator]
-            raise ValueError(
-                f"@max_iter: no rung: max_iter / eta must be >= 1, "
-                f"got max_iter={self.max_iter}, eta={self.eta}"
-            )
-        return self
-
-    @property
-    def grace_period(self) -> int:
-        """The first rung, in epochs."""
-        if self.s is None or self.max_iter is None:
-            return self.min_iter or 1
-        band = float(self.max_iter)
-        first = self.max_iter
-        for _ in range(self.s):  # W&B's bands: max_iter / eta^k while >= 1
-            band /= self.eta
-            if band < 1:
-                break
-            first = int(band)
-        return first
-
-    def max_t(self, epochs: int) -> int:
-        """The last rung's bound: ``max_iter``, else the trials' planned epochs."""
-        return self.max_iter or epochs
 
 
 AUGMENTS = ("none", "flip", "seed")
@@ -233,7 +181,8 @@ UNSUPPORTED = {
     "controller": "sweeper is the controller (Ray Tune schedules every trial); remove the key",
     "job": "Launch jobs do not run here; give program (your script) or model",
     "image_uri": "Launch images do not run here; give program (your script) or model",
-    "scheduler": "custom schedulers do not run here; use method or sampler",
+    "scheduler": "W&B Launch schedulers do not run here; for early stopping give sweeper's "
+    "own scheduler: {name: asha, ...} or pruner: {name: median, ...}",
 }
 _MACRO = re.compile(r"\$\{([^}]*)\}")
 _ENVVAR = re.compile(r"^envvar:[A-Za-z_][A-Za-z0-9_]*$")
@@ -242,6 +191,8 @@ _ENVVAR = re.compile(r"^envvar:[A-Za-z_][A-Za-z0-9_]*$")
 def _wandb_top_level(raw: dict[str, Any]) -> dict[str, Any]:
     """Refuse W&B keys sweeper does not run; W&B's ``project``/``entity`` go to ``wandb``."""
     for key, why in UNSUPPORTED.items():
+        if key == "scheduler" and (raw.get(key) is None or _sweepers_scheduler(raw[key])):
+            continue
         if key in raw:
             raise ValueError(f"@{key}: W&B's `{key}` is not supported by sweeper: {why}")
     if raw.get("method") == "custom":
@@ -260,6 +211,16 @@ def _wandb_top_level(raw: dict[str, Any]) -> dict[str, Any]:
             raise ValueError("@parameters: must name at least one parameter")
         raw["parameters"] = flatten_params(raw["parameters"])
     return raw
+
+
+# Keys of a W&B Launch scheduler block (``scheduler: {job, resource, num_workers, ...}``).
+_LAUNCH_KEYS = {"job", "resource", "resource_args", "num_workers", "settings", "docker_image"}
+
+
+def _sweepers_scheduler(block: Any) -> bool:
+    """Whether a top-level ``scheduler`` is sweeper's own (``{name: asha, ...}``), not a
+    W&B Launch scheduler."""
+    return isinstance(block, dict) and "name" in block and not (set(block) & _LAUNCH_KEYS)
 
 
 def check_command(command: list[str], has_program: bool) -> None:
@@ -299,6 +260,8 @@ class Spec(_Strict):
     parameters: dict[str, Param] = Field(default_factory=dict)
     run_cap: Annotated[StrictInt, Field(ge=1)] | None = None
     early_terminate: EarlyTerminate | None = None
+    scheduler: SchedulerSpec | None = None
+    pruner: PrunerSpec | None = None
     model: ModelSpec | None = None
     data: DataSpec = Field(default_factory=DataSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
@@ -379,6 +342,27 @@ class Spec(_Strict):
                 f"@sampler: {self.sampler_name} optimises one objective; with several use "
                 "tpe, nsga2, nsga3, gp, random or grid"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _one_way_to_stop_early(self) -> Spec:
+        given = [k for k in ("early_terminate", "scheduler", "pruner") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(
+                f"@{given[1]}: early_terminate, scheduler and pruner each stop trials early; "
+                f"give one, got {' and '.join(given)}"
+            )
+        if self.scheduler is not None and self.scheduler.name in POPULATION:
+            ranges = [
+                p for p in self.parameters.values() if p.min is not None and p.max is not None
+            ]
+            lists = [p for p in self.parameters.values() if p.values is not None]
+            if not ranges and (self.scheduler.name == "pb2" or not lists):
+                what = "a min/max range" if self.scheduler.name == "pb2" else "values or min/max"
+                raise ValueError(
+                    f"@scheduler: {self.scheduler.name} perturbs the swept parameters; "
+                    f"give one with {what}"
+                )
         return self
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ import torch
 
 from sweeper.data import Splits
 from sweeper.models import count_params
+from sweeper.optimizers import OPTIMIZER_KEYS
 from sweeper.trial import step as fast
 from sweeper.trial.augment import augment_images, augment_pairs
 from sweeper.trial.config import TrialConfig
@@ -52,6 +53,8 @@ class TrialContext:
         report: ``report(metrics, state_fn)`` once per epoch; ``state_fn()`` returns the
             checkpoint to save (or is None when checkpoints are off).
         restore: a checkpoint from ``state_fn`` to continue from, or None.
+        new_config: ``restore`` is another config's state (a PBT copy): the optimizer keeps
+            this config's ``lr``, ``momentum``, ``weight_decay`` over the restored ones.
         num_threads: CPU threads for torch (the CPUs the scheduler gave this trial).
         device: where the placement put the trial (``cpu``/``cuda``), or None to follow
             ``train.device`` (``auto`` picks CUDA when there is one).
@@ -60,6 +63,7 @@ class TrialContext:
     data: Splits
     report: Report
     restore: dict[str, Any] | None = None
+    new_config: bool = False
     num_threads: int | None = None
     device: str | None = None
 
@@ -167,7 +171,12 @@ def train_trial(cfg: TrialConfig, ctx: TrialContext) -> dict[str, Any]:
         if len(states) != len(runs):
             raise ValueError(f"checkpoint holds {len(states)} runs; this config has {len(runs)}")
         for unit in units:
+            kept = [_hyperparams(o) for o in _optimizers(unit)]
             unit.load([states[i] for i in unit.indices])
+            if ctx.new_config:  # another config's state (PBT): this config's lr etc. hold
+                for optimizer, groups in zip(_optimizers(unit), kept, strict=True):
+                    for group, values in zip(optimizer.param_groups, groups, strict=True):
+                        group.update(values)
     n_params = count_params(runs[0].model)
     per_class = cfg.per_class and data.info.task == "classification"
     metrics: dict[str, Any] = {}
@@ -208,6 +217,18 @@ def train_trial(cfg: TrialConfig, ctx: TrialContext) -> dict[str, Any]:
         if diverged:
             break
     return metrics
+
+
+def _optimizers(unit: Any) -> list[Any]:
+    """The torch optimizers of a unit: a fused group's one, or each run's."""
+    if hasattr(unit, "optimizer"):
+        return [unit.optimizer]
+    return [run.optimizer for run in unit.runs]
+
+
+def _hyperparams(optimizer: Any) -> list[dict[str, Any]]:
+    """Each param group's swept hyperparameters (the keys a sweep may set)."""
+    return [{k: g[k] for k in OPTIMIZER_KEYS if k in g} for g in optimizer.param_groups]
 
 
 def _per_run(units: list[Any], fn: Callable[[Any], list[Any]]) -> list[Any]:
