@@ -17,14 +17,7 @@ import pytest
 from sweeper.script.launch import ENV_METRICS, ENV_WATCH_PID, HOOK_DIR, Launch
 from sweeper.script.process import ScriptProcess
 from sweeper.script.trainable import DONE_KEY, ScriptFailed, follow
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
+from tests.support.drivers import alive
 
 
 def gone_soon(pids: list[int], seconds: float = 5.0) -> bool:

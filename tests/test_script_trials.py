@@ -21,6 +21,7 @@ from sweeper.store import Study
 from sweeper.tracking.offline import offline_runs
 from sweeper.tracking.wandb_runs import run_id
 from tests.support import REPO
+from tests.support.drivers import alive
 
 pytestmark = pytest.mark.slow
 
@@ -50,15 +51,6 @@ def run_here(folder: Path, monkeypatch, *args: str) -> int:
 
 def seen(folder: Path, tag: str) -> dict:
     return json.loads((folder / f"seen-{tag}.json").read_text())
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie is not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
 
 
 def trials(folder: Path, name: str) -> pd.DataFrame:
@@ -202,7 +194,7 @@ def test_the_example_sweep_runs_unchanged(tmp_path, ray_session, monkeypatch):
 def test_a_killed_study_resumes_an_interrupted_script_from_scratch(tmp_path):
     """SIGKILL of the driver: the script stops itself; resume reruns it, never a finished one."""
     from tests.support.chaos import _rows
-    from tests.support.drivers import Driver, harness_env
+    from tests.support.drivers import Driver, alive, harness_env
 
     write(
         tmp_path,

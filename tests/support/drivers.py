@@ -32,6 +32,16 @@ def session_pids(sid: int) -> list[int]:
     return pids
 
 
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie is not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
 def reap_session(sid: int, timeout: float = 20.0) -> int:
     """SIGKILL every process left in session ``sid`` until none is; returns how many."""
     killed: set[int] = set()
