@@ -6,9 +6,8 @@ Methods, each with the same trial budget (the grid's size) and the same seeds:
 * ``grid``: every cell of the grid once, in the GridSampler's seeded order;
 * ``random``, ``tpe``: Optuna's samplers over the same finite space;
 * ``tpe+asha``: TPE with ``early_terminate: {type: hyperband, min_iter: 1, eta: 3}``;
-* ``tpe+median``: TPE with Optuna's median pruner, ``pruner: {name: median}`` (h-sched's
-  spec key). Until the spec accepts that key the row says so; the script picks it up by
-  name once it does.
+* ``tpe+median``: TPE with Optuna's median pruner, ``pruner: {name: median}``. A method
+  the spec refuses (an older sweeper) gets a row saying why instead of figures.
 
 Every study runs in this process through ``sweeper run`` (the CLI's ``main``) with
 ``--set`` overrides, on one Ray started once. The grid run of each seed is that seed's
@@ -234,7 +233,7 @@ def table(results: dict, skipped: dict, n: int, args: Any, wall: float, referenc
     for method, rows in results.items():
         if method in skipped:
             lines.append(
-                f"| {method} | needs h-sched's pruner (`{skipped[method][:60]}...`) | | | | |"
+                f"| {method} | refused by the spec (`{skipped[method][:60]}...`) | | | | |"
             )
             continue
         to = [r["epochs"] for r in rows]
