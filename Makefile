@@ -24,7 +24,7 @@ demo: setup
 test: setup lint
 	scripts/ensure-chromium.sh
 	scripts/ensure-postgres.sh
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
