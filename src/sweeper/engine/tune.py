@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sweeper.engine.session import SCRIPT_PRELOAD, WORKER_PRELOAD, init_ray, shutdown_ray
 from sweeper.errors import SweeperError
 from sweeper.plan import Plan
-from sweeper.signals import sigterm_as_sigint
+from sweeper.signals import raise_if_stopped, sigterm_as_sigint
 from sweeper.spec import Spec
 from sweeper.states import TrialState, counts
 from sweeper.store import Study
@@ -198,6 +198,7 @@ def run_study(
                         study.reset_results()
                     callbacks = [StudyCallback(study.path, plan.n_trials, storage)]
                     tuner = build_tuner(plan, study, trainable, callbacks, placement.at_once)
+                raise_if_stopped()  # a Ctrl-C lost inside Ray's start-up still stops here
                 tuner.fit()
         except SweeperError:  # e.g. no cluster at resources.address: resumable as it is
             study.set_state("interrupted", pid=None)
