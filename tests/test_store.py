@@ -104,6 +104,17 @@ def test_lock_refuses_a_live_holder_and_takes_a_stale_one(study):
     assert not (study.path / "lock").exists()
 
 
+def test_a_half_taken_lock_is_dropped_and_a_held_one_kept(study):
+    (study.path / "lock").write_text("")  # made by open(), the flock not yet taken
+    study.drop_stale_lock()
+    assert not (study.path / "lock").exists()
+    with study.lock():
+        study.drop_stale_lock()
+        assert json.loads((study.path / "lock").read_text())["pid"] == os.getpid()
+    study.drop_stale_lock()  # nothing there: nothing to do
+    assert not (study.path / "lock").exists()
+
+
 def test_atomic_write_leaves_no_temp_files(tmp_path):
     target = tmp_path / "t.csv"
     atomic_write(target, "a\n")

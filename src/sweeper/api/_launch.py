@@ -296,6 +296,8 @@ def execute(
         made = (study.path / "study.json").exists()
         if made and (locked or study.holder() is None):
             study.set_state("interrupted", pid=None)
+        if made and not locked:
+            study.drop_stale_lock()  # the signal may have come while the lock was taken
         hint = f"continue with `sweeper resume {study.path}`" if made else "no study was made"
         print(f"interrupted; {hint}", file=sys.stderr)
         raise

@@ -98,6 +98,22 @@ class StudyLock:
             os.close(fd)  # also drops the shared lock taken to probe
         return None
 
+    def drop_stale_lock(self) -> None:
+        """Remove a ``lock`` file no live driver holds: one a signal left half-taken (after
+        ``open`` made it, before the flock). Taken first, as a release unlinks it."""
+        path = self.path / "lock"
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            return
+        try:
+            if _flock(fd, tries=1) and os.fstat(fd).st_ino == os.stat(path).st_ino:
+                path.unlink()
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
     def _remove_stale_temp_files(self) -> None:
         """Temporary files of writes cut short by a kill (``.<name>.tmp<pid>``)."""
         for tmp in self.path.glob(".*.tmp*"):
