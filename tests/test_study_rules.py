@@ -54,17 +54,18 @@ def test_max_iter_below_epochs_gives_complete_trials_that_export(
     assert (out / "hb" / "export").is_dir()
 
 
-MOVABLE = """
+MOVE_EPOCHS = 30  # long enough that the kill lands while a trial runs, on a fast machine
+MOVABLE = f"""
 name: mv
 method: grid
-metric: {name: val_acc, goal: maximize}
+metric: {{name: val_acc, goal: maximize}}
 parameters:
-  width: {values: [8, 16, 32]}
-model: {name: mlp, args: {depth: 1}}
-data: {name: fashion_mnist, train_size: 3000, val_size: 300, test_size: 300}
-train: {epochs: 8, batch_size: 16}
-resources: {cpus: 1}
-wandb: {mode: disabled}
+  width: {{values: [8, 16, 32]}}
+model: {{name: mlp, args: {{depth: 1}}}}
+data: {{name: fashion_mnist, train_size: 3000, val_size: 300, test_size: 300}}
+train: {{epochs: {MOVE_EPOCHS}, batch_size: 16}}
+resources: {{cpus: 1}}
+wandb: {{mode: disabled}}
 """
 
 
@@ -128,10 +129,11 @@ def test_a_killed_study_resumes_from_another_folder_after_being_moved(
     study = Study.open(str(moved))
     df = study.trials()
     assert study.meta()["state"] == "finished"
-    assert len(df) == 3 and set(df["state"]) == {"COMPLETE"} and (df["epochs"] == 8).all()
+    assert len(df) == 3 and set(df["state"]) == {"COMPLETE"} and (df["epochs"] == MOVE_EPOCHS).all()
     assert sorted(df["config/width"]) == [8, 16, 32]
     hist = study.history()
-    assert sorted(hist.groupby("trial_id")["epoch"].apply(list).tolist()) == [list(range(1, 9))] * 3
+    epochs = sorted(hist.groupby("trial_id")["epoch"].apply(list).tolist())
+    assert epochs == [list(range(1, MOVE_EPOCHS + 1))] * 3
     assert not (a / "runs" / "mv").exists()  # nothing was written at the old place
     starts = [p.read_text() for p in moved.glob("tune/*/starts.jsonl")]
     assert any('"epoch": 0' not in s.splitlines()[-1] for s in starts if len(s.splitlines()) > 1)
