@@ -85,6 +85,13 @@ def test_every_sampler_builds_and_samples(name, cls):
         trial = study.ask(distributions(spec))
         study.tell(trial, float(trial.params["depth"]))
     assert len(study.trials) == 3
+    # Ray Tune pickles the sampler (tuner.pkl, the searcher's snapshots) and resume loads it
+    from ray import cloudpickle
+
+    again = cloudpickle.loads(cloudpickle.dumps(study))
+    trial = again.ask(distributions(spec))
+    again.tell(trial, 1.0)
+    assert len(again.trials) == 4
 
 
 def test_bayes_method_means_tpe():
