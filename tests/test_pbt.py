@@ -35,6 +35,94 @@ def test_mutations_come_from_the_spec_parameters():
     assert bounds(spec) == {"lr": [1e-4, 1e-1], "depth": [1.0, 3.0]}
 
 
+class _Controller:
+    """The parts of Ray's TuneController that PBT's result and choice rules read."""
+
+    search_alg = None
+
+    def __init__(self, trials: list) -> None:
+        self.trials = trials
+
+    def get_trials(self) -> list:
+        return list(self.trials)
+
+    def get_live_trials(self) -> list:
+        return [t for t in self.trials if not t.is_finished()]
+
+    def _schedule_trial_save(self, trial, result=None) -> None:
+        return None  # no checkpoint: the bottom trial's copy is skipped
+
+
+@pytest.mark.parametrize("fixed", [False, True], ids=["ray", "sweeper"])
+def test_a_resumed_synchronous_pbt_runs_on_when_every_trial_restarts_at_one_epoch(fixed):
+    """After a resume Ray rebuilds PBT fresh (next sync at epoch 2) while both trials come
+    back at epoch 5: Ray's own PBT then has no trial to run, and Ray Tune waits forever."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    from sweeper.engine.pbt_sync import SyncedPBT
+
+    cls = SyncedPBT if fixed else PopulationBasedTraining
+    pbt = cls(time_attr="epoch", metric="val_acc", mode="max", perturbation_interval=2,
+              quantile_fraction=0.5, synch=True, hyperparam_mutations={"lr": [0.1, 0.01]})  # fmt: skip
+    a, b = (Trial("xor", config={"lr": 0.1}, stub=True) for _ in range(2))
+    controller = _Controller([a, b])
+    for t in (a, b):
+        pbt.on_trial_add(controller, t)
+    a.set_status(Trial.RUNNING)
+    assert pbt.on_trial_result(controller, a, {"epoch": 5, "val_acc": 0.8}) == "PAUSE"
+    a.set_status(Trial.PAUSED)
+    b.set_status(Trial.RUNNING)
+    assert pbt.on_trial_result(controller, b, {"epoch": 5, "val_acc": 0.7}) == "PAUSE"
+    b.set_status(Trial.PAUSED)
+    chosen = pbt.choose_trial_to_run(controller)
+    if fixed:
+        assert chosen in (a, b) and pbt._next_perturbation_sync == 7
+    else:  # Ray 2.60's bug (ray-project/ray#48616): when it is fixed, drop SyncedPBT
+        assert chosen is None and pbt._next_perturbation_sync == 5
+
+
+@pytest.mark.parametrize("fixed", [False, True], ids=["ray", "sweeper"])
+def test_a_restarted_trials_restored_result_does_not_pause_it_again(fixed):
+    """A restarted trial reports its checkpoint's epoch again first: Ray's synchronous PBT
+    paused it at once and chose it to run again, the same epoch each time, forever."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    from sweeper.engine.pbt_sync import SyncedPBT
+
+    cls = SyncedPBT if fixed else PopulationBasedTraining
+    pbt = cls(time_attr="epoch", metric="val_acc", mode="max", perturbation_interval=2,
+              quantile_fraction=0.5, synch=True, hyperparam_mutations={"lr": [0.1, 0.01]})  # fmt: skip
+    a, b = (Trial("xor", config={"lr": 0.1}, stub=True) for _ in range(2))
+    controller = _Controller([a, b])
+    for t in (a, b):
+        pbt.on_trial_add(controller, t)
+    pbt._next_perturbation_sync = 6  # as after a sync at epoch 4 (b waits at 4)
+    pbt._trial_state[b].last_train_time = 4
+    a.set_status(Trial.RUNNING)
+    assert pbt.on_trial_result(controller, a, {"epoch": 5, "val_acc": 0.8}) == "PAUSE"
+    a.set_status(Trial.PAUSED)
+    assert pbt.choose_trial_to_run(controller) in (a, b)  # 5 < 6: a runs again
+    a.set_status(Trial.RUNNING)  # restored from its epoch-5 checkpoint, epoch 5 again
+    again = pbt.on_trial_result(controller, a, {"epoch": 5, "val_acc": 0.8})
+    assert again == ("CONTINUE" if fixed else "PAUSE")  # Ray: paused, chosen, forever
+
+
+def test_the_schedulers_sweeper_builds_are_the_fixed_ones():
+    from ray.tune.schedulers import PopulationBasedTraining
+    from ray.tune.schedulers.pb2 import PB2
+
+    from sweeper.engine.population import build_population
+
+    lr = {"lr": {"min": 0.01, "max": 0.5}}
+    spec = spec_from_dict({**pbt_sweep("p", {"name": "pbt"}, lr), "method": "random"}, "p.yaml")
+    pbt = build_population("pbt", spec, {"synch": True})
+    assert type(pbt).__name__ == "SyncedPBT" and isinstance(pbt, PopulationBasedTraining)
+    pb2 = build_population("pb2", spec, {})
+    assert type(pb2).__name__ == "SyncedPB2" and isinstance(pb2, PB2)
+
+
 def pbt_sweep(name: str, scheduler: dict, parameters: dict | None = None) -> dict:
     config = xor_sweep(name, [GOOD, GOOD * 0.8, BAD, BAD * 2], EPOCHS, scheduler=scheduler)
     if parameters is not None:

@@ -18,7 +18,6 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from sweeper.engine.schedulers import TIME_ATTR
-from sweeper.scheduling import SCHEDULERS, entry_class
 
 if TYPE_CHECKING:
     from sweeper.spec import Spec
@@ -70,7 +69,9 @@ def bounds(spec: Spec) -> dict[str, list[float]]:
 
 def build_population(name: str, spec: Spec, args: dict[str, Any]) -> Any:
     """Ray's PBT or PB2 for ``spec`` with the file's ``args`` (time: the trial's epoch)."""
-    cls = entry_class(SCHEDULERS[name])
+    from sweeper.engine.pbt_sync import CLASSES  # Ray's classes, fixed for a resume
+
+    cls = CLASSES[name]
     space = {"hyperparam_mutations": mutations(spec)}
     if name == "pb2":
         space = {"hyperparam_bounds": bounds(spec)}

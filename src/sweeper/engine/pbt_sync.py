@@ -1,0 +1,72 @@
+"""Ray Tune's PBT and PB2 made safe to resume (Ray 2.60), synchronous mode above all.
+
+Ray does not save a scheduler with the experiment: ``sweeper resume`` rebuilds PBT fresh
+(no perturbation yet, the first sync time) while the restored trials come back at their
+checkpointed epochs. Two things then stall a study, and both are fixed here:
+
+- A restarted trial first reports its checkpoint's result again (``engine/trainable.py``:
+  the driver may have missed it). PBT took that old epoch as new: in synchronous mode it
+  paused the trial at once and, with the next sync still ahead, picked it to run again,
+  which restored the same checkpoint and reported the same epoch, forever. A result no
+  later than the last one PBT took from the trial now just continues.
+- ``synch: true`` sets the next sync time to ``max(next + interval, latest trial time)``:
+  when every trial is back at the same epoch past the first sync time, the next equals
+  their time, no paused trial is below it, and Ray Tune waits forever
+  (ray-project/ray#48616, not in 2.60). The next sync time now is past the latest one.
+
+Reads PBT's private ``_synch``, ``_time_attr``, ``_perturbation_interval``,
+``_next_perturbation_sync`` and ``_trial_state``, checked when the scheduler is made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
+from ray.tune.schedulers.pb2 import PB2
+
+_PRIVATE = (
+    "_synch",
+    "_time_attr",
+    "_perturbation_interval",
+    "_next_perturbation_sync",
+    "_trial_state",
+)
+
+
+class _ResumeSafe:
+    """The two fixes (see the module) over Ray's PBT rules."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        missing = [a for a in _PRIVATE if not hasattr(self, a)]
+        if missing:  # pragma: no cover - a Ray upgrade
+            raise RuntimeError(
+                f"Ray Tune's PopulationBasedTraining has no {', '.join(missing)}: "
+                "sweeper's PBT resume fixes are written for Ray 2.60"
+            )
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        state = self._trial_state.get(trial)
+        time = result.get(self._time_attr)
+        if state is not None and isinstance(time, (int, float)) and time <= state.last_train_time:
+            return TrialScheduler.CONTINUE  # a restarted trial's restored result, again
+        before = self._next_perturbation_sync
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if self._synch and self._next_perturbation_sync != before:  # a sync just happened
+            trials = tune_controller.get_trials()
+            latest = max(self._trial_state[t].last_train_time for t in trials)
+            if self._next_perturbation_sync <= latest:
+                self._next_perturbation_sync = latest + self._perturbation_interval
+        return decision
+
+
+class SyncedPBT(_ResumeSafe, PopulationBasedTraining):
+    """Ray's PopulationBasedTraining, safe to resume."""
+
+
+class SyncedPB2(_ResumeSafe, PB2):
+    """Ray's PB2, safe to resume."""
+
+
+CLASSES = {"pbt": SyncedPBT, "pb2": SyncedPB2}
