@@ -93,9 +93,14 @@ class Driver:
         return time.monotonic() - self.t0
 
     def wait(self, timeout: float | None = None) -> int:
-        """Wait for the driver to exit, then clean up what its session left; its status."""
+        """Wait for the driver to exit, then clean up what its session left; its status.
+        Past ``timeout`` the driver is killed (it must not outlive the test), then the
+        timeout is raised."""
         try:
             code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
         finally:
             if self.proc.returncode is not None:
                 self.cleanup()
