@@ -53,10 +53,8 @@ class _Controller:
         return None  # no checkpoint: the bottom trial's copy is skipped
 
 
-@pytest.mark.parametrize("fixed", [False, True], ids=["ray", "sweeper"])
-def test_a_resumed_synchronous_pbt_runs_on_when_every_trial_restarts_at_one_epoch(fixed):
-    """After a resume Ray rebuilds PBT fresh (next sync at epoch 2) while both trials come
-    back at epoch 5: Ray's own PBT then has no trial to run, and Ray Tune waits forever."""
+def _two_trials(fixed: bool) -> tuple:
+    """Synchronous PBT (sweeper's or Ray's own) over two stub trials, every 2 epochs."""
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import PopulationBasedTraining
 
@@ -69,6 +67,16 @@ def test_a_resumed_synchronous_pbt_runs_on_when_every_trial_restarts_at_one_epoc
     controller = _Controller([a, b])
     for t in (a, b):
         pbt.on_trial_add(controller, t)
+    return pbt, a, b, controller
+
+
+@pytest.mark.parametrize("fixed", [False, True], ids=["ray", "sweeper"])
+def test_a_resumed_synchronous_pbt_runs_on_when_every_trial_restarts_at_one_epoch(fixed):
+    """After a resume Ray rebuilds PBT fresh (next sync at epoch 2) while both trials come
+    back at epoch 5: Ray's own PBT then has no trial to run, and Ray Tune waits forever."""
+    from ray.tune.experiment import Trial
+
+    pbt, a, b, controller = _two_trials(fixed)
     a.set_status(Trial.RUNNING)
     assert pbt.on_trial_result(controller, a, {"epoch": 5, "val_acc": 0.8}) == "PAUSE"
     a.set_status(Trial.PAUSED)
@@ -87,17 +95,8 @@ def test_a_restarted_trials_restored_result_does_not_pause_it_again(fixed):
     """A restarted trial reports its checkpoint's epoch again first: Ray's synchronous PBT
     paused it at once and chose it to run again, the same epoch each time, forever."""
     from ray.tune.experiment import Trial
-    from ray.tune.schedulers import PopulationBasedTraining
 
-    from sweeper.engine.pbt_sync import SyncedPBT
-
-    cls = SyncedPBT if fixed else PopulationBasedTraining
-    pbt = cls(time_attr="epoch", metric="val_acc", mode="max", perturbation_interval=2,
-              quantile_fraction=0.5, synch=True, hyperparam_mutations={"lr": [0.1, 0.01]})  # fmt: skip
-    a, b = (Trial("xor", config={"lr": 0.1}, stub=True) for _ in range(2))
-    controller = _Controller([a, b])
-    for t in (a, b):
-        pbt.on_trial_add(controller, t)
+    pbt, a, b, controller = _two_trials(fixed)
     pbt._next_perturbation_sync = 6  # as after a sync at epoch 4 (b waits at 4)
     pbt._trial_state[b].last_train_time = 4
     a.set_status(Trial.RUNNING)
