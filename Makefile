@@ -2,17 +2,17 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 LINTED := src models tests benchmarks scripts
 
 .PHONY: setup demo test test-fast lint bench clean
 
 setup: $(STAMP)
 
-# torch/torchvision are pinned in pyproject.toml (pip takes them from the local wheel copy).
-$(STAMP): pyproject.toml
+# pyproject.toml takes a torch range; constraints.txt pins this machine's (the local wheels).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	rm -f $(VENV)/.installed-* && touch $@
 
 # A small real sweep: 4 MLPs x 2 epochs on a slice of Fashion-MNIST (about a minute).

@@ -1,8 +1,10 @@
 """GPU checks (skipped without CUDA): trials train on the device, several per GPU, and the
 train step captured as one CUDA graph trains like the eager loop (``compile: false``).
 
-The graph tests are quick (2,000 training images, 2 epochs, batches of 128 with a tail of
-80): the whole file's non-slow tests should take well under a minute on one GPU.
+No data set is read: images are made in memory (``tests/support/synthetic.py``) and sweeps
+use the noisy XOR, so a GPU machine with only the package bundle runs every test here. The
+graph tests are quick (2,000 training images, 2 epochs, batches of 128 with a tail of 80):
+the whole file's non-slow tests should take well under a minute on one GPU.
 """
 
 from __future__ import annotations
@@ -15,27 +17,24 @@ import pytest
 import torch
 
 from sweeper.cli import main
-from sweeper.data import load_splits
 from sweeper.spec import spec_from_dict
 from sweeper.store import Study
 from sweeper.trial import resolve_trial
 from sweeper.trial import step as fast
 from sweeper.trial.loop import DeviceData, TrialContext, make_runs, train_trial
 from sweeper.trial.tasks import Classification, task_for
+from tests.support.synthetic import image_splits
 
 pytestmark = pytest.mark.gpu
 
 
-def test_trial_trains_on_cuda(data_root):
+def test_trial_trains_on_cuda():
     spec = spec_from_dict(
         {"name": "g", "model": {"name": "lenet5_v4"},
-         "data": {"train_size": 2000, "val_size": 500, "test_size": 500},
          "train": {"epochs": 2, "batch_size": 64, "device": "cuda"}},
         "test",
     )  # fmt: skip
-    final = train_trial(
-        resolve_trial(spec, {}), TrialContext(load_splits(spec.data, data_root), lambda m, s: None)
-    )
+    final = train_trial(resolve_trial(spec, {}), TrialContext(image_splits(), lambda m, s: None))
     assert final["val_acc"] > 0.5 and final["epoch"] == 2
 
 
@@ -43,15 +42,15 @@ AUTO_SWEEP = """
 name: gpu_auto
 method: grid
 parameters: {width: {values: [16, 32, 64, 128]}}
-model: {name: mlp}
-data: {name: fashion_mnist, train_size: 2000, val_size: 500, test_size: 500}
+model: {name: mlp, args: {depth: 2}}
+data: {name: xor}
 train: {epochs: 1}
 resources: {cpus: 0.5}
 """
 
 
 @pytest.mark.slow
-def test_fractional_gpus_pack_trials(tmp_path, ray_session, data_root):
+def test_fractional_gpus_pack_trials(tmp_path, ray_session):
     sweep = tmp_path / "g.yaml"
     sweep.write_text(
         AUTO_SWEEP.replace("gpu_auto", "gpu_pack").replace("{cpus: 0.5}", "{cpus: 0.5, gpus: 0.25}")
@@ -63,22 +62,20 @@ def test_fractional_gpus_pack_trials(tmp_path, ray_session, data_root):
 
 # --- the captured train step ----------------------------------------------------------------
 
-SMALL = {"train_size": 2000, "val_size": 500, "test_size": 500}
 BATCHES = 16  # per epoch: 15 full batches of 128 and a tail of 80
 
 
 def cuda_spec(model=None, **train):
     return spec_from_dict(
         {"name": "g", "model": model or {"name": "mlp", "args": {"depth": 2, "width": 64}},
-         "data": SMALL,
          "train": {"epochs": 2, "batch_size": 128, "device": "cuda", **train}},
         "test",
     )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def small(data_root):
-    return load_splits(cuda_spec().data, data_root)
+def small():
+    return image_splits()
 
 
 def fit(spec, splits, restore=None):
@@ -227,14 +224,79 @@ def test_uncapturable_model_falls_back_to_eager_with_one_line(caplog):
     assert adam_steps(step) == {14.0}  # 2 epochs x 7 batches, the failed capture trained nothing
 
 
-def test_probe_measures_a_train_step(data_root):
+def test_probe_measures_a_train_step():
     from sweeper.trial.probe import probe_gpu
 
     spec = spec_from_dict({"name": "p", "model": {"name": "mlp"}}, "test")
-    info = load_splits(spec.data.model_copy(update={"train_size": 500, "val_size": 100,
-                                                    "test_size": 100}), data_root).info  # fmt: skip
-    probe = probe_gpu(spec, {}, info)
+    probe = probe_gpu(spec, {}, image_splits(100, 10, 10).info)
     assert 0 < probe.peak_bytes < probe.total_bytes and probe.name
+
+
+def test_probe_in_a_fresh_process_initialises_cuda_first():
+    """On the H200 the probe's first CUDA call was ``reset_peak_memory_stats``, which raised
+    "Invalid device argument" in a process where nothing had made a CUDA context yet."""
+    import subprocess
+    import sys
+
+    code = (
+        "from sweeper.spec import spec_from_dict\n"
+        "from sweeper.trial.probe import probe_gpu\n"
+        "from tests.support.synthetic import image_splits\n"
+        "spec = spec_from_dict({'name': 'p', 'model': {'name': 'mlp'}}, 'test')\n"
+        "p = probe_gpu(spec, {}, image_splits(100, 10, 10).info)\n"
+        "assert 0 < p.peak_bytes < p.total_bytes, p\n"
+    )
+    from tests.support import REPO
+
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+# --- random numbers on the device after captures -----------------------------------------------
+
+
+def _fail_a_capture() -> None:
+    """A train step whose capture fails (its model syncs with the host in forward)."""
+    model = _Syncs().cuda()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, capturable=True)
+    step = fast.TrainStep(model, optimizer, Classification(3), 16, graphs=fast.CudaGraphs())
+    x, y = torch.randn(64, 8, device="cuda"), torch.randint(0, 3, (64,), device="cuda")
+    step.epoch([(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)])
+    assert step.captures == 0 and not step.graphed  # the capture was tried and failed
+
+
+def _assert_device_draws_work() -> None:
+    torch.manual_seed(1)
+    a = torch.randn(1000, device="cuda")
+    drop = torch.nn.functional.dropout(torch.ones(1000, device="cuda"), 0.5)
+    torch.manual_seed(1)
+    assert torch.equal(a, torch.randn(1000, device="cuda"))  # seeded draws repeat
+    assert 300 < int((drop == 0).sum()) < 700
+
+
+def test_a_failed_capture_leaves_the_device_generator_usable():
+    """A failed capture left torch's default CUDA generator in capture mode: the next draw on
+    the device raised "Offset increment outside graph capture encountered unexpectedly"."""
+    _fail_a_capture()
+    _assert_device_draws_work()
+
+
+def test_two_graphed_trials_then_a_probe_in_one_process():
+    """A reused Ray actor runs trial after trial in one process, as here: two graphed
+    trials whose models draw dropout noise on the device inside their graphs, a model
+    that cannot be captured, then the placement probe (which draws on the device)."""
+    from sweeper.trial.probe import probe_gpu
+
+    splits = image_splits(600, 100, 100)
+    model = {"name": "mlp", "args": {"depth": 2, "width": 64, "dropout": 0.2}}
+    for seed in (0, 1):
+        spec = cuda_spec(model=model, seed=seed, epochs=1)
+        _, history = fit(spec, splits)
+        assert math.isfinite(history[-1]["train_loss"])
+    _fail_a_capture()
+    _assert_device_draws_work()
+    probe = probe_gpu(cuda_spec(), {}, splits.info)
+    assert 0 < probe.peak_bytes < probe.total_bytes
 
 
 def test_check_prints_the_gpu_placement(tmp_path, capsys):
@@ -246,7 +308,7 @@ def test_check_prints_the_gpu_placement(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_auto_gpus_pack_trials_from_a_probe(tmp_path, ray_session, data_root):
+def test_auto_gpus_pack_trials_from_a_probe(tmp_path, ray_session):
     """gpus: auto (the default): 2 CPUs at 0.5 a trial and 4 trials -> 4 trials per GPU."""
     sweep = tmp_path / "g.yaml"
     sweep.write_text(AUTO_SWEEP)
@@ -257,3 +319,23 @@ def test_auto_gpus_pack_trials_from_a_probe(tmp_path, ray_session, data_root):
     assert placement["gpus"] == 0.25 and placement["trial_bytes"] > 0
     df = study.trials()
     assert len(df) == 4 and set(df["state"]) == {"COMPLETE"}
+
+
+@pytest.mark.slow
+def test_a_failed_probe_still_runs_the_study(tmp_path, ray_session, monkeypatch, capsys):
+    """The probe's task fails: one warning line, the fallback share, every trial runs."""
+    from sweeper.engine import placement
+    from sweeper.trial.probe import ProbeFailed
+
+    monkeypatch.setattr(
+        placement, "_probe_on_ray", lambda spec, info: ProbeFailed("RuntimeError: injected")
+    )
+    sweep = tmp_path / "g.yaml"
+    sweep.write_text(AUTO_SWEEP.replace("gpu_auto", "gpu_fallback"))
+    assert main(["run", str(sweep), "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: the GPU probe failed (RuntimeError: injected)") == 1
+    study = Study.open("gpu_fallback", tmp_path)
+    placement_meta = study.meta()["placement"]
+    assert placement_meta["bound"] == "fallback" and placement_meta["gpus"] == 0.125
+    assert set(study.trials()["state"]) == {"COMPLETE"}

@@ -15,7 +15,7 @@ from sweeper.engine.placement import (
 )
 from sweeper.errors import SpecError
 from sweeper.spec import spec_from_dict
-from sweeper.trial.probe import GpuProbe, data_bytes
+from sweeper.trial.probe import GpuProbe, ProbeFailed, data_bytes
 
 GiB = 2**30
 H200 = GpuProbe("NVIDIA H200", 141 * GiB, 120 * 2**20)
@@ -172,3 +172,85 @@ def test_data_bytes_counts_what_a_trial_keeps_on_its_device(data_root):
     )
     splits = load_splits(spec.data, data_root)
     assert data_bytes(splits) == 170 * 784 * 4 + 170 * 8
+
+
+# --- a probe that fails never stops a study --------------------------------------------------
+
+XOR_AUTO = """
+name: xor_auto
+method: grid
+parameters: {width: {values: [8, 16]}}
+model: {name: mlp, args: {depth: 1}}
+data: {name: xor}
+train: {epochs: 1}
+"""
+
+
+def test_a_failed_probe_falls_back_to_one_share_per_cap():
+    spec = _spec({"max_trials_per_gpu": 8})
+    failed = ProbeFailed("RuntimeError: Invalid device argument")
+    p = place(spec, n_trials=96, num_cpus=16, num_gpus=1, probe=failed)
+    assert (p.device, p.gpus, p.trials_per_gpu, p.bound) == ("cuda", 0.125, 8, "fallback")
+    assert p.as_dict()["bound"] == "fallback" and p.trial_bytes is None
+    assert p.warning == (
+        "warning: the GPU probe failed (RuntimeError: Invalid device argument); each trial "
+        "gets 1/8 of a GPU (resources.max_trials_per_gpu)"
+    )
+    assert "set by fallback" in p.describe()
+    assert place(spec, n_trials=4, num_cpus=16, num_gpus=1, probe=H200).warning is None
+
+
+def test_check_prints_the_fallback_when_the_probe_raises(tmp_path, capsys, monkeypatch):
+    """A machine that counts a GPU whose probe fails (here: this CPU-only machine, whose
+    CUDA build finds no driver): ``check`` says so in one line and plans the fallback."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    sweep = tmp_path / "x.yaml"
+    sweep.write_text(XOR_AUTO)
+    assert main(["check", str(sweep)]) == 0
+    out, err = capsys.readouterr()
+    warnings = [line for line in err.splitlines() if line.strip()]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: the GPU probe failed ("), err
+    assert "1/8 of a GPU" in warnings[0] and "Traceback" not in err
+    assert "resources    cuda: 1 x GPU, 8 trials per GPU (0.125 GPU" in out
+    assert "set by fallback" in out
+
+
+def test_a_raising_probe_is_named_in_the_warning(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from sweeper.trial import probe
+
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(probe, "probe_gpu", oom)
+    sweep = tmp_path / "x.yaml"
+    sweep.write_text(XOR_AUTO)
+    assert main(["check", str(sweep), "--set", "resources.max_trials_per_gpu=4"]) == 0
+    out, err = capsys.readouterr()
+    assert err.strip() == (
+        "warning: the GPU probe failed (OutOfMemoryError: CUDA out of memory. Tried to "
+        "allocate 2.00 GiB); each trial gets 1/4 of a GPU (resources.max_trials_per_gpu)"
+    )
+    assert "4 trials per GPU (0.25 GPU" in out
+
+
+@pytest.mark.slow
+def test_a_probe_that_fails_in_its_ray_worker_falls_back(monkeypatch, ray_session):
+    """The probe's Ray task really runs and really fails (no driver on this machine)."""
+    import ray
+
+    from sweeper.data import load_splits
+    from sweeper.engine import placement
+
+    spec = spec_from_dict({"name": "r", "model": {"name": "mlp"}, "data": {"name": "xor"}}, "r")
+    splits = load_splits(spec.data, ".")
+    seen = ray.cluster_resources()
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {**seen, "GPU": 1.0})
+    monkeypatch.setattr(placement, "PROBE_TASK", {"num_cpus": 0, "max_calls": 1})  # no GPU here
+    p = placement.place_on_ray(spec, 16, splits, "r.yaml")
+    assert (p.device, p.bound, p.gpus, p.trials_per_gpu) == ("cuda", "fallback", 0.125, 8)
+    assert p.probe_error and p.warning.startswith("warning: the GPU probe failed (")

@@ -104,12 +104,12 @@ def prepare(
     return Prepared(plan, url)
 
 
-def placement(plan: Any) -> str:
-    """Where the trials would run on this machine (a GPU is probed, Ray is not started)."""
+def placement(plan: Any) -> Any:
+    """Where the trials would run on this machine (a GPU is probed, Ray is not started):
+    a :class:`~sweeper.engine.placement.Placement` (``describe()``, ``warning``)."""
     from sweeper.engine.placement import place_here
 
-    where = place_here(plan.spec, plan.n_trials or 1, lambda: load_data(plan), plan.source)
-    return where.describe()
+    return place_here(plan.spec, plan.n_trials or 1, lambda: load_data(plan), plan.source)
 
 
 def start(

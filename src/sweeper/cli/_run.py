@@ -28,7 +28,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         plan.n_trials if plan.n_trials is not None else "unbounded: set run_cap or --max-trials"
     )
     # where the trials would run (may fail: before "ok"); nothing runs a search space only
-    resources = _launch.placement(plan) if spec.runs != "nothing" else None
+    where = _launch.placement(plan) if spec.runs != "nothing" else None
+    resources = where.describe() if where is not None else None
+    if where is not None and where.warning:
+        console(stderr=True).print(where.warning)
     out = console()
     out.print(f"{args.file}: ok")
     out.print(f"  study        {spec.name}")

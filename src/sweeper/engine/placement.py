@@ -4,7 +4,9 @@ With ``auto``, where GPUs are seen, a short probe of the first config (its train
 the largest swept batch size, on one GPU) measures its peak memory; each trial then gets
 ``1/k`` of a GPU, ``k`` the trials that fit in a GPU's memory, in the CPU cores per GPU and
 under ``resources.max_trials_per_gpu``, and never more than the study's trials need. A
-number is used as it is. Without a GPU (or with ``gpus: 0``) trials run on the CPU and
+probe that fails (an exception, an out-of-memory, a driver error) never stops the study:
+one warning line names the cause and each trial gets ``1/max_trials_per_gpu`` of a GPU
+(``bound: fallback``). A number is used as it is. Without a GPU (or with ``gpus: 0``) trials run on the CPU and
 never touch CUDA. :func:`place` is pure; :func:`place_on_ray` (a run) and
 :func:`place_here` (``sweeper check``) gather what it needs.
 """
@@ -19,12 +21,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sweeper.errors import SpecError
+from sweeper.trial.probe import ProbeFailed
 
 # A CUDA context with torch's kernels loaded, per trial process (~0.5 GiB on recent GPUs).
 CONTEXT_BYTES = 768 * 2**20
 MEMORY_FRACTION = 0.9  # of a GPU's memory that trials may plan to use
 HEADROOM = 2.0  # the probed step's peak times this: other configs may be larger
 SHARE_DIGITS = 4  # Ray's resolution for fractional resources
+# The probe's Ray task: one whole GPU, no CPU slot, a fresh worker that exits after.
+PROBE_TASK = {"num_gpus": 1, "num_cpus": 0, "max_calls": 1}
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,8 @@ class Placement:
         n_gpus: GPUs seen; ``gpu_name`` and ``gpu_bytes`` of the first.
         trials_per_gpu: trials sharing one GPU (None on the CPU).
         trial_bytes: planned GPU memory per trial (probe; None without one).
-        bound: what chose ``trials_per_gpu`` (memory, cpus, cap, trials, spec).
+        bound: what chose ``trials_per_gpu`` (memory, cpus, cap, trials, spec, fallback).
+        probe_error: why the probe failed (``bound`` is then ``fallback``).
     """
 
     device: str
@@ -51,6 +57,17 @@ class Placement:
     trials_per_gpu: int | None = None
     trial_bytes: int | None = None
     bound: str | None = None
+    probe_error: str | None = None
+
+    @property
+    def warning(self) -> str | None:
+        """One line when the probe failed and the share is the fallback's, else None."""
+        if self.probe_error is None:
+            return None
+        return (
+            f"warning: the GPU probe failed ({self.probe_error}); each trial gets "
+            f"1/{self.trials_per_gpu} of a GPU (resources.max_trials_per_gpu)"
+        )
 
     def describe(self) -> str:
         each = f"{self.cpus:g} CPU each"
@@ -153,6 +170,8 @@ def place(
             )
         return Placement("cpu", res.cpus, 0.0, at_once(spec, num_cpus, 0, 0), int(num_gpus))
     n_gpus = int(num_gpus)
+    if isinstance(probe, ProbeFailed):
+        return _fallback(spec, num_cpus, num_gpus, probe.reason)
     name, total = (probe.name, probe.total_bytes) if probe else (None, None)
     if gpus is not None:  # the spec's own number
         k = max(1, math.floor(1 / gpus + 1e-9)) if gpus < 1 else None
@@ -175,6 +194,16 @@ def place(
     return Placement(
         "cuda", res.cpus, g, at_once(spec, num_cpus, num_gpus, g), n_gpus, name, total, k, need,
         bound,
+    )  # fmt: skip
+
+
+def _fallback(spec: Any, num_cpus: float, num_gpus: float, reason: str) -> Placement:
+    """The conservative share when the probe could not measure: ``1/max_trials_per_gpu``."""
+    k = spec.resources.max_trials_per_gpu
+    g = share(k)
+    return Placement(
+        "cuda", spec.resources.cpus, g, at_once(spec, num_cpus, num_gpus, g), int(num_gpus),
+        trials_per_gpu=k, bound="fallback", probe_error=reason,
     )  # fmt: skip
 
 
@@ -215,7 +244,7 @@ def place_here(spec: Any, n_trials: int, load_data: Any, source: str) -> Placeme
 def _place_on_ray(spec: Any, n_trials: int, data: Any) -> Placement:
     import ray
 
-    from sweeper.trial.probe import data_bytes, probe_gpu
+    from sweeper.trial.probe import data_bytes
 
     cluster = ray.cluster_resources()
     num_cpus, num_gpus = float(cluster.get("CPU", 1)), float(cluster.get("GPU", 0))
@@ -223,9 +252,22 @@ def _place_on_ray(spec: Any, n_trials: int, data: Any) -> Placement:
     if spec.model is None:  # a script trial: no data, no model to probe
         return place(spec, n_trials, num_cpus, num_gpus)
     if spec.resources.gpus == "auto" and num_gpus >= 1 and wants_gpu(spec):
-        task = ray.remote(num_gpus=1, num_cpus=0, max_calls=1)(probe_gpu)  # exits after
-        probe = ray.get(task.remote(spec, probe_params(spec), data.info))
+        probe = _probe_on_ray(spec, data.info)
     return place(spec, n_trials, num_cpus, num_gpus, probe, data_bytes(data))
+
+
+def _probe_on_ray(spec: Any, info: Any) -> Any:
+    """The probe as a one-GPU Ray task in a fresh worker (it exits after); a task or worker
+    that fails is a :class:`ProbeFailed` too."""
+    import ray
+
+    from sweeper.trial.probe import failure_reason, try_probe
+
+    task = ray.remote(**PROBE_TASK)(try_probe)
+    try:
+        return ray.get(task.remote(spec, probe_params(spec), info))
+    except Exception as exc:  # noqa: BLE001 - a dead worker, a driver error: fall back
+        return ProbeFailed(failure_reason(exc))
 
 
 def _place_here(spec: Any, n_trials: int, load_data: Any) -> Placement:
@@ -237,9 +279,9 @@ def _place_here(spec: Any, n_trials: int, load_data: Any) -> Placement:
 
         num_gpus = float(torch.cuda.device_count())  # NVML: no CUDA context
         if spec.resources.gpus == "auto" and num_gpus >= 1 and spec.model is not None:
-            from sweeper.trial.probe import data_bytes, probe_gpu
+            from sweeper.trial.probe import data_bytes, try_probe
 
             data = load_data()
-            probe = probe_gpu(spec, probe_params(spec), data.info)
+            probe = try_probe(spec, probe_params(spec), data.info)
             nbytes = data_bytes(data)
     return place(spec, n_trials, num_cpus, num_gpus, probe, nbytes)

@@ -180,6 +180,8 @@ def run_study(
             rearm()  # ray.init replaced the SIGTERM handler
             watch = _watch_cluster(spec, study)
             placement = place_on_ray(spec, plan.n_trials, data, plan.source)
+            if placement.warning:
+                print(placement.warning, file=sys.stderr)
             print(f"  trials on {placement.describe()}", file=sys.stderr)
             study.set_state("running", placement=placement.as_dict())
             trainable = make_trainable(spec, data, placement, study)

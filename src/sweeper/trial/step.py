@@ -131,15 +131,44 @@ class CudaGraphs:
         torch.cuda.synchronize()
 
     def capture(self, fn: Callable[[], None]) -> Callable[[], None]:
-        """Record ``fn``'s CUDA work (without running it); returns the replay."""
+        """Record ``fn``'s CUDA work (without running it); returns the replay.
+
+        A capture that fails leaves the device's default generator in capture mode (torch
+        ends the generator's capture only when the graph's capture ends cleanly), and every
+        later draw on the device raises "Offset increment outside graph capture": the
+        generator's state from before the capture is put back (:class:`GeneratorGuard`).
+        """
         graph = torch.cuda.CUDAGraph()
         outer = torch.cuda.current_stream()
+        guard = GeneratorGuard(outer.device)
         try:
             with torch.cuda.graph(graph, stream=self.stream):
                 fn()
+        except BaseException:
+            guard.restore()
+            raise
         finally:
             torch.cuda.set_stream(outer)  # also when capture failed before its context began
         return graph.replay
+
+
+class GeneratorGuard:
+    """The default CUDA generator's state of ``device``, to put back after a failed capture.
+
+    ``clone_state`` copies seed and offset into a state that is not capturing, and
+    ``graphsafe_set_state`` swaps it in (torch's graph-safe generator API, torch >= 2.4);
+    a graph that captured the old state keeps it. Without that API nothing is saved.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        self.generator = torch.cuda.default_generators[index]
+        clone = getattr(self.generator, "clone_state", None)
+        self.saved = clone() if clone is not None else None
+
+    def restore(self) -> None:
+        if self.saved is not None:
+            self.generator.graphsafe_set_state(self.saved)
 
 
 class TrainStep:
