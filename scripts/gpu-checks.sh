@@ -1,37 +1,102 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 9, as one script for a lent GPU machine (H100/H200): the GPU tests,
-# then the benchmarks. Figures go to $OUT (or ./gpu-out) for benchmarks/RESULTS.md.
+# The GPU checks, for a lent GPU machine (an H200): two steps, two device calls back to back.
 #
-# On the device machine (see ../shared/STACK-NOTES.md): a first call carries `.gpu` (made by
-# ../shared/tools/gpu-bundle) and runs `source .gpu/activate`; the next call, at once, carries
-# the Fashion-MNIST folder as data/ and runs this script:
-#     SWEEPER_DATA_DIR=$PWD/data PYTHONPATH=/tmp/site:$PWD/src:$PWD bash scripts/gpu-checks.sh
-# SWEEPER_GPU_QUICK=1 runs the tests and a 1-epoch grid only (a rerun that must be short).
+#   scripts/gpu-checks.sh prepare   # here: builds .gpu/ (the package bundle, ~55 MiB) and
+#                                   # .gpu-data/ (Fashion-MNIST raw + membrane, ~37 MiB)
+#   scripts/gpu-checks.sh tests     # device call 1, carry [".gpu"]: unpacks the bundle,
+#                                   # installs the project, runs every GPU test (< 3 min)
+#   scripts/gpu-checks.sh bench     # device call 2 at once (the machine still warm, so the
+#                                   # unpacked bundle is still there), carry [".gpu-data"]
+#
+# Step 2 runs, each under its own timeout and in this order: the mission's command
+# `sweeper run sweeps/mlp_grid.yaml` with its defaults (gpus: auto); the throughput benchmark
+# (4 configs x 3 epochs, every way); the LeNet and U-Net (512 px) seed sweeps for a few
+# epochs. It ends within SWEEPER_GPU_BUDGET_S (default 530 s) and writes as it goes, so a run
+# cut short still leaves its figures in $OUT: bench.log (everything), a status JSON per study,
+# and studies.tar.gz (the study folders without checkpoints). Figures go to
+# benchmarks/RESULTS.md with the GPU, the torch version and the command.
 set -uo pipefail
+step=${1:-}
 out="${OUT:-gpu-out}"
-mkdir -p "$out"
-export WANDB_MODE=offline WANDB_SILENT=true RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0
 py="${PYTHON:-python3}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
-"$py" -c "import torch, ray, optuna; print(torch.__version__, ray.__version__, optuna.__version__)" \
-  | tee -a "$out/gpu.txt"
+export WANDB_MODE=offline WANDB_SILENT=true RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
 
-# 1. tests that need CUDA, then the CPU-equivalence tests of the step and the fused runs
-timeout 240 "$py" -m pytest -q -m gpu tests/test_gpu.py 2>&1 | tail -30 | tee "$out/gpu-tests.txt"
-timeout 120 "$py" -m pytest -q -x tests/test_step.py tests/test_fused.py 2>&1 | tail -5 \
-  | tee -a "$out/gpu-tests.txt"
+die() { echo "gpu-checks: $*" >&2; exit 2; }
 
-# 2. the train step: eager vs static vs CUDA graph on the seed's MLP sizes
-timeout 120 "$py" benchmarks/step_speed.py --repeats 3 2>&1 | tee "$out/step_speed.txt"
+prepare() {
+  [[ -d ../shared/data/FashionMNIST/raw ]] || die "expected ../shared/data/FashionMNIST/raw beside the project"
+  [[ -f .gpu/activate ]] || ../shared/tools/gpu-bundle || die "../shared/tools/gpu-bundle failed"
+  rm -rf .gpu-data && mkdir -p .gpu-data/FashionMNIST
+  cp -r ../shared/data/FashionMNIST/raw .gpu-data/FashionMNIST/ && cp -r ../shared/data/membrane .gpu-data/
+  du -sh .gpu .gpu-data
+}
 
-# 3. the whole seed grid (96 configs x 100 epochs) with sweeper's defaults, against the
-#    seed-style loop on 4 configs scaled per trial-epoch (the full seed side takes ~3.7 h)
-if [[ "${SWEEPER_GPU_QUICK:-0}" == 1 ]]; then
-  grid=(--epochs 1 --seed-configs 4 --ways seed,sweeper)
-else
-  grid=(--seed-configs 4 --ways seed,sweeper)
-fi
-timeout 420 "$py" benchmarks/sweep_throughput.py "${grid[@]}" 2>&1 | tee "$out/sweep_grid.txt"
-# 4. all four ways on a subset: plain Ray Tune (one GPU per trial) and the bare loop
-timeout 300 "$py" benchmarks/sweep_throughput.py --configs 8 --epochs 5 2>&1 \
-  | tee "$out/sweep_subset.txt"
+activate() {  # the bundle (call 1 carries it; call 2 finds it unpacked in /tmp/site)
+  if [[ -f .gpu/activate ]]; then
+    # shellcheck disable=SC1091
+    source .gpu/activate
+  elif [[ -f /tmp/site/.done ]]; then
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} PATH=/tmp/site/bin:$PATH
+  else
+    die "no .gpu/ here and no bundle unpacked in /tmp/site: run step 'tests' first, carrying .gpu"
+  fi
+  "$py" -m pip install -q --no-deps --no-build-isolation -e . >"$out/install.txt" 2>&1 \
+    || { cat "$out/install.txt"; die "pip install -e . failed"; }
+  { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    "$py" -c "import torch, ray, optuna; print('torch', torch.__version__, 'ray', ray.__version__, 'optuna', optuna.__version__)"
+  } 2>&1 | tee "$out/gpu.txt"
+}
+
+tests() {
+  activate
+  timeout 200 "$py" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$out/tests.txt"
+  timeout 60 "$py" -m pytest -q -p no:cacheprovider tests/test_step.py tests/test_placement.py \
+    -m "not slow" 2>&1 | tail -5 | tee -a "$out/tests.txt"
+}
+
+# --- step 2 -------------------------------------------------------------------------------------
+budget=${SWEEPER_GPU_BUDGET_S:-530}
+runs=/tmp/gpu-runs
+log() { echo "[$(date -u +%H:%M:%S) +${SECONDS}s] $*" | tee -a "$out/bench.log"; }
+
+left() {  # seconds for the next part: at most $1, and never past the budget
+  local rest=$((budget - SECONDS - 15))
+  ((rest < $1)) && echo $((rest > 0 ? rest : 1)) || echo "$1"
+}
+
+keep() {  # the study's status and folder (no checkpoints) into $OUT, now
+  local name=$1
+  timeout 30 sweeper status "$name" --out "$runs" --json >"$out/status-$name.json" 2>>"$out/bench.log"
+  tar -C "$runs" --exclude='checkpoint*' --exclude='*.pkl' -czf "$out/studies.tar.gz" . 2>/dev/null
+}
+
+sweep() {  # sweep NAME MAX_SECONDS sweeper-run-args...
+  local name=$1 limit; limit=$(left "$2"); shift 2
+  log "sweeper run $* (timeout ${limit}s)"
+  local t0=$SECONDS
+  timeout -s INT -k 20 "$limit" sweeper run "$@" --out "$runs" 2>&1 | tee -a "$out/bench.log"
+  log "-> exit ${PIPESTATUS[0]} after $((SECONDS - t0))s"
+  keep "$name"
+}
+
+bench() {
+  activate
+  [[ -d .gpu-data/FashionMNIST/raw ]] || die "expected .gpu-data/FashionMNIST/raw: carry .gpu-data"
+  export SWEEPER_DATA_DIR=$PWD/.gpu-data
+  rm -rf "$runs" && mkdir -p "$runs"
+  sweep mlp_grid 240 sweeps/mlp_grid.yaml
+  local limit; limit=$(left 170)
+  log "benchmarks/sweep_throughput.py --configs 4 --epochs 3 (timeout ${limit}s)"
+  timeout -k 10 "$limit" "$py" benchmarks/sweep_throughput.py --configs 4 --epochs 3 2>&1 \
+    | tee -a "$out/bench.log"
+  sweep lenet_variants 50 sweeps/lenet_variants.yaml --set train.epochs=2
+  sweep unet_membrane 60 sweeps/unet_membrane.yaml --max-trials 2 --set 'parameters.epochs={value: 3}'
+  log "done"
+}
+
+case "$step" in
+  prepare) prepare ;;
+  tests) mkdir -p "$out" && tests ;;
+  bench) mkdir -p "$out" && bench ;;
+  *) die "usage: scripts/gpu-checks.sh prepare|tests|bench (got '${step}')" ;;
+esac
