@@ -12,7 +12,9 @@ setup: $(STAMP)
 # pyproject.toml takes a torch range; constraints.txt pins this machine's (the local wheels).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	@echo "setup: pip install -e .[dev] into $(VENV) (log: $(VENV)/pip.log)"
+	@$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]" \
+	  >$(VENV)/pip.log 2>&1 || { tail -n 20 $(VENV)/pip.log; exit 1; }
 	rm -f $(VENV)/.installed-* && touch $@
 
 # A small real sweep: 4 MLPs x 2 epochs on a slice of Fashion-MNIST (about a minute).
@@ -22,8 +24,7 @@ demo: setup
 
 # CI runs this (.ci/run): lint and format check first, then every test.
 test: setup lint
-	scripts/ensure-chromium.sh
-	scripts/ensure-postgres.sh
+	@scripts/ensure-system.sh
 	$(BIN)/python -m pytest -q --durations=15
 
 test-fast: setup

@@ -2,7 +2,7 @@
 ``pg_ctl start`` on a free loopback port with its socket in that folder, stopped and
 deleted at the end. PostgreSQL refuses to run as root: as root, the server runs as the
 ``postgres`` user that Debian's package makes (``runuser``); without one, or without the
-binaries (``scripts/ensure-postgres.sh`` installs them), :func:`unavailable` says why."""
+binaries (``scripts/ensure-system.sh`` installs them), :func:`unavailable` says why."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def run_as() -> list[str] | None:
 def unavailable() -> str | None:
     """Why no server can be started here (None: one can)."""
     if bin_dir() is None:
-        return "PostgreSQL not installed (scripts/ensure-postgres.sh installs it)"
+        return "PostgreSQL not installed (scripts/ensure-system.sh installs it)"
     if run_as() is None:
         return "running as root without a 'postgres' user (or runuser) to run the server as"
     try:
