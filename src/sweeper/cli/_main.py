@@ -114,7 +114,8 @@ def shared_flags() -> dict[str, argparse.ArgumentParser]:
     data_dir.add_argument(
         "--data-dir",
         metavar="D",
-        help="data root (default: data.root, else $SWEEPER_DATA_DIR, else ./data)",
+        help="data root, relative to here (default: the file's data.root, else "
+        "$SWEEPER_DATA_DIR, else ./data)",
     )
     study = _flags()
     study.add_argument("study", help="study name (under --out) or path to its folder")
