@@ -61,3 +61,23 @@ def test_shared_flags_parse_the_same_everywhere():
         "disabled",
         True,
     )
+
+
+def test_models_lists_the_arguments_each_model_takes(capsys):
+    import json
+
+    assert main(["models", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["mlp"]["args"]["depth"] == {"accepts": "an integer >= 0", "default": 2}
+    assert rows["mlp"]["args"]["activation"]["accepts"] == "one of relu, tanh, gelu, sigmoid"
+    assert rows["lenet5_v2"]["args"]["channels"]["default"] == [32, 64]  # the preset's
+    assert rows["lenet5_v2"]["sets"]["channels"] == [32, 64]
+    assert main(["models"]) == 0
+    text = capsys.readouterr().out
+    for family in ("cnn", "lenet", "mlp", "unet", "xor_mlp"):
+        assert f"{family} arguments" in text
+    assert "base_filters" in text and "dropout" in text
+    assert main(["models", "mlp_deep"]) == 0
+    assert "mlp_deep arguments" in capsys.readouterr().out
+    assert main(["models", "lenet6"]) == 2
+    assert "did you mean 'lenet5'?" in capsys.readouterr().err

@@ -62,7 +62,10 @@ COMMANDS: dict[str, Command] = {
         _status.cmd_status, "show a study's trials and its best so far", ("study", "out", "json")
     ),
     "models": Command(
-        _models.cmd_models, "list registered models and their parameter counts", ("json",)
+        _models.cmd_models,
+        "list registered models, their parameter counts and their arguments",
+        ("json",),
+        _models.models_arguments,
     ),
     "report": Command(
         _results.cmd_report,
