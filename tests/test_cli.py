@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from sweeper.cli import COMMANDS, build_parser, main
@@ -81,3 +83,29 @@ def test_models_lists_the_arguments_each_model_takes(capsys):
     assert "mlp_deep arguments" in capsys.readouterr().out
     assert main(["models", "lenet6"]) == 2
     assert "did you mean 'lenet5'?" in capsys.readouterr().err
+
+
+def test_help_is_plain_and_says_what_each_output_flag_takes(capsys):
+    parser = build_parser()
+    helps = {}
+    for name in COMMANDS:
+        with pytest.raises(SystemExit):
+            parser.parse_args([name, "--help"])
+        helps[name] = capsys.readouterr().out
+        assert "``" not in helps[name], name  # no raw reST marks (sync's 'wandb sync')
+        assert not re.search(r"--out\b", helps[name]), name  # the studies' folder is --runs
+    assert "'wandb sync'" in helps["sync"]
+    assert "default 3" in helps["export"] and "-o DIR, --output DIR" in helps["export"]
+    assert "--runs DIR" in helps["report"] and "-o FILE, --output FILE" in helps["report"]
+    assert "html: one self-contained page" in " ".join(helps["report"].split())
+
+
+def test_runs_names_the_studies_folder_and_out_still_works():
+    parser = build_parser()
+    for name, cmd in COMMANDS.items():
+        if "out" not in cmd.flags:
+            continue
+        argv = [name, "f.yaml" if "spec" in cmd.flags else "s"]
+        assert parser.parse_args([*argv, "--runs", "r"]).out == "r"
+        assert parser.parse_args([*argv, "--out", "o"]).out == "o"
+        assert parser.parse_args(argv).out is None
