@@ -66,7 +66,7 @@ left() {  # seconds for the next part: at most $1, and never past the budget
 
 keep() {  # the study's status and folder (no checkpoints) into $OUT, now
   local name=$1
-  timeout 30 sweeper status "$name" --out "$runs" --json >"$out/status-$name.json" 2>>"$out/bench.log"
+  timeout 30 sweeper status "$name" --runs "$runs" --json >"$out/status-$name.json" 2>>"$out/bench.log"
   tar -C "$runs" --exclude='checkpoint*' --exclude='*.pkl' -czf "$out/studies.tar.gz" . 2>/dev/null
 }
 
@@ -74,7 +74,7 @@ sweep() {  # sweep NAME MAX_SECONDS sweeper-run-args...
   local name=$1 limit; limit=$(left "$2"); shift 2
   log "sweeper run $* (timeout ${limit}s)"
   local t0=$SECONDS
-  timeout -s INT -k 20 "$limit" sweeper run "$@" --out "$runs" 2>&1 | tee -a "$out/bench.log"
+  timeout -s INT -k 20 "$limit" sweeper run "$@" --runs "$runs" 2>&1 | tee -a "$out/bench.log"
   log "-> exit ${PIPESTATUS[0]} after $((SECONDS - t0))s"
   keep "$name"
 }

@@ -14,7 +14,11 @@ import pytest
 
 from tests.support import REPO, SHARED_DATA, write_sweep
 
-os.environ.setdefault("SWEEPER_DATA_DIR", str(SHARED_DATA))
+# Relative to where pytest was started (as sweeper takes it): many tests chdir or start
+# drivers in other folders, so it is made absolute once, here.
+os.environ["SWEEPER_DATA_DIR"] = str(
+    Path(os.environ.get("SWEEPER_DATA_DIR", SHARED_DATA)).resolve()
+)
 os.environ.setdefault("SWEEPER_CACHE_DIR", str(REPO / ".cache"))
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

@@ -57,6 +57,22 @@ def test_bad_input_is_the_cli_line(tmp_path, capsys):
     assert (plan.n_trials, plan.space_size, plan.spec.train.epochs) == (3, 4, 1)
 
 
+def test_an_existing_study_is_named_in_the_apis_words_not_the_clis(tmp_path, capsys):
+    from sweeper.api._launch import prepare
+    from sweeper.store import Study
+
+    out = tmp_path / "runs"
+    Study.create(out / "api_xor", prepare(XOR).plan.spec, "<spec>", 4)
+    with pytest.raises(sweeper.SweeperError) as api_err:
+        sweeper.run(XOR, out=out)
+    message = str(api_err.value)
+    assert "force_new=True" in message and "--force-new" not in message
+    assert f"sweeper.open_study({str(out / 'api_xor')!r}).resume()" in message
+    (tmp_path / "x.yaml").write_text(json.dumps(XOR))
+    assert main(["run", str(tmp_path / "x.yaml"), "--out", str(out)]) == 2
+    assert "--force-new" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_run_a_dict_spec_end_to_end(tmp_path, ray_session, capsys):
     out = tmp_path / "runs"

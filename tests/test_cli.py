@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from sweeper.cli import COMMANDS, build_parser, main
@@ -61,3 +63,49 @@ def test_shared_flags_parse_the_same_everywhere():
         "disabled",
         True,
     )
+
+
+def test_models_lists_the_arguments_each_model_takes(capsys):
+    import json
+
+    assert main(["models", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["mlp"]["args"]["depth"] == {"accepts": "an integer >= 0", "default": 2}
+    assert rows["mlp"]["args"]["activation"]["accepts"] == "one of relu, tanh, gelu, sigmoid"
+    assert rows["lenet5_v2"]["args"]["channels"]["default"] == [32, 64]  # the preset's
+    assert rows["lenet5_v2"]["sets"]["channels"] == [32, 64]
+    assert main(["models"]) == 0
+    text = capsys.readouterr().out
+    for family in ("cnn", "lenet", "mlp", "unet", "xor_mlp"):
+        assert f"{family} arguments" in text
+    assert "base_filters" in text and "dropout" in text
+    assert main(["models", "mlp_deep"]) == 0
+    assert "mlp_deep arguments" in capsys.readouterr().out
+    assert main(["models", "lenet6"]) == 2
+    assert "did you mean 'lenet5'?" in capsys.readouterr().err
+
+
+def test_help_is_plain_and_says_what_each_output_flag_takes(capsys):
+    parser = build_parser()
+    helps = {}
+    for name in COMMANDS:
+        with pytest.raises(SystemExit):
+            parser.parse_args([name, "--help"])
+        helps[name] = capsys.readouterr().out
+        assert "``" not in helps[name], name  # no raw reST marks (sync's 'wandb sync')
+        assert not re.search(r"--out\b", helps[name]), name  # the studies' folder is --runs
+    assert "'wandb sync'" in helps["sync"]
+    assert "default 3" in helps["export"] and "-o DIR, --output DIR" in helps["export"]
+    assert "--runs DIR" in helps["report"] and "-o FILE, --output FILE" in helps["report"]
+    assert "html: one self-contained page" in " ".join(helps["report"].split())
+
+
+def test_runs_names_the_studies_folder_and_out_still_works():
+    parser = build_parser()
+    for name, cmd in COMMANDS.items():
+        if "out" not in cmd.flags:
+            continue
+        argv = [name, "f.yaml" if "spec" in cmd.flags else "s"]
+        assert parser.parse_args([*argv, "--runs", "r"]).out == "r"
+        assert parser.parse_args([*argv, "--out", "o"]).out == "o"
+        assert parser.parse_args(argv).out is None

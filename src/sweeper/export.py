@@ -3,7 +3,9 @@
 For each of the best K finished trials, a folder ``<out>/top<rank>_<trial_id>/`` holds:
 
 - ``sweep.yaml``: a single-config sweep (every swept parameter as ``value:``, the rest of
-  the saved spec unchanged) that ``sweeper run`` retrains; its metrics head the file;
+  the saved spec unchanged, less what only held on the machine that ran it: the absolute
+  data root and the Optuna mirror's place) that ``sweeper run`` retrains, on any machine
+  (the data root from ``--data-dir`` or ``$SWEEPER_DATA_DIR``); its metrics head the file;
 - ``metrics.json``: the trial's params and final metrics (the sidecar for scripts);
 - ``state_dict.pt`` and ``model.torchscript.pt``: the weights of the trial's last
   checkpoint (the first repeat's model), when checkpoints were kept.
@@ -27,6 +29,8 @@ from sweeper.spec import read_yaml_file, spec_from_dict
 from sweeper.store import BASE_COLUMNS, PARAM_PREFIX, Study, atomic_write
 
 STATE_FILE = "state.pt"  # what the Ray trainable checkpoints (sweeper.engine.trainable)
+SEARCH_KEYS = ("sampler", "run_cap", "early_terminate")  # an exported config is a grid of one
+MACHINE_KEYS = ("storage",)  # the study's Optuna mirror: the retrain gets its own
 
 
 @dataclass
@@ -170,7 +174,11 @@ def sweep_text(raw_spec: dict[str, Any], params: dict[str, Any], info: dict, pat
         f"trial {info['trial_id']} of study {info['study']} (rank {info['rank']} "
         f"{_ranked_by(info, goal=False)}), exported by sweeper export"
     )
-    data.update(method="grid", sampler=None, run_cap=None, early_terminate=None)
+    data["method"] = "grid"
+    for key in MACHINE_KEYS + SEARCH_KEYS:  # a grid of one; nothing tied to this machine
+        data.pop(key, None)
+    if isinstance(data.get("data"), dict):
+        data["data"].pop("root", None)
     fixed = dict(data.get("parameters") or {})
     for name, value in params.items():
         fixed[name] = {"value": value}
@@ -188,7 +196,8 @@ def sweep_text(raw_spec: dict[str, Any], params: dict[str, Any], info: dict, pat
         f"# Exported from study {info['study']}: trial {info['trial_id']}, rank {info['rank']} "
         f"{_ranked_by(info)}.",
         f"# Its metrics: {shown}; {m.get('epochs')} epochs, {m.get('params', '?')} parameters.",
-        "# Retrain it with: sweeper run <this file>",
+        "# Retrain it with: sweeper run <this file> (the data root: --data-dir or "
+        "$SWEEPER_DATA_DIR)",
     ]
     return "\n".join(header) + "\n" + yaml.safe_dump(data, sort_keys=False)
 

@@ -21,6 +21,7 @@ from sweeper.suggest import did_you_mean
 from sweeper.trial.config import MODEL_KEY, SWEEPABLE_TRAIN_KEYS
 
 DEFAULT_DATA_ROOT = "data"
+ENV_DATA_DIR = "SWEEPER_DATA_DIR"
 # Distributions whose values are the file's own (an integer argument takes these).
 _INT_KINDS = ("constant", "categorical", "categorical_w_probabilities", "int_uniform")
 
@@ -55,10 +56,24 @@ class Plan:
         return self.n_trials
 
 
-def resolve_data_root(spec: Spec, data_dir: str | None) -> str:
-    """``--data-dir``, else the file's ``data.root``, else ``$SWEEPER_DATA_DIR``, else ./data."""
-    root = data_dir or spec.data.root or os.environ.get("SWEEPER_DATA_DIR") or DEFAULT_DATA_ROOT
-    return str(Path(root).expanduser().resolve())
+def resolve_data_root(
+    spec: Spec, data_dir: str | None, folder: str | Path = "."
+) -> tuple[str, str | None]:
+    """The absolute data root and where it came from (None: the default, ./data).
+
+    ``--data-dir``, else the file's ``data.root``, else ``$SWEEPER_DATA_DIR``, else ./data.
+    A relative flag, variable or default is taken from the folder the command runs in; a
+    relative ``data.root`` from the sweep file's ``folder``, as its code files are.
+    Resolved once here: the study saves the absolute root, so trials, script trials and
+    ``resume`` never read it relative to another folder.
+    """
+    env = os.environ.get(ENV_DATA_DIR)
+    given = [(data_dir, "--data-dir", "."), (spec.data.root, "data.root", folder),
+             (env, f"${ENV_DATA_DIR}", ".")]  # fmt: skip
+    for root, origin, base in given:
+        if root:
+            return str((Path(base) / Path(root).expanduser()).resolve()), origin
+    return str(Path(DEFAULT_DATA_ROOT).resolve()), None
 
 
 def make_plan(
@@ -69,8 +84,10 @@ def make_plan(
 
     if max_trials is not None and max_trials < 1:
         raise SpecError("--max-trials", "", f"must be >= 1, got {max_trials}")
-    data = spec.data.model_copy(update={"root": resolve_data_root(spec, data_dir)})
-    spec = code_paths(spec.model_copy(update={"data": data}), Path(source).parent)
+    folder = Path(source).parent
+    root, origin = resolve_data_root(spec, data_dir, folder)
+    data = spec.data.model_copy(update={"root": root})
+    spec = code_paths(spec.model_copy(update={"data": data}), folder)
     if spec.model is None:  # a program's trials, or a search space only: no registry to check
         if spec.runs != "nothing":
             from sweeper.script.check import check_program
@@ -78,6 +95,7 @@ def make_plan(
             spec = check_program(spec, source)  # the program made absolute
         return Plan(spec, source, space_size(spec), planned_trials(spec, max_trials), 0)
     info = _check_dataset(spec, source)
+    _check_root(spec, source, origin)
     entries = _check_models(spec, source)
     _check_parameters(spec, source, entries)
     if spec.train.augment != "none" and len(info.in_shape) != 3:
@@ -131,6 +149,24 @@ def _check_dataset(spec: Spec, source: str) -> Any:
             raise SpecError(source, f"data.{key}", message) from None
         hint = _did_you_mean(spec.data.name, list_datasets())
         raise SpecError(source, "data.name", f"{message}{hint}") from None
+
+
+def _check_root(spec: Spec, source: str, origin: str | None) -> None:
+    """A data root that was given (flag, file or variable) must exist: a typo there would
+    otherwise pass ``check`` and fail, or download into a new folder, at ``run``."""
+    from sweeper.data import reads_files
+
+    root = Path(spec.data.root or DEFAULT_DATA_ROOT)
+    if origin is None or root.is_dir() or not reads_files(spec.data):
+        return
+    key = "data.root" if origin == "data.root" else ""
+    where = source if key else origin
+    raise SpecError(
+        where,
+        key,
+        f"{root} does not exist; expected the folder that holds {spec.data.name}'s files "
+        f"(give it as --data-dir, data.root or ${ENV_DATA_DIR})",
+    )
 
 
 def _model_names(spec: Spec, source: str) -> list[str]:

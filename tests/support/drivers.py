@@ -130,7 +130,8 @@ class Driver:
 def harness_env(ray_tmp: Path) -> dict[str, str]:
     """The drivers' environment: data root, a private Ray temp dir, quiet Ray and W&B."""
     env = dict(os.environ)
-    env.setdefault("SWEEPER_DATA_DIR", str(SHARED_DATA))
+    # absolute: the drivers run in other folders than the one a relative root was given in
+    env["SWEEPER_DATA_DIR"] = str(Path(env.get("SWEEPER_DATA_DIR") or SHARED_DATA).resolve())
     env["RAY_TMPDIR"] = str(ray_tmp)  # own /tmp/ray: never another session's cluster
     env.setdefault("RAY_AUTH_MODE", "disabled")
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")

@@ -45,7 +45,8 @@ def run(
         overrides: ``{"train.epochs": 1}`` or ``["train.epochs=1"]`` (``--set``).
         name: the study's name (default: the spec's ``name``; a dict without one: ``sweep``).
         out: the folder that holds studies (default ``./runs``).
-        data_dir: the data root (default: ``data.root``, ``$SWEEPER_DATA_DIR``, ``./data``).
+        data_dir: the data root, relative to the current folder (default: ``data.root``,
+            relative to the sweep file's folder, else ``$SWEEPER_DATA_DIR``, else ``./data``).
         force_new: delete an existing study of the same name first.
         wandb: ``offline``, ``online`` or ``disabled`` (default: the spec's ``wandb.mode``).
         address: join a running Ray cluster (``auto`` or ``HOST:PORT``).
@@ -56,6 +57,7 @@ def run(
         too, ``state == "interrupted"``, to continue with :meth:`Study.resume`.
     """
     from sweeper.api._launch import prepare, start
+    from sweeper.store import StudyExists
 
     prepared = prepare(
         spec,
@@ -67,7 +69,10 @@ def run(
         address=address,
         storage=storage,
     )
-    launched = start(prepared, out=out, force_new=force_new, storage_given=bool(storage))
+    try:
+        launched = start(prepared, out=out, force_new=force_new, storage_given=bool(storage))
+    except StudyExists as exc:  # said in this API's words, not the CLI's (--force-new)
+        raise exc.for_api() from None
     return Study(launched.study, launched.result)
 
 

@@ -95,6 +95,7 @@ def prepare(
     if address:
         given.append(f"resources.address={address}")
     loaded, source = load(spec, given, name)
+    loaded = _root_from_here(loaded, given)
     # The spec (saved, pickled by Ray) keeps the storage masked; the real URL goes apart.
     url = None
     if storage or loaded.storage:
@@ -102,6 +103,19 @@ def prepare(
         loaded = loaded.model_copy(update={"storage": safe})
     plan = make_plan(loaded, source, data_dir=data_dir, max_trials=max_trials)
     return Prepared(plan, url)
+
+
+def _root_from_here(spec: Any, overrides: list[str]) -> Any:
+    """A relative ``data.root`` given by ``--set`` is taken from the folder the command runs
+    in, as ``--data-dir`` is (one in the file: from the file's folder, see the plan)."""
+    from pathlib import Path
+
+    keys = {o.partition("=")[0].strip() for o in overrides}
+    root = spec.data.root
+    if not keys & {"data", "data.root"} or root is None or Path(root).is_absolute():
+        return spec
+    data = spec.data.model_copy(update={"root": str(Path(root).expanduser().resolve())})
+    return spec.model_copy(update={"data": data})
 
 
 def placement(plan: Any) -> Any:

@@ -8,6 +8,7 @@ one of them, taken before or after the subcommand (the subcommand's copy leaves 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,7 +63,10 @@ COMMANDS: dict[str, Command] = {
         _status.cmd_status, "show a study's trials and its best so far", ("study", "out", "json")
     ),
     "models": Command(
-        _models.cmd_models, "list registered models and their parameter counts", ("json",)
+        _models.cmd_models,
+        "list registered models, their parameter counts and their arguments",
+        ("json",),
+        _models.models_arguments,
     ),
     "report": Command(
         _results.cmd_report,
@@ -72,7 +76,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "export": Command(
         _results.cmd_export,
-        "export the best configs as sweep files, with weights",
+        "export the best K configs (default 3) as sweep files, with weights",
         ("study", "out"),
         _results.export_arguments,
     ),
@@ -114,12 +118,19 @@ def shared_flags() -> dict[str, argparse.ArgumentParser]:
     data_dir.add_argument(
         "--data-dir",
         metavar="D",
-        help="data root (default: data.root, else $SWEEPER_DATA_DIR, else ./data)",
+        help="data root, relative to here (default: the file's data.root, else "
+        "$SWEEPER_DATA_DIR, else ./data)",
     )
     study = _flags()
-    study.add_argument("study", help="study name (under --out) or path to its folder")
+    study.add_argument("study", help="study name (under --runs) or path to its folder")
     out = _flags()
-    out.add_argument("--out", metavar="D", help="folder that holds studies (default ./runs)")
+    out.add_argument(
+        "--runs",
+        dest="out",
+        metavar="DIR",
+        help="the folder that holds the studies, one folder each (default ./runs)",
+    )
+    out.add_argument("--out", dest="out", help=argparse.SUPPRESS)  # the old spelling of --runs
     wandb = _flags()
     wandb.add_argument(
         "--wandb",
@@ -155,6 +166,11 @@ def shared_flags() -> dict[str, argparse.ArgumentParser]:
     }
 
 
+def plain(doc: str | None) -> str | None:
+    """A docstring as help prints it: reST's ``code`` marks as plain quotes."""
+    return None if doc is None else re.sub(r"``(.+?)``", r"'\1'", doc)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``sweeper`` parser: one subparser per entry of :data:`COMMANDS`."""
     parser = _Parser(
@@ -170,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(
             name,
             help=cmd.help,
-            description=cmd.handler.__doc__,
+            description=plain(cmd.handler.__doc__),
             parents=[debug_flag(argparse.SUPPRESS), *(flags[f] for f in cmd.flags)],
         )
         p.set_defaults(func=cmd.handler)

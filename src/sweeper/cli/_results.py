@@ -10,10 +10,16 @@ from sweeper.cli._console import console
 def report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-o", "--output", metavar="FILE",
-        help="where to write (default <study>/report.html, report.md, or report_csv/)",
+        help="the file to write (default <study>/report.html, report.md, or report_csv/)",
     )  # fmt: skip
-    p.add_argument("--format", choices=("html", "md", "csv"), default="html")
-    p.add_argument("--top", type=int, default=10, metavar="K", help="best trials listed")
+    p.add_argument(
+        "--format", choices=("html", "md", "csv"), default="html",
+        help="html: one self-contained page with the figures (default); md: the tables as "
+        "Markdown; csv: the tables as CSV files in a folder",
+    )  # fmt: skip
+    p.add_argument(
+        "--top", type=int, default=10, metavar="K", help="best trials listed (default 10)"
+    )
     p.add_argument(
         "--threshold", type=float, metavar="X",
         help="metric value for 'epochs to reach' (default: median of finished trials)",
@@ -33,12 +39,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def export_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--top", type=int, default=3, metavar="K", help="best configs to export")
-    p.add_argument("-o", "--output", metavar="DIR", help="folder to write (default <study>/export)")
+    p.add_argument(
+        "--top", type=int, default=3, metavar="K", help="how many best configs (default 3)"
+    )
+    p.add_argument(
+        "-o", "--output", metavar="DIR",
+        help="the folder to write the exports into (default <study>/export)",
+    )  # fmt: skip
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export the best configs as runnable sweep files, with their metrics and weights."""
+    """Export the best K configs (--top, default 3) as runnable sweep files, each with its
+    metrics and weights, in its own folder: top<rank>_<trial>/."""
     from sweeper.api import open_study
 
     study = open_study(args.study, args.out)

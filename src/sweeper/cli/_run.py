@@ -47,10 +47,22 @@ def cmd_check(args: argparse.Namespace) -> int:
         _print_space(out, spec, resources)
         return 0
     out.print(f"  model        {spec.model.label} ({plan.first_params:,} parameters, first config)")
-    out.print(f"  data         {spec.data.label} from {spec.data.root}")
+    out.print(f"  data         {spec.data.label} from {spec.data.root}{_absent(spec.data)}")
     out.print(f"  resources    {resources}")
     out.print(f"  optuna       {spec.storage or 'optuna.db in the study folder'}")
     return 0
+
+
+def _absent(data: Any) -> str:
+    """A note for the default root that is not there yet (a given one that is not there
+    fails the plan): torchvision downloads into it on the first run."""
+    from pathlib import Path
+
+    from sweeper.data import reads_files
+
+    if Path(data.root).is_dir() or not reads_files(data):
+        return ""
+    return " (no such folder yet: the first run downloads the data there)"
 
 
 def _print_space(out: Any, spec: Any, resources: str | None) -> None:

@@ -14,6 +14,7 @@ from sweeper.data._api import (
     get_dataset,
     list_datasets,
     load_splits,
+    reads_files,
     register_dataset,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "get_dataset",
     "list_datasets",
     "load_splits",
+    "reads_files",
     "register_dataset",
 ]

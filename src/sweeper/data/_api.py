@@ -71,12 +71,14 @@ class DatasetEntry:
         loader: ``(DataSpec, root) -> Splits``.
         args: the ``data.args`` it takes -> (default, the values it accepts).
         info_for: ``data.args`` (defaults filled in) -> info, where the args change it.
+        reads_files: whether the loader reads files under the data root (XOR's are made).
     """
 
     info: DatasetInfo
     loader: Loader
     args: dict[str, tuple[Any, tuple[Any, ...]]] = field(default_factory=dict)
     info_for: Callable[[dict[str, Any]], DatasetInfo] | None = None
+    reads_files: bool = True
 
     def info_with(self, given: dict[str, Any]) -> DatasetInfo:
         """The info for ``data.args``; an argument it does not take is a :class:`DataError`."""
@@ -105,17 +107,20 @@ def register_dataset(
     info: DatasetInfo,
     args: dict[str, tuple[Any, tuple[Any, ...]]] | None = None,
     info_for: Callable[[dict[str, Any]], DatasetInfo] | None = None,
+    reads_files: bool = True,
 ) -> Callable[[Loader], Loader]:
     """Register ``loader`` under ``info.name``; a duplicate name raises.
 
     ``args``: the ``data.args`` the dataset takes -> (default, accepted values; empty: any);
-    ``info_for`` gives the info for given args where they change it (EMNIST's split).
+    ``info_for`` gives the info for given args where they change it (EMNIST's split);
+    ``reads_files``: False for data that is generated, not read under the root.
     """
 
     def wrap(loader: Loader) -> Loader:
         if info.name in _DATASETS:
             raise ValueError(f"dataset {info.name!r} is already registered")
-        _DATASETS[info.name] = DatasetEntry(info, loader, dict(args or {}), info_for)
+        entry = DatasetEntry(info, loader, dict(args or {}), info_for, reads_files)
+        _DATASETS[info.name] = entry
         return loader
 
     return wrap
@@ -142,6 +147,14 @@ def entry_for(data_spec: Any) -> DatasetEntry:
 
         return own_entry(data_spec)
     return get_dataset(data_spec.name)
+
+
+def reads_files(data_spec: Any) -> bool:
+    """Whether a registered dataset reads files under the data root (the user's own data
+    reads whatever its function reads: never checked here)."""
+    if getattr(data_spec, "is_own", False):
+        return False
+    return get_dataset(data_spec.name).reads_files
 
 
 def dataset_info(data_spec: Any) -> DatasetInfo:

@@ -43,7 +43,7 @@ def val_count(val_size: int) -> int:
     return min(val_size, MAX_VAL_POINTS)
 
 
-@register_dataset(INFO)
+@register_dataset(INFO, reads_files=False)
 def load_xor(spec: Any, root: Path) -> Splits:
     """The seed's 1,000 training and 500 test points, plus fresh validation points.
 

@@ -8,6 +8,8 @@ naming ``<WANDB_DIR>/wandb/sweep-<sweep id>/config-<run id>.yaml``, the file W&B
 writes and ``wandb.init`` reads into ``wandb.config``. ``WANDB_DIR`` is the study folder, so
 offline runs land in ``<study>/wandb/offline-run-*`` where ``sweeper sync`` finds them.
 ``WANDB_RESUME=allow`` with the same id lets a restarted trial continue its run.
+``SWEEPER_DATA_DIR`` is the study's data root made absolute (a relative one given to
+``sweeper run`` would point elsewhere from the trial's folder).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ HOOK_DIR = Path(__file__).resolve().parent / "hook"  # holds the hook's sitecust
 ENV_METRICS = "SWEEPER_METRICS_FILE"
 ENV_WATCH_PID = "SWEEPER_WATCH_PID"
 ENV_GRACE = "SWEEPER_STOP_GRACE_S"
+ENV_DATA_DIR = "SWEEPER_DATA_DIR"  # the study's data root, absolute, for the script to read
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,8 @@ def plan_launch(
     env[ENV_METRICS] = str(trial_dir / METRICS_FILE)
     env[ENV_WATCH_PID] = str(watch_pid)
     env[ENV_GRACE] = f"{grace_s:g}"
+    if spec.data.root:  # absolute (the plan resolved it): the script runs in its trial's folder
+        env[ENV_DATA_DIR] = spec.data.root
     argv = build_command(
         spec.command,
         program=spec.program or "",  # no program: the command names what it runs

@@ -6,6 +6,7 @@ from sweeper.store.study import (
     PARAM_PREFIX,
     STUDY_FORMAT,
     Study,
+    StudyExists,
     dump_spec,
     study_path,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "PARAM_PREFIX",
     "STUDY_FORMAT",
     "Study",
+    "StudyExists",
     "append_text",
     "atomic_write",
     "dump_spec",

@@ -44,6 +44,25 @@ DEFAULT_ROOT = "runs"
 PARAM_PREFIX = "config/"
 
 
+class StudyExists(SweeperError):
+    """A new study's folder already holds a study; the message says how to go on, in the
+    CLI's words (:meth:`for_api`: in the Python API's)."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path, self.name = Path(path), name
+        super().__init__(
+            f"{path}: a study named {name!r} already exists; continue it with "
+            f"`sweeper resume {path}`, or start over with --force-new (deletes it)"
+        )
+
+    def for_api(self) -> SweeperError:
+        return SweeperError(
+            f"{self.path}: a study named {self.name!r} already exists; continue it with "
+            f"sweeper.open_study({str(self.path)!r}).resume(), start over with "
+            "force_new=True (deletes it), or give another name= or out="
+        )
+
+
 def study_path(study: str, root: str | Path | None = None) -> Path:
     """A study given by name (under ``root``, default ./runs) or by its folder's path."""
     as_path = Path(study)
@@ -68,10 +87,7 @@ class Study(StudyLock):
         if (path / "study.json").exists():
             Study(path).check_free()  # a driver is running it: say whose, even with --force-new
         if (path / "study.json").exists() and not force_new:
-            raise SweeperError(
-                f"{path}: a study named {name!r} already exists; continue it with "
-                f"`sweeper resume {path}`, or start over with --force-new (deletes it)"
-            )
+            raise StudyExists(path, name)
         parent = path
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
