@@ -56,18 +56,20 @@ def run(
         too, ``state == "interrupted"``, to continue with :meth:`Study.resume`.
     """
     from sweeper.api._launch import prepare, start
+    from sweeper.console import command_clock
 
-    prepared = prepare(
-        spec,
-        overrides=overrides,
-        name=name,
-        data_dir=data_dir,
-        max_trials=max_trials,
-        wandb=wandb,
-        address=address,
-        storage=storage,
-    )
-    launched = start(prepared, out=out, force_new=force_new, storage_given=bool(storage))
+    with command_clock():  # the progress line times the run from here
+        prepared = prepare(
+            spec,
+            overrides=overrides,
+            name=name,
+            data_dir=data_dir,
+            max_trials=max_trials,
+            wandb=wandb,
+            address=address,
+            storage=storage,
+        )
+        launched = start(prepared, out=out, force_new=force_new, storage_given=bool(storage))
     return Study(launched.study, launched.result)
 
 
