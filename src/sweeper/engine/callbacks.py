@@ -142,7 +142,7 @@ class StudyCallback(Callback):
         return f"{short} (full log: {_shown(saved)})" if saved else short
 
     def _save_error(self, trial: Any) -> Path | None:
-        """Copy Ray's error file of ``trial`` (every failure's traceback) to
+        """Copy Ray's error file of ``trial`` (every failure's traceback, colours dropped) to
         ``errors/<trial id>.txt`` in the study folder; its path, or None without one."""
         try:
             with open(trial.error_file, encoding="utf-8", errors="replace") as f:
@@ -152,7 +152,7 @@ class StudyCallback(Callback):
         target = self.study.path / ERRORS_DIR / f"{trial.trial_id}.txt"
         try:
             target.parent.mkdir(exist_ok=True)
-            atomic_write(target, text)
+            atomic_write(target, re.sub(r"\x1b\[[0-9;]*m", "", text))  # no terminal colours
         except OSError:
             return Path(trial.error_file)
         return target
