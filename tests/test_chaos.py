@@ -166,6 +166,11 @@ def test_second_driver_is_refused_and_a_killed_drivers_lock_is_taken_over(tmp_pa
         assert status.returncode == 0
         assert "interrupted: its driver is gone" in status.stdout
         assert "sweeper resume" in status.stdout
+        # the rows still say RUNNING; status says what happened: nothing runs them
+        assert TrialState.RUNNING in set(Study(study).trials()["state"])
+        shown = json.loads(cli(env, "status", "chaos", "--out", str(study.parent), "--json").stdout)
+        states = {t["state"] for t in shown["trials"]}
+        assert TrialState.RUNNING not in states and TrialState.INTERRUPTED in states, states
         with Study(study).lock():  # taken over at once, orphans or not
             pass
     finally:
@@ -192,6 +197,10 @@ def test_one_sigint_or_sigterm_stops_cleanly_and_resume_completes(tmp_path, env,
         cli(env, "status", "chaos", "--out", str(study.parent), "--json").stdout
     )
     assert status_json["state"] == "interrupted"
+    # the trial that was mid-way is INTERRUPTED in the table itself, none RUNNING
+    recorded = set(Study(study).trials()["state"])
+    assert TrialState.RUNNING not in recorded and TrialState.INTERRUPTED in recorded, recorded
+    assert {t["state"] for t in status_json["trials"]} == recorded
     done_before = {
         t["trial_id"] for t in status_json["trials"] if t["state"] == TrialState.COMPLETE
     }
@@ -206,6 +215,9 @@ def test_one_sigint_or_sigterm_stops_cleanly_and_resume_completes(tmp_path, env,
     starts = chaos.starts(study)
     assert any(s[-1]["epoch"] > 0 for s in starts.values() if len(s) > 1)  # from a checkpoint
     assert all(s[-1]["epoch"] > 0 for s in starts.values() if len(s) > 1)
+    # resumed on the same machine (a new Ray, new node ids): no node column
+    final = json.loads(cli(env, "status", "chaos", "--out", str(study.parent), "--json").stdout)
+    assert all("node" not in t for t in final["trials"]), final["trials"][0]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -253,6 +253,36 @@ def test_a_sigkilled_holders_lock_is_free_though_its_children_live(tmp_path):
         proc.stdout.close()
 
 
+def test_status_shows_a_killed_drivers_running_trials_as_interrupted(tmp_path, sweep_file, capsys):
+    from sweeper.cli import main
+
+    study = Study.create(tmp_path / "k", load_spec(sweep_file("k", epochs=4)), "k.yaml", 2)
+    study.write_trials(
+        [
+            {"trial_id": "a", "number": 0, "state": "COMPLETE", "epochs": 4, "val_acc": 0.8},
+            {"trial_id": "b", "number": 1, "state": "RUNNING", "epochs": 2, "val_acc": 0.7},
+        ]
+    )
+
+    def states() -> dict[str, str]:
+        assert main(["status", str(study.path), "--json"]) == 0
+        return {t["trial_id"]: t["state"] for t in json.loads(capsys.readouterr().out)["trials"]}
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(study.path)], stdout=subprocess.PIPE, text=True
+    )
+    child = int(proc.stdout.readline())
+    try:
+        study.set_state("running", pid=proc.pid)
+        assert states() == {"a": "COMPLETE", "b": "RUNNING"}  # its driver holds the lock
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert states() == {"a": "COMPLETE", "b": "INTERRUPTED"}  # nothing runs it now
+    finally:
+        os.kill(child, signal.SIGKILL)
+        proc.stdout.close()
+
+
 def test_reset_results_forgets_every_trial(tmp_path, sweep_file):
     study = Study.create(tmp_path / "rs", load_spec(sweep_file("rs", epochs=4)), "rs.yaml", 4)
     (study.tune_dir / "ray_trainable_a").mkdir(parents=True)

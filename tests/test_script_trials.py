@@ -7,7 +7,9 @@ sweep file into a temporary folder and runs ``sweeper run`` from there, as a use
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import sys
 import tempfile
 import textwrap
 import time
@@ -104,7 +106,7 @@ def test_metrics_are_what_the_script_logged_and_config_is_nested(
 
 
 def test_a_crash_fails_the_trial_with_its_stderr_and_the_study_goes_on(
-    tmp_path, ray_session, monkeypatch
+    tmp_path, ray_session, monkeypatch, capfd
 ):
     write(
         tmp_path,
@@ -127,6 +129,8 @@ def test_a_crash_fails_the_trial_with_its_stderr_and_the_study_goes_on(
           tag: {values: [ok, crash, silent]}
         """,
     )
+    for handler in logging.getLogger("ray").handlers:  # it holds the stderr Ray was imported
+        monkeypatch.setattr(handler, "stream", sys.stderr)  # with: this test's, as a CLI's
     assert run_here(tmp_path, monkeypatch) == 0  # failed trials do not fail the run
     df = trials(tmp_path, "faults")
     assert df.loc["ok", "state"] == "COMPLETE" and df.loc["ok", "val_acc"] == 0.9
@@ -135,6 +139,17 @@ def test_a_crash_fails_the_trial_with_its_stderr_and_the_study_goes_on(
     assert "boom: the script fell over" in df.loc["crash", "error"]
     assert df.loc["silent", "state"] == "FAIL"
     assert "never logged 'val_acc' (logged loss)" in df.loc["silent", "error"]
+    # the terminal: one line per failed trial, its traceback in the study folder
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Trials did not complete" not in err, err
+    failed = {t: df.loc[t, "trial_id"] for t in ("crash", "silent")}
+    for tag, trial_id in failed.items():
+        (line,) = [ln for ln in err.splitlines() if ln.startswith(f"trial {trial_id} failed: ")]
+        assert df.loc[tag, "error"].split(": ")[-1] in line, line
+        log = tmp_path / "studies" / "faults" / "errors" / f"{trial_id}.txt"
+        assert line.endswith(f"(full log: {log.relative_to(tmp_path)})"), line
+        text = log.read_text()
+        assert "\n  File " in text and "\x1b[" not in text
 
 
 def test_a_pruned_trial_is_stopped_with_its_children(tmp_path, ray_session, monkeypatch):

@@ -1,8 +1,34 @@
-"""Printing for the CLI and the Python API: a rich console and the text of a table cell."""
+"""Printing for the CLI and the Python API: a rich console, the text of a table cell, and
+the clock of the command being run (the progress line times the run from it)."""
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from typing import Any
+
+_started: float | None = None  # time.monotonic() when the outermost command began
+
+
+@contextlib.contextmanager
+def command_clock() -> Iterator[None]:
+    """Time a command (``sweeper run``, :func:`sweeper.run`) from here: nested blocks keep
+    the outermost one's start."""
+    global _started
+    outer = _started is None
+    if outer:
+        _started = time.monotonic()
+    try:
+        yield
+    finally:
+        if outer:
+            _started = None
+
+
+def command_started() -> float:
+    """When the command being run began (``time.monotonic()``); now, outside any."""
+    return _started if _started is not None else time.monotonic()
 
 
 def console(stderr: bool = False) -> Any:

@@ -1,8 +1,9 @@
 """Trial state: one type, and the two rules every part of sweeper uses.
 
-A trial is PENDING (known, not started), RUNNING, or ended as COMPLETE (trained all its
-planned epochs; a diverged trial is COMPLETE with ``diverged`` set), PRUNED (a scheduler
-stopped it early) or FAIL (it raised). Two predicates answer the questions the progress
+A trial is PENDING (known, not started), RUNNING, INTERRUPTED (it was running when its
+driver stopped: Ctrl-C, SIGTERM, a kill; ``resume`` continues it), or ended as COMPLETE
+(trained all its planned epochs; a diverged trial is COMPLETE with ``diverged`` set),
+PRUNED (a scheduler stopped it early) or FAIL (it raised). Two predicates answer the questions the progress
 line, ``status``, the report, ``export``, the W&B summary and the Optuna mirror all ask:
 
 - :func:`is_result`: does this trial count as a result? COMPLETE with a finite metric.
@@ -22,10 +23,12 @@ from typing import Any
 
 
 class TrialState(str, enum.Enum):
-    """A trial's state, spelled as in the trial table and in Optuna (``TrialState``)."""
+    """A trial's state, spelled as in the trial table and in Optuna (``TrialState``;
+    INTERRUPTED is sweeper's own: the Optuna mirror holds ended trials only)."""
 
     PENDING = "PENDING"
     RUNNING = "RUNNING"
+    INTERRUPTED = "INTERRUPTED"
     COMPLETE = "COMPLETE"
     PRUNED = "PRUNED"
     FAIL = "FAIL"

@@ -57,22 +57,24 @@ def run(
         too, ``state == "interrupted"``, to continue with :meth:`Study.resume`.
     """
     from sweeper.api._launch import prepare, start
+    from sweeper.console import command_clock
     from sweeper.store import StudyExists
 
-    prepared = prepare(
-        spec,
-        overrides=overrides,
-        name=name,
-        data_dir=data_dir,
-        max_trials=max_trials,
-        wandb=wandb,
-        address=address,
-        storage=storage,
-    )
-    try:
-        launched = start(prepared, out=out, force_new=force_new, storage_given=bool(storage))
-    except StudyExists as exc:  # said in this API's words, not the CLI's (--force-new)
-        raise exc.for_api() from None
+    with command_clock():  # the progress line times the run from here
+        prepared = prepare(
+            spec,
+            overrides=overrides,
+            name=name,
+            data_dir=data_dir,
+            max_trials=max_trials,
+            wandb=wandb,
+            address=address,
+            storage=storage,
+        )
+        try:
+            launched = start(prepared, out=out, force_new=force_new, storage_given=bool(storage))
+        except StudyExists as exc:  # said in this API's words, not the CLI's (--force-new)
+            raise exc.for_api() from None
     return Study(launched.study, launched.result)
 
 

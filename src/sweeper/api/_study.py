@@ -17,11 +17,19 @@ from sweeper.console import fmt
 
 
 def trial_table(store: Any, spec: Any) -> Any:
-    """The study's trial table as the report reads it: results best first, then the rest."""
+    """The study's trial table as the report reads it: results best first, then the rest.
+
+    Trials recorded RUNNING by a driver that is gone (SIGKILL, a lost machine) show as
+    INTERRUPTED: nothing runs them, and ``resume`` continues them.
+    """
     from sweeper.report import collect, trial_table
+    from sweeper.states import TrialState
 
     maximize = spec.metric.goal == "maximize"
     df = collect(store)
+    running = df["state"] == TrialState.RUNNING.value
+    if running.any() and not store.driver_running():
+        df.loc[running, "state"] = TrialState.INTERRUPTED.value
     return trial_table(df, list(spec.parameters), spec.metric.name, maximize, spec.objectives)
 
 
@@ -133,10 +141,12 @@ class Study:
     ) -> Study:
         """Continue this study if it was interrupted (a finished one: nothing to do)."""
         from sweeper.api._launch import resume
+        from sweeper.console import command_clock
 
-        launched = resume(
-            self.store, data_dir=data_dir, wandb=wandb, address=address, storage=storage
-        )
+        with command_clock():
+            launched = resume(
+                self.store, data_dir=data_dir, wandb=wandb, address=address, storage=storage
+            )
         if launched is not None:
             self.last_run = launched.result
         return self

@@ -16,6 +16,7 @@ from typing import Any
 
 from sweeper import __version__
 from sweeper.cli import _models, _results, _run, _status
+from sweeper.console import command_clock
 from sweeper.errors import SweeperError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -197,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    with command_clock():  # the progress line times a run from here
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(None if argv is None else list(argv))

@@ -57,6 +57,8 @@ class TrialBook:
             rec = {k: v for k, v in rec.items() if not (isinstance(v, float) and v != v)}
             rec["error"] = rec.get("error", "") or ""
             rec["state"] = TrialState.of(rec.get("state"))
+            if rec["state"] is TrialState.RUNNING:  # its driver was killed: nothing runs it
+                rec["state"] = TrialState.INTERRUPTED
             self.rows[str(rec["trial_id"])] = rec
             self._next_number = max(self._next_number, int(rec.get("number", -1)) + 1)
         hist = study.history()
@@ -89,10 +91,15 @@ class TrialBook:
         return row
 
     def _set_state(self, row: dict[str, Any], state: TrialState) -> None:
-        """Move a row to ``state``, keeping the counts and the best result current."""
+        """Move a row to ``state``, keeping the counts, the running set and the best result
+        current."""
         self._counts[TrialState.of(row["state"])] -= 1
         self._counts[state] += 1
         row["state"] = state
+        if state is TrialState.RUNNING:
+            self.running.add(str(row["trial_id"]))
+        else:
+            self.running.discard(str(row["trial_id"]))
         value = metric_value(row, self.metric)
         if is_result(row, self.metric) and (
             self._best is None or (value > self._best if self.maximize else value < self._best)
@@ -101,6 +108,9 @@ class TrialBook:
 
     def _recount(self) -> None:
         self._counts = counts(r["state"] for r in self.rows.values())
+        self.running = {
+            t for t, r in self.rows.items() if TrialState.of(r["state"]) is TrialState.RUNNING
+        }
         self._best = best_value(self.rows.values(), self.metric, self.maximize)
 
     def planned_epochs(self, trial: Any) -> int:
@@ -143,6 +153,14 @@ class TrialBook:
         row["ended_at"] = round(time.time(), 3)
         return row
 
+    def interrupt(self) -> list[dict[str, Any]]:
+        """Mark every RUNNING trial INTERRUPTED (its driver is stopping: nothing runs it any
+        more; ``resume`` continues it as Ray saved it); returns the rows changed."""
+        changed = [self.rows[t] for t in sorted(self.running)]
+        for row in changed:
+            self._set_state(row, TrialState.INTERRUPTED)
+        return changed
+
     def _stopped_early(self, trial: Any, row: dict[str, Any]) -> bool:
         """Ended before its end: a script that did not exit 0 by itself (it reports
         ``exit_code`` last), a model trial short of its planned epochs (and not diverged)."""
@@ -172,6 +190,7 @@ class TrialBook:
         view.rows = {t: dict(r) for t, r in self.rows.items()}
         view.curves = {t: dict(c) for t, c in self.curves.items()}
         view._counts = self._counts.copy()
+        view.running = set(self.running)
         return view
 
     def params(self, trial_id: str) -> dict[str, Any]:
@@ -180,6 +199,19 @@ class TrialBook:
         return {
             k.removeprefix(PARAM_PREFIX): v for k, v in row.items() if k.startswith(PARAM_PREFIX)
         }
+
+    def work_done(self) -> float:
+        """Trials' worth of work done: each ended trial 1, a running model trial the share
+        of its planned epochs trained (a script trial's epochs are not known: 0)."""
+        done = float(sum(self._counts[s] for s in TrialState if s.ended))
+        if self.spec.model is None:
+            return done
+        for trial_id in self.running:
+            row = self.rows[trial_id]
+            planned = row.get(f"{PARAM_PREFIX}epochs", self.spec.train.epochs)
+            if isinstance(planned, (int, float)) and planned > 0:
+                done += min(1.0, float(row.get("epochs", 0) or 0) / planned)
+        return done
 
     def counts(self) -> dict[TrialState, int]:
         """Trials in each state (kept as rows change: no pass over the rows)."""

@@ -7,6 +7,12 @@ append or two, whatever the study's size. The Optuna mirror and W&B are copies o
 study, each written by a thread of its own (:mod:`sweeper.engine.background`), so Ray
 Tune's control loop (and every trial waiting in ``tune.report``) never waits for them.
 
+A failed trial is one line on the terminal (its id, the error's last line, where the whole
+traceback is: ``errors/<trial id>.txt`` in the study folder); Ray's own traceback of it,
+and its closing "Trials did not complete" list, are muted (:func:`muted_trial_errors`).
+When the run stops (Ctrl-C, SIGTERM, the end) the trials still running are marked
+INTERRUPTED: nothing runs them any more, and ``resume`` continues them.
+
 Ray pickles its callbacks into the experiment folder and hands the pickled copies back on
 ``Tuner.restore``. So the callback pickles only the study folder's absolute path and
 rebuilds everything from the study's own files; a driver that restores a study from
@@ -17,6 +23,9 @@ another place (the folder was moved or copied) binds the new path with
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import re
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +38,7 @@ from sweeper.engine.book import TrialBook
 from sweeper.errors import SweeperError
 from sweeper.states import TrialState
 from sweeper.store import Study
+from sweeper.store.files import atomic_write
 
 _BOUND: list[tuple[Path, str | None]] = []
 _OPEN: weakref.WeakSet[StudyCallback] = weakref.WeakSet()  # made, not yet closed
@@ -111,12 +121,42 @@ class StudyCallback(Callback):
         self._finish(trial, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._finish(trial, _error_line(trial))
+        error = _error_line(trial)
+        self._finish(trial, error)
+        self.progress.say(f"trial {trial.trial_id} failed: {self._error_note(trial, error)}")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A failed trial Ray retries (``resources.max_failures``): one line, no traceback."""
+        failures = int(getattr(trial, "num_failures", 0) or 0)
+        note = self._error_note(trial, _error_line(trial))
+        self.progress.say(f"trial {trial.trial_id} failed (failure {failures}), retrying: {note}")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.close()
 
     # -- the sinks -------------------------------------------------------------------------
+    def _error_note(self, trial: Any, error: str) -> str:
+        """The error's last line, shortened, and where its whole traceback was copied."""
+        short = short_error(error)
+        saved = self._save_error(trial)
+        return f"{short} (full log: {_shown(saved)})" if saved else short
+
+    def _save_error(self, trial: Any) -> Path | None:
+        """Copy Ray's error file of ``trial`` (every failure's traceback, colours dropped) to
+        ``errors/<trial id>.txt`` in the study folder; its path, or None without one."""
+        try:
+            with open(trial.error_file, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except (OSError, TypeError):
+            return None
+        target = self.study.path / ERRORS_DIR / f"{trial.trial_id}.txt"
+        try:
+            target.parent.mkdir(exist_ok=True)
+            atomic_write(target, re.sub(r"\x1b\[[0-9;]*m", "", text))  # no terminal colours
+        except OSError:
+            return Path(trial.error_file)
+        return target
+
     def _reconcile(self, trials: list) -> None:
         """Make the study's records agree with the trials Ray restored (first step of a run).
 
@@ -211,6 +251,7 @@ class StudyCallback(Callback):
         if self not in _OPEN:
             return
         _OPEN.discard(self)
+        self.book.interrupt()  # the driver is stopping: nothing runs its trials now
         self.study.write_trials(list(self.book.rows.values()))
         self.mirror_thread.submit(self._close_mirror)
         self.mirror_thread.close()
@@ -232,6 +273,64 @@ def closing_callbacks() -> Iterator[None]:
     finally:
         for callback in [cb for cb in list(_OPEN) if id(cb) not in before]:
             callback.close()
+
+
+@contextlib.contextmanager
+def muted_trial_errors() -> Iterator[None]:
+    """Ray Tune without its traceback of each failed trial and its closing "Trials did not
+    complete" list (the callback says each failure in one line); ``TUNE_PRINT_ALL_TRIAL_ERRORS=1``
+    brings Ray's tracebacks back."""
+    given = os.environ.get(_PRINT_ERRORS)
+    os.environ.setdefault(_PRINT_ERRORS, "0")  # read when Ray Tune's controller is made
+    tune_log = logging.getLogger("ray.tune.tune")
+    tune_log.addFilter(_not_the_closing_list)
+    try:
+        yield
+    finally:
+        tune_log.removeFilter(_not_the_closing_list)
+        if given is None:
+            os.environ.pop(_PRINT_ERRORS, None)
+
+
+_PRINT_ERRORS = "TUNE_PRINT_ALL_TRIAL_ERRORS"
+ERRORS_DIR = "errors"  # in the study folder: each failed trial's whole traceback
+ERROR_CHARS = 200  # the most of an error's line the terminal gets
+
+
+def _not_the_closing_list(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Trials did not complete")
+
+
+def short_error(error: str) -> str:
+    """An error's line for the terminal: the exception's name without its module, a
+    script's output tail (``a | b | c``) down to its last line, at most :data:`ERROR_CHARS`.
+
+    ``sweeper.script.trainable.ScriptFailed: t.py exited with code 1: Traceback ... |
+    ValueError: bad`` -> ``ScriptFailed: t.py exited with code 1: ValueError: bad``.
+    """
+    short = re.sub(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+: ", _last_name, error)
+    if " | " in short:
+        head, _, tail = short.partition(" | ")
+        parts = head.split(": ", 2)
+        if len(parts) == 3:
+            short = f"{parts[0]}: {parts[1]}: {tail.rsplit(' | ', 1)[-1]}"
+    if len(short) > ERROR_CHARS:
+        short = short[: ERROR_CHARS - 3] + "..."
+    return short
+
+
+def _last_name(match: re.Match[str]) -> str:
+    """``sweeper.script.trainable.ScriptFailed: `` -> ``ScriptFailed: ``."""
+    return match.group(0).rsplit(".", 1)[1]
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder when it is inside it, else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _error_line(trial: Any) -> str:

@@ -103,14 +103,21 @@ def ray_trainable(
 
 
 def node_name() -> str:
-    """The Ray node this trial runs on: its IP and the first 8 hex digits of its node id
-    (nodes on one machine share the IP)."""
+    """The Ray node this trial runs on: on a cluster of several nodes (dead ones included),
+    its IP and the first 8 hex digits of its node id (nodes on one machine share the IP);
+    on a one-node Ray, the machine's host name, which a resume on the same machine (a new
+    Ray, a new node id) keeps, so the trial table shows no ``node`` column for it."""
+    import socket
+
     import ray
 
     node_id = ray.get_runtime_context().get_node_id()
+    nodes = ray.nodes()
+    if len(nodes) <= 1:
+        return socket.gethostname()
     # the address the node was started with (its --node-ip-address), from the cluster's list
     ip = next(
-        (n["NodeManagerAddress"] for n in ray.nodes() if n.get("NodeID") == node_id),
+        (n["NodeManagerAddress"] for n in nodes if n.get("NodeID") == node_id),
         ray.util.get_node_ip_address(),
     )
     return f"{ip}:{node_id[:8]}"

@@ -156,7 +156,12 @@ def run_study(
     import optuna
     from ray import tune
 
-    from sweeper.engine.callbacks import StudyCallback, closing_callbacks, study_binding
+    from sweeper.engine.callbacks import (
+        StudyCallback,
+        closing_callbacks,
+        muted_trial_errors,
+        study_binding,
+    )
     from sweeper.engine.placement import place_on_ray
     from sweeper.engine.relocate import relocate_experiment
     from sweeper.engine.snapshot import read_snapshot, repair
@@ -190,6 +195,7 @@ def run_study(
             with (
                 study_binding(study.path, storage),
                 closing_callbacks(),
+                muted_trial_errors(),  # the callback says each failure in one line
             ):  # a restored callback records here
                 if snapshot is not None and snapshot.usable:
                     repair(tune_dir, snapshot)

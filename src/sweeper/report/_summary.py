@@ -27,6 +27,7 @@ TABLE_METRICS = ("val_acc", "test_acc", "test_loss", "params")
 # The order of the trials that are not results, after the results (best first).
 OTHERS_ORDER = (
     TrialState.RUNNING,
+    TrialState.INTERRUPTED,
     TrialState.PRUNED,
     TrialState.COMPLETE,  # without a finite metric
     TrialState.FAIL,

@@ -121,6 +121,13 @@ class StudyLock:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
 
+    def driver_running(self) -> bool:
+        """Whether a driver runs the study now: one holds its lock, or study.json says
+        ``running`` with a live driver on another host (whose lock this host may not see)."""
+        if self.holder() is not None:
+            return True
+        return self.meta().get("state") == "running" and self.driver_alive()
+
     def driver_alive(self) -> bool:
         """Whether the driver recorded in study.json (a running study) is still alive."""
         meta = self.meta()

@@ -10,6 +10,7 @@
       history.csv   one row per reported value: trial_id, epoch, key, value (append-only)
       optuna.db     an Optuna study (SQLite) mirroring the ended trials
       tune/         Ray Tune's experiment folder (checkpoints, searcher state)
+      errors/       <trial id>.txt: each failed trial's whole traceback
       code/         copies of the user's own model and data files (spec.yaml names these)
 
 Whole files are replaced by a rename and records are appended (:mod:`sweeper.store.files`),
