@@ -132,7 +132,6 @@ def harness_env(ray_tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("SWEEPER_DATA_DIR", str(SHARED_DATA))
     env["RAY_TMPDIR"] = str(ray_tmp)  # own /tmp/ray: never another session's cluster
-    env.setdefault("RAY_AUTH_MODE", "disabled")
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     env.setdefault("WANDB_MODE", "offline")
     env.setdefault("WANDB_SILENT", "true")

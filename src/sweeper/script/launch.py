@@ -8,6 +8,9 @@ naming ``<WANDB_DIR>/wandb/sweep-<sweep id>/config-<run id>.yaml``, the file W&B
 writes and ``wandb.init`` reads into ``wandb.config``. ``WANDB_DIR`` is the study folder, so
 offline runs land in ``<study>/wandb/offline-run-*`` where ``sweeper sync`` finds them.
 ``WANDB_RESUME=allow`` with the same id lets a restarted trial continue its run.
+``WANDB_CACHE_DIR`` (unless set) is ``<study>/wandb/cache``: W&B's own debug logs stay in
+the study. The script gets no Ray token (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``): it
+trains, as under W&B's agent, and has no business with the study's Ray.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ HOOK_DIR = Path(__file__).resolve().parent / "hook"  # holds the hook's sitecust
 ENV_METRICS = "SWEEPER_METRICS_FILE"
 ENV_WATCH_PID = "SWEEPER_WATCH_PID"
 ENV_GRACE = "SWEEPER_STOP_GRACE_S"
+RAY_TOKEN_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")  # as engine/guard.py (no Ray here)
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,10 @@ def plan_launch(
     sweep_dir = study_dir / "wandb" / f"sweep-{spec.name}"
     param_path = sweep_dir / f"config-{run_id}.yaml"
     json_path = sweep_dir / f"config-{run_id}.json"
-    env = {k: v for k, v in base_env.items() if k != "WANDB_SERVICE"}  # as W&B's agent
+    drop = {"WANDB_SERVICE", *RAY_TOKEN_VARS}  # W&B's agent drops the first
+    env = {k: v for k, v in base_env.items() if k not in drop}
     env.update(wandb_env(spec, study_dir, run_id, param_path))
+    env.setdefault("WANDB_CACHE_DIR", str(study_dir / "wandb" / "cache"))
     env["PYTHONPATH"] = _prepend(str(HOOK_DIR), env.get("PYTHONPATH"))
     env[ENV_METRICS] = str(trial_dir / METRICS_FILE)
     env[ENV_WATCH_PID] = str(watch_pid)
