@@ -131,6 +131,10 @@ def answers_without_token(gcs_address: str, timeout: float = 5.0) -> bool | None
     return True
 
 
+def refuses_tokenless(gcs_address: str) -> bool:
+    return answers_without_token(gcs_address) is False
+
+
 def open_cluster_warning(address: str) -> str:
     return (
         f"sweeper: warning: the Ray cluster at {address} runs without token authentication: "

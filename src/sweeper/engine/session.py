@@ -119,7 +119,7 @@ def _join_cluster(address: str) -> None:
             configure_logging=True,
             logging_level="ERROR",
         )
-    except AuthenticationError:
+    except AuthenticationError:  # the token at hand is not the cluster's
         raise SweeperError(guard.no_token_message(address)) from None
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -173,8 +173,8 @@ def _listening(address: str, timeout: float = 2.0) -> bool:
 
 
 def check_address(address: str | None, timeout: float = 5.0) -> None:
-    """One line, at once, when nothing listens at the head's ``HOST:PORT`` (None, ``auto``:
-    nothing to check here)."""
+    """One line, at once, when nothing listens at the head's ``HOST:PORT``, or when it wants
+    a token and none is at hand (None, ``auto``: nothing to check here)."""
     import socket
 
     from sweeper.errors import SweeperError
@@ -189,6 +189,8 @@ def check_address(address: str | None, timeout: float = 5.0) -> None:
             f"resources.address: no Ray cluster at {address} ({exc.strerror or exc}); "
             "start one with `ray start --head` or give its head's HOST:PORT"
         ) from None
+    if not guard.token_at_hand() and guard.refuses_tokenless(address):
+        raise SweeperError(guard.no_token_message(address))  # Ray would retry for a minute
 
 
 def _local_ip(address: str) -> str | None:
