@@ -62,6 +62,9 @@ def test_the_local_env_holds_a_fresh_token_only_while_ray_starts(monkeypatch):
             assert os.environ[guard.CLUSTER_ENV] == "0"
         assert os.environ["RAY_AUTH_TOKEN"] == PLANTED_RAY_TOKEN  # the user's, back
         assert guard.CLUSTER_ENV not in os.environ
+        assert os.environ["RAY_AUTH_MODE"] == "token"  # until Ray is shut down
+        guard.restore_mode()
+        assert os.environ["RAY_AUTH_MODE"] == "disabled"
     assert len(set(seen)) == 2 and PLANTED_RAY_TOKEN not in seen
     assert all(len(t) == 64 for t in seen)
 

@@ -46,14 +46,17 @@ SCRATCH_PREFIX = "sweeper-"
 # /sockets/plasma_store (21), and the folder's own name is ~25.
 _MAX_PARENT = 20
 _SCRATCH_NAME = re.compile(rf"^{SCRATCH_PREFIX}(\d+)-")
+_MODE_BEFORE: list[str | None] = []  # RAY_AUTH_MODE before this process's Ray set it
 
 
 @contextlib.contextmanager
 def local_ray_env() -> Iterator[None]:
     """The environment ``ray.init`` starts a one-machine Ray in: token mode with a fresh
     token, the node on loopback. On leaving, the token (and the switch) leave this
-    process's environment; ``RAY_AUTH_MODE`` stays ``token`` for the session."""
+    process's environment; ``RAY_AUTH_MODE`` stays ``token`` until :func:`restore_mode`
+    (at shutdown)."""
     saved = {k: os.environ.get(k) for k in (TOKEN_ENV, CLUSTER_ENV)}
+    _MODE_BEFORE.append(os.environ.get(MODE_ENV))
     os.environ[MODE_ENV] = "token"
     os.environ[TOKEN_ENV] = secrets.token_hex(32)  # 256 bits, as Ray makes its own
     os.environ[CLUSTER_ENV] = "0"  # Ray's own processes read it as they import ray
@@ -72,6 +75,19 @@ def local_ray_env() -> Iterator[None]:
                 os.environ[key] = value
         if clusters is not None:
             constants.ENABLE_RAY_CLUSTER = clusters
+
+
+def restore_mode() -> None:
+    """``RAY_AUTH_MODE`` as it was before :func:`local_ray_env` (a later study may join a
+    cluster that runs without tokens)."""
+    if not _MODE_BEFORE:
+        return
+    before = _MODE_BEFORE[0]
+    _MODE_BEFORE.clear()
+    if before is None:
+        os.environ.pop(MODE_ENV, None)
+    else:
+        os.environ[MODE_ENV] = before
 
 
 def _ray_constants() -> object | None:

@@ -244,6 +244,7 @@ def shutdown_ray() -> None:
 def _remove_scratch() -> None:
     global _SCRATCH
     guard.remove_scratch(_SCRATCH)
+    guard.restore_mode()
     _SCRATCH = None
 
 
