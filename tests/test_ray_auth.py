@@ -262,3 +262,16 @@ def test_no_secret_and_no_token_in_any_file_and_nothing_left_outside(live):
     assert list((live.study / "wandb" / "cache").rglob("core-debug-*.log"))
     assert live.scratch, "Ray's scratch folder was not where expected while the study ran"
     assert not any(p.exists() for p in live.scratch)
+
+
+def test_wandb_sync_writes_its_logs_into_the_study_not_tmp_or_home(tmp_path, monkeypatch):
+    from sweeper.tracking.sync import sync_runs
+
+    run = tmp_path / "study" / "wandb" / "offline-run-20260101_000000-abc"
+    run.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    assert sync_runs([run], dry_run=True) == 0
+    assert list((tmp_path / "study" / "wandb").glob("debug-cli.*.log"))  # not /tmp's
+    assert not (tmp_path / "home").exists()
