@@ -35,6 +35,7 @@ import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 MODE_ENV = "RAY_AUTH_MODE"
 TOKEN_ENV = "RAY_AUTH_TOKEN"
@@ -90,7 +91,7 @@ def restore_mode() -> None:
         os.environ[MODE_ENV] = before
 
 
-def _ray_constants() -> object | None:
+def _ray_constants() -> Any:
     try:
         from ray._private import ray_constants
     except ImportError:

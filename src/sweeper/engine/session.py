@@ -126,8 +126,9 @@ def _join_cluster(address: str) -> None:
         raise SweeperError(
             f"resources.address: cannot join the Ray cluster at {address}: {first[:200]}"
         ) from None
-    if guard.answers_without_token(ray.get_runtime_context().gcs_address):
-        print(guard.open_cluster_warning(address), file=sys.stderr, flush=True)
+    gcs = ray.get_runtime_context().gcs_address  # ``auto``'s too
+    if guard.answers_without_token(gcs):
+        print(guard.open_cluster_warning(gcs), file=sys.stderr, flush=True)
     _same_env_without_runtime_env()
 
 
