@@ -126,9 +126,10 @@ def _join_cluster(address: str) -> None:
         raise SweeperError(
             f"resources.address: cannot join the Ray cluster at {address}: {first[:200]}"
         ) from None
-    gcs = ray.get_runtime_context().gcs_address  # ``auto``'s too
+    gcs = ray.get_runtime_context().gcs_address  # what ``auto`` found
     if guard.answers_without_token(gcs):
-        print(guard.open_cluster_warning(gcs), file=sys.stderr, flush=True)
+        named = gcs if address == "auto" else address
+        print(guard.open_cluster_warning(named), file=sys.stderr, flush=True)
     _same_env_without_runtime_env()
 
 
