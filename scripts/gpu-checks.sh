@@ -20,6 +20,8 @@ step=${1:-}
 out="${OUT:-gpu-out}"
 py="${PYTHON:-python3}"
 export WANDB_MODE=offline WANDB_SILENT=true RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
+# sweeper makes its own per-study token; this one is for the benchmark's plain-Ray way
+export RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
 
 die() { echo "gpu-checks: $*" >&2; exit 2; }
 

@@ -22,7 +22,6 @@ os.environ["SWEEPER_DATA_DIR"] = str(
 os.environ.setdefault("SWEEPER_CACHE_DIR", str(REPO / ".cache"))
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
@@ -85,8 +84,7 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for all end-to-end tests (ray.init costs seconds)."""
-    import ray
-
+    from sweeper.engine.session import shutdown_ray
     from sweeper.engine.tune import init_ray, ray_env
     from sweeper.spec import spec_from_dict
 
@@ -94,7 +92,7 @@ def ray_session():
     started = init_ray(2)
     yield
     if started:
-        ray.shutdown()
+        shutdown_ray()
 
 
 @pytest.fixture(scope="session")

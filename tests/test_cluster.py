@@ -4,12 +4,17 @@
 Trials spread over both nodes and the trial table names each one's node; when the worker
 node dies mid-study its trials are retried on the head (``resources.max_failures``) and
 continue from their checkpoints in the study folder, which both nodes see.
+
+The nodes run with Ray's token authentication (one random token, ``RAY_AUTH_TOKEN``), as
+the README starts them: a driver without the token is refused in one line; a cluster
+started without authentication gets one warning line.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import secrets
 import time
 from pathlib import Path
 
@@ -41,10 +46,18 @@ def sweep(tmp_path: Path, epochs: int, batch: int = 250, trials: int = 4, **reso
     return path
 
 
+def cluster_env(tmp_path_factory, auth: str = "token") -> dict[str, str]:
+    """The nodes' and the driver's environment: one random token for the whole cluster."""
+    env = harness_env(tmp_path_factory.mktemp("ray-driver"))
+    env["RAY_AUTH_MODE"] = auth
+    if auth == "token":
+        env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    return env
+
+
 @pytest.fixture
 def cluster(tmp_path_factory):
-    env = harness_env(tmp_path_factory.mktemp("ray-driver"))
-    c = LocalCluster(_short_temp(tmp_path_factory), env)
+    c = LocalCluster(_short_temp(tmp_path_factory), cluster_env(tmp_path_factory))
     try:
         c.start_head(num_cpus=1)
         c.add_worker(num_cpus=1)
@@ -80,8 +93,21 @@ def test_trials_run_on_both_nodes_and_the_table_names_them(cluster, pg, tmp_path
     from sweeper.cli import main
     from sweeper.optuna_storage import open_storage
 
-    driver = run(cluster, tmp_path, sweep(tmp_path, epochs=20), "--storage", pg.url())
+    spec = sweep(tmp_path, epochs=20)
+    # without the cluster's token (none in the env, none in ~/.ray): refused in one line
+    tokenless = {k: v for k, v in cluster.env.items() if not k.startswith("RAY_AUTH")}
+    tokenless["HOME"] = str(tmp_path / "home")
+    args = ["run", str(spec), "--out", str(tmp_path / "runs"), "--address", cluster.address]
+    refused = Driver(args, tmp_path / "refused.log", tokenless, tmp_path)
+    assert refused.wait(timeout=120) == 2
+    lines = (tmp_path / "refused.log").read_text().strip().splitlines()[1:-1]
+    assert len(lines) == 1 and "wants a token and none was found" in lines[0], lines
+    assert not (tmp_path / "home" / ".ray").exists()
+    assert not (tmp_path / "runs" / "cluster").exists()  # nothing written
+
+    driver = run(cluster, tmp_path, spec, "--storage", pg.url())
     assert driver.wait(timeout=300) == 0, (tmp_path / "driver.log").read_text()[-3000:]
+    assert "without token authentication" not in (tmp_path / "driver.log").read_text()
     study = tmp_path / "runs" / "cluster"
     table = rows(study)
     assert [r["state"] for r in table] == ["COMPLETE"] * 4
@@ -208,6 +234,23 @@ def _history_epochs(study: Path, trial_id: str) -> list[int]:
     """The epochs of the trial's history as the study reads it (restarts resolved)."""
     hist = Study(study).history()
     return sorted(int(e) for e in hist[hist["trial_id"] == trial_id]["epoch"])
+
+
+@pytest.mark.slow
+def test_a_cluster_without_authentication_gets_one_warning_line(tmp_path, tmp_path_factory):
+    env = cluster_env(tmp_path_factory, auth="disabled")
+    c = LocalCluster(_short_temp(tmp_path_factory), env)
+    try:
+        c.start_head(num_cpus=1)
+        driver = run(c, tmp_path, sweep(tmp_path, epochs=1, trials=1))
+        assert driver.wait(timeout=300) == 0, (tmp_path / "driver.log").read_text()[-3000:]
+    finally:
+        c.stop()
+    log = (tmp_path / "driver.log").read_text()
+    warned = [ln for ln in log.splitlines() if "without token authentication" in ln]
+    assert len(warned) == 1, log[-3000:]
+    assert c.address in warned[0] and "anyone who can reach it can run code" in warned[0]
+    assert "RAY_AUTH_MODE=token" in warned[0]
 
 
 def test_no_cluster_at_the_address_is_one_line_and_no_study(tmp_path, capsys):

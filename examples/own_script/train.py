@@ -43,7 +43,8 @@ def torchvision_root(data_dir: Path) -> Path:
     raw = data_dir / "FashionMNIST" / "raw"
     if all((raw / name).is_file() for name in RAW):
         return data_dir
-    cache = Path.home() / ".cache" / "own_script"
+    cache = Path(os.environ.get("SWEEPER_CACHE_DIR") or Path.home() / ".cache" / "sweeper")
+    cache = cache / "own_script"  # beside sweeper's own unpacked copies
     out = cache / "FashionMNIST" / "raw"
     out.mkdir(parents=True, exist_ok=True)
     for name in RAW:

@@ -5,9 +5,11 @@ left in that session (Ray's, and only those) is killed too."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -120,6 +122,9 @@ class Driver:
 
     def cleanup(self) -> None:
         reap_session(self.pid)
+        # a killed driver's Ray temp folder (engine/guard.py; its next run would remove it)
+        for scratch in Path(tempfile.gettempdir()).glob(f"sweeper-{self.pid}-*"):
+            shutil.rmtree(scratch, ignore_errors=True)
         if not self._logf.closed:
             self._logf.write(
                 f"[exit {self.proc.returncode} after {self.elapsed():.1f}s]\n".encode()
@@ -133,7 +138,6 @@ def harness_env(ray_tmp: Path) -> dict[str, str]:
     # absolute: the drivers run in other folders than the one a relative root was given in
     env["SWEEPER_DATA_DIR"] = str(Path(env.get("SWEEPER_DATA_DIR") or SHARED_DATA).resolve())
     env["RAY_TMPDIR"] = str(ray_tmp)  # own /tmp/ray: never another session's cluster
-    env.setdefault("RAY_AUTH_MODE", "disabled")
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     env.setdefault("WANDB_MODE", "offline")
     env.setdefault("WANDB_SILENT", "true")

@@ -20,6 +20,9 @@ on another Ray each falls back to Ray's own behaviour:
 * :func:`shutdown_ray` stops Ray's autoscaler monitor (``monitor.py``) itself first: a
   single-node Ray has nothing for it to do, and it does not exit on SIGTERM, so
   ``ray.shutdown`` waits out its one-second grace period for it.
+
+A Ray started here gets a per-study token, listens on loopback and keeps its temp folder
+apart, removed at shutdown; a joined cluster brings its own token (:mod:`.guard`).
 """
 
 from __future__ import annotations
@@ -28,8 +31,12 @@ import contextlib
 import functools
 import os
 import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
+
+from sweeper.engine import guard
 
 # Ray's object store holds the dataset once for all trials; Fashion-MNIST is ~55 MB (uint8).
 OBJECT_STORE_BYTES = 400 * 1024**2
@@ -46,6 +53,7 @@ SCRIPT_PRELOAD = ("ray.tune.trainable.function_trainable", "sweeper.script.train
 # Ray Tune's default variables for its trainables' workers (class_cache.DEFAULT_ENV_VARS).
 TUNE_WORKER_ENV = {"PL_DISABLE_FORK": "1"}
 _WORKER_ENV: dict[str, str] = {}  # the environment this driver's Ray workers inherit
+_SCRATCH: Path | None = None  # the temp folder of the Ray this driver started
 
 
 def init_ray(
@@ -66,17 +74,25 @@ def init_ray(
         return True
     for key, value in TUNE_WORKER_ENV.items():
         os.environ.setdefault(key, value)
-    _WORKER_ENV.clear()
-    _WORKER_ENV.update(os.environ)  # Ray's processes, and so every worker, inherit this
-    ray.init(
-        num_cpus=num_cpus,
-        include_dashboard=False,
-        log_to_driver=False,
-        object_store_memory=OBJECT_STORE_BYTES,
-        configure_logging=True,
-        logging_level="ERROR",
-        _system_config={"preload_python_modules": list(preload)},  # Ray 2.60 name
-    )
+    global _SCRATCH
+    _SCRATCH = guard.make_scratch()
+    try:
+        with guard.local_ray_env():
+            _WORKER_ENV.clear()
+            _WORKER_ENV.update(guard.without_token(dict(os.environ)))  # every worker's
+            ray.init(
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                object_store_memory=OBJECT_STORE_BYTES,
+                configure_logging=True,
+                logging_level="ERROR",
+                _temp_dir=str(_SCRATCH),
+                _system_config={"preload_python_modules": list(preload)},  # Ray 2.60 name
+            )
+    except BaseException:
+        _remove_scratch()
+        raise
     _same_env_without_runtime_env()
     return True
 
@@ -88,11 +104,13 @@ def _join_cluster(address: str) -> None:
     environment, so Ray Tune keeps its runtime environment (``_WORKER_ENV`` stays empty).
     """
     import ray
+    from ray.exceptions import AuthenticationError
 
     from sweeper.errors import SweeperError
 
     _WORKER_ENV.clear()
     check_address(address)  # Ray itself retries an unreachable head for minutes
+    guard.prepare_join()
     try:
         ray.init(
             address=address,
@@ -101,11 +119,17 @@ def _join_cluster(address: str) -> None:
             configure_logging=True,
             logging_level="ERROR",
         )
+    except AuthenticationError:  # the token at hand is not the cluster's
+        raise SweeperError(guard.no_token_message(address)) from None
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise SweeperError(
             f"resources.address: cannot join the Ray cluster at {address}: {first[:200]}"
         ) from None
+    gcs = ray.get_runtime_context().gcs_address  # what ``auto`` found
+    if guard.answers_without_token(gcs):
+        named = gcs if address == "auto" else address
+        print(guard.open_cluster_warning(named), file=sys.stderr, flush=True)
     _same_env_without_runtime_env()
 
 
@@ -151,8 +175,8 @@ def _listening(address: str, timeout: float = 2.0) -> bool:
 
 
 def check_address(address: str | None, timeout: float = 5.0) -> None:
-    """One line, at once, when nothing listens at the head's ``HOST:PORT`` (None, ``auto``:
-    nothing to check here)."""
+    """One line, at once, when nothing listens at the head's ``HOST:PORT``, or when it wants
+    a token and none is at hand (None, ``auto``: nothing to check here)."""
     import socket
 
     from sweeper.errors import SweeperError
@@ -167,6 +191,8 @@ def check_address(address: str | None, timeout: float = 5.0) -> None:
             f"resources.address: no Ray cluster at {address} ({exc.strerror or exc}); "
             "start one with `ray start --head` or give its head's HOST:PORT"
         ) from None
+    if not guard.token_at_hand() and guard.refuses_tokenless(address):
+        raise SweeperError(guard.no_token_message(address))  # Ray would retry for a minute
 
 
 def _local_ip(address: str) -> str | None:
@@ -205,7 +231,8 @@ def _same_env_without_runtime_env() -> None:
 
 
 def shutdown_ray() -> None:
-    """``ray.shutdown()``, without waiting a second for the autoscaler monitor to go."""
+    """``ray.shutdown()``, without waiting a second for the autoscaler monitor to go; then
+    the Ray's temp folder goes too (when this driver started that Ray)."""
     import ray
 
     for info in _processes("monitor"):
@@ -213,6 +240,14 @@ def shutdown_ray() -> None:
             info.process.kill()  # it holds no state; Ray reaps it (poll) below
             info.process.wait(timeout=1)
     ray.shutdown()
+    _remove_scratch()
+
+
+def _remove_scratch() -> None:
+    global _SCRATCH
+    guard.remove_scratch(_SCRATCH)
+    guard.restore_mode()
+    _SCRATCH = None
 
 
 def _processes(kind: str) -> list[Any]:

@@ -43,8 +43,8 @@ class RunResult:
 
 
 def ray_env(spec: Spec) -> None:
-    """Environment Ray and W&B must see before ``ray.init`` (workers inherit it)."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    """Environment Ray and W&B must see before ``ray.init`` (workers inherit it); Ray's
+    token authentication is set where Ray starts (``engine/guard.py``)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")

@@ -10,6 +10,9 @@ offline runs land in ``<study>/wandb/offline-run-*`` where ``sweeper sync`` find
 ``WANDB_RESUME=allow`` with the same id lets a restarted trial continue its run.
 ``SWEEPER_DATA_DIR`` is the study's data root made absolute (a relative one given to
 ``sweeper run`` would point elsewhere from the trial's folder).
+``WANDB_CACHE_DIR`` (unless set) is ``<study>/wandb/cache``: W&B's own debug logs stay in
+the study. The script gets no Ray token (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``): it
+trains, as under W&B's agent, and has no business with the study's Ray.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ ENV_METRICS = "SWEEPER_METRICS_FILE"
 ENV_WATCH_PID = "SWEEPER_WATCH_PID"
 ENV_GRACE = "SWEEPER_STOP_GRACE_S"
 ENV_DATA_DIR = "SWEEPER_DATA_DIR"  # the study's data root, absolute, for the script to read
+RAY_TOKEN_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")  # as engine/guard.py (no Ray here)
 
 
 @dataclass(frozen=True)
@@ -103,8 +107,10 @@ def plan_launch(
     sweep_dir = study_dir / "wandb" / f"sweep-{spec.name}"
     param_path = sweep_dir / f"config-{run_id}.yaml"
     json_path = sweep_dir / f"config-{run_id}.json"
-    env = {k: v for k, v in base_env.items() if k != "WANDB_SERVICE"}  # as W&B's agent
+    drop = {"WANDB_SERVICE", *RAY_TOKEN_VARS}  # W&B's agent drops the first
+    env = {k: v for k, v in base_env.items() if k not in drop}
     env.update(wandb_env(spec, study_dir, run_id, param_path))
+    env.setdefault("WANDB_CACHE_DIR", str(study_dir / "wandb" / "cache"))
     env["PYTHONPATH"] = _prepend(str(HOOK_DIR), env.get("PYTHONPATH"))
     env[ENV_METRICS] = str(trial_dir / METRICS_FILE)
     env[ENV_WATCH_PID] = str(watch_pid)

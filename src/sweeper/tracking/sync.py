@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ def sync_runs(folders: list[Path], *, entity: str | None = None, dry_run: bool =
     if dry_run:
         cmd.append("--dry-run")
     try:
-        code = subprocess.run([*cmd, *map(str, folders)], check=False).returncode
+        code = subprocess.run([*cmd, *map(str, folders)], check=False, env=_env(folders)).returncode
     except OSError as exc:
         raise SweeperError(f"cannot run wandb sync: {exc}") from None
     if code != 0:
@@ -36,3 +37,14 @@ def sync_runs(folders: list[Path], *, entity: str | None = None, dry_run: bool =
             "`wandb login` (or set WANDB_API_KEY) and check the network, then run it again"
         )
     return code
+
+
+def _env(folders: list[Path]) -> dict[str, str]:
+    """``wandb sync``'s environment: its logs (``debug-cli.*.log``, the service's
+    ``core-debug-*.log``) go to the study's ``wandb/`` folder, not /tmp and ~/.cache."""
+    env = dict(os.environ)
+    if folders:
+        wandb_dir = folders[0].parent
+        env["WANDB_DIR"] = str(wandb_dir.parent)
+        env.setdefault("WANDB_CACHE_DIR", str(wandb_dir / "cache"))
+    return env

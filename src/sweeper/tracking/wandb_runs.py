@@ -15,13 +15,14 @@ continues its run instead of starting a new one (offline, the continuation is a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
 import re
 import shutil
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from sweeper.tracking.online import (
 )
 
 MODES = ("offline", "online", "disabled")
+CACHE_ENV = "WANDB_CACHE_DIR"  # where W&B's service writes its debug logs
 _RESERVED = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -361,7 +363,8 @@ class WandbTracker:
     def _setup(self) -> Any:
         # silent: W&B's "logged in as" line asks the server who the key belongs to, which
         # waits out the network (and then W&B's exit) when the server is unreachable
-        return self._wandb.setup(settings=self._wandb.Settings(silent=True))
+        with cache_in(self.wandb_dir):  # the service writes its debug logs there
+            return self._wandb.setup(settings=self._wandb.Settings(silent=True))
 
     def _restart_service(self) -> None:
         try:
@@ -386,3 +389,18 @@ class WandbTracker:
 def _oneline(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def cache_in(wandb_dir: Path) -> Iterator[None]:
+    """``WANDB_CACHE_DIR`` as ``<wandb_dir>/cache`` while W&B starts its service (which
+    keeps its debug logs, ``core-debug-*.log``, there), unless the user set it; never left
+    in the environment, so nothing else this process starts inherits a study's folder."""
+    if os.environ.get(CACHE_ENV):
+        yield
+        return
+    os.environ[CACHE_ENV] = str(wandb_dir / "cache")
+    try:
+        yield
+    finally:
+        os.environ.pop(CACHE_ENV, None)
