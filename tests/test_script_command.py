@@ -169,9 +169,9 @@ def test_check_makes_the_program_absolute_from_cwd(tmp_path):
     [
         ({"program": "missing.py"}, "program", "no such file"),
         (
-            {"parameters": {"opt": {"value": 1}, "opt.lr": {"value": 2}}},
+            {"parameters": {"opt": {"parameters": {"lr": {"value": 1}}}, "opt.lr": {"value": 2}}},
             "parameters.opt.lr",
-            "opt is a parameter",
+            "given twice (nested and as a dotted name)",
         ),
     ],
 )
@@ -215,13 +215,16 @@ def test_check_prints_the_command(tmp_path, monkeypatch, capsys):
     (tmp_path / "sweep.yaml").write_text(
         "name: s\nprogram: train.py\nmethod: grid\n"
         "command:\n  - ${env}\n  - python3\n  - ${program}\n  - ${args_no_hyphens}\n"
-        "parameters: {opt.lr: {values: [0.1]}}\n"
+        "parameters: {opt: {parameters: {lr: {values: [0.1]}}}, opt.config.lr: {value: 1}}\n"
     )
     monkeypatch.chdir(tmp_path)
     assert main(["check", "sweep.yaml"]) == 0
     out = capsys.readouterr().out
     assert f"runs         program {tmp_path / 'train.py'}" in out
-    assert f"/usr/bin/env python3 {tmp_path / 'train.py'} \"opt={{'lr': '<opt.lr>'}}\"" in out
+    # nested: one mapping argument; a dotted name: one flat argument (Hydra's), as W&B's agent
+    program = tmp_path / "train.py"
+    assert f"/usr/bin/env python3 {program} \"opt={{'lr': '<opt.lr>'}}\" " in out
+    assert "opt.config.lr=<opt.config.lr>" in out
     assert os.environ.get("WANDB_RUN_ID") is None
 
 

@@ -138,14 +138,6 @@ REJECTED = {
         {"method": "random", "parameters": {"opt": {"parameters": {"lr": {"min": 1.0, "max": 0.5}}}}},
         "parameters.opt.parameters.lr: min < max must hold",
     ),
-    "hyperband_strict_false": (
-        {"method": "random", "early_terminate": {"type": "hyperband", "min_iter": 1, "strict": False}, "parameters": {"a": {"values": [1]}}},
-        "early_terminate.strict: W&B's `strict: false`",
-    ),
-    "impute_while_running": (
-        {"method": "bayes", "metric": {"name": "loss", "impute_while_running": "best"}, "parameters": {"a": {"values": [1]}}},
-        "metric.impute_while_running: W&B's `impute_while_running` is not supported",
-    ),
     "program_and_model": (
         {"method": "grid", "program": "t.py", "model": {"name": "mlp"}, "parameters": {"a": {"values": [1]}}},
         "program: a sweep runs a registered model or a program, not both",
