@@ -29,6 +29,17 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
+def label(value: Any) -> Any:
+    """A value as the trial table holds it: a list or mapping as its JSON text (readable,
+    hashable for the report, the same text in the CSV and the journal), else itself."""
+    return value_text(value) if isinstance(value, (list, tuple, dict)) else value
+
+
+def labels_of(values: Sequence[Any]) -> list[Any]:
+    """:func:`label` of each value (the report's categories, in the spec's order)."""
+    return [label(v) for v in values]
+
+
 def needs_encoding(values: Sequence[Any]) -> bool:
     """Whether Optuna cannot take ``values`` as they are (see the module's notes)."""
     if any(isinstance(v, (list, tuple, dict)) for v in values):
