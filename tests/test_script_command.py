@@ -238,3 +238,47 @@ def test_a_script_trial_gets_a_whole_gpu_where_there_are_gpus(tmp_path):
     assert (on_cpu.device, on_cpu.gpus, on_cpu.at_once) == ("cpu", 0.0, 2)
     shared = place(_spec(tmp_path, resources={"gpus": 0.5}), 4, num_cpus=16, num_gpus=1)
     assert (shared.gpus, shared.at_once) == (0.5, 2)
+
+
+def test_json_values_and_dotted_names_reach_the_script_as_wandbs_agent_passes_them(
+    tmp_path, monkeypatch
+):
+    """A spec's draw, through sweeper, against W&B's agent given what W&B's server sends
+    (a nested group as one mapping, a name with dots as one flat argument)."""
+    from sweeper.space import decode, script_config
+
+    command = ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}", *ALL_MACROS[3:]]
+    spec = spec_from_dict(
+        {
+            "name": "sw1", "program": "train.py", "command": command, "method": "grid",
+            "parameters": {
+                "optimizer": {"values": ["adam"]},
+                "optimizer.config.learning_rate": {"values": [0.01]},
+                "opt": {"values": [{"name": "sgd", "betas": [0.9, 0.99]}]},
+                "sizes": {"values": [[32, 64]]},
+                "dropout": {"values": [None]},
+                "trainer": {"parameters": {"max_epochs": {"value": 2}}},
+            },
+        },
+        "test.yaml",
+    )  # fmt: skip
+    drawn = {"optimizer": "adam", "optimizer.config.learning_rate": 0.01,
+             "opt": '{"name": "sgd", "betas": [0.9, 0.99]}', "sizes": "[32, 64]",
+             "dropout": None}  # fmt: skip
+    values = {**decode(spec, drawn), "trainer.max_epochs": 2}
+    server = {"optimizer": "adam", "optimizer.config.learning_rate": 0.01,
+              "opt": {"name": "sgd", "betas": [0.9, 0.99]}, "sizes": [32, 64],
+              "dropout": None, "trainer": {"max_epochs": 2}}  # fmt: skip
+    assert script_config(spec, values) == server
+    theirs = wandb_run(command, server, tmp_path / "w", monkeypatch)
+    launch = plan_launch(
+        spec, script_config(spec, values), study_dir=tmp_path / "w", trial_dir=tmp_path / "t",
+        run_id="r1", base_env={}, watch_pid=1, grace_s=1,
+    )  # fmt: skip
+    assert launch.argv[3:] == theirs["argv"][3:]  # after env, interpreter and program
+    assert "optimizer.config.learning_rate=0.01" in launch.argv and "dropout=None" in launch.argv
+    param_file = Path(theirs["env"]["WANDB_SWEEP_PARAM_PATH"])
+    assert launch.files[param_file] == param_file.read_text()
+    assert (
+        launch.files[param_file.with_suffix(".json")] == param_file.with_suffix(".json").read_text()
+    )
