@@ -579,3 +579,37 @@ def test_hyperband_strict_false_compares_the_best_value_so_far(strict, decision)
         sched.on_trial_result(None, a, {"epoch": epoch, "loss": la})
         last = sched.on_trial_result(None, b, {"epoch": epoch, "loss": lb})
     assert last == decision
+
+
+@pytest.mark.slow
+def test_a_builtin_model_takes_list_values_under_wandbs_local_keys(
+    tmp_path: Path, ray_session, data_root
+) -> None:
+    """controller local, impute_while_running, hyperband strict: false and list values
+    (cnn's fc and channels) run end to end; each trial's model is built from its lists."""
+    from sweeper.models import count_params, get_model
+    from sweeper.store import Study
+
+    config = {
+        "name": "cnn_lists", "method": "bayes", "run_cap": 2,
+        "controller": {"type": "local"},
+        "metric": {"name": "val_acc", "goal": "maximize", "impute_while_running": "best"},
+        "early_terminate": {"type": "hyperband", "min_iter": 1, "strict": False},
+        "parameters": {"fc": {"values": [[16], [32, 16]]},
+                       "channels": {"values": [[4], [4, 8]], "probabilities": [0.5, 0.5]}},
+        "model": {"name": "cnn"},
+        "data": {"name": "fashion_mnist", "train_size": 500},
+        "train": {"epochs": 1},
+    }  # fmt: skip
+    path = tmp_path / "cnn_lists.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "runs")]) == 0
+    study = Study.open("cnn_lists", tmp_path / "runs")
+    df = study.trials()
+    assert df["state"].tolist() == ["COMPLETE", "COMPLETE"]
+    for row in df.to_dict(orient="records"):
+        fc, channels = json.loads(row["config/fc"]), json.loads(row["config/channels"])
+        model = get_model("cnn", in_shape=(1, 28, 28), num_classes=10, fc=fc, channels=channels)
+        assert row["params"] == count_params(model)
+    ot = optuna.load_study(study_name="cnn_lists", storage=study.optuna_url)
+    assert {t.params["fc"] for t in ot.trials} <= {"[16]", "[32, 16]"}  # the JSON text
