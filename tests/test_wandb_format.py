@@ -613,3 +613,22 @@ def test_a_builtin_model_takes_list_values_under_wandbs_local_keys(
         assert row["params"] == count_params(model)
     ot = optuna.load_study(study_name="cnn_lists", storage=study.optuna_url)
     assert {t.params["fc"] for t in ot.trials} <= {"[16]", "[32, 16]"}  # the JSON text
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ({"job": "wandb/jobs/train:latest"}, "job"),
+        ({"image_uri": "me/train:1"}, "image_uri"),
+        ({"scheduler": {"job": "wandb/sweep-jobs/job-optuna:latest", "num_workers": 2}},
+         "scheduler"),
+        ({"scheduler": {"engine": "optuna", "source": "space.py"}}, "scheduler"),
+        ({"method": "custom"}, "method"),
+    ],
+)  # fmt: skip
+def test_launch_keys_are_the_refusals_left(extra, key, capsys, tmp_path) -> None:
+    path = tmp_path / "launch.yaml"
+    path.write_text(yaml.safe_dump({"method": "random", "parameters": {"a": {"values": [1]}},
+                                    **extra}))  # fmt: skip
+    line = _one_line(*_check(capsys, str(path))[::2])
+    assert f"{path}: {key}: W&B's `{key}" in line and "is not supported by sweeper" in line
