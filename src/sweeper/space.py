@@ -98,8 +98,8 @@ def decode(spec: Spec, drawn: dict[str, Any]) -> dict[str, Any]:
         p = spec.parameters.get(name)
         if p is None:
             continue
-        if _drawn_as_values(spec, p):
-            out[name] = from_choice(finite_values(p), value)
+        if _drawn_as_values(spec, p):  # a list or mapping was drawn as its JSON text
+            out[name] = from_choice(p.values, value) if p.values is not None else value
             continue
         dist = REGISTRY[p.kind]
         if dist.decode is not None:
@@ -113,15 +113,17 @@ def recorded_params(spec: Spec, params: dict[str, Any]) -> dict[str, Any]:
     out = dict(params)
     for name, value in params.items():
         p = spec.parameters.get(name)
-        if p is not None and p.kind != "constant" and p.is_finite:
-            out[name] = to_choice(finite_values(p), value)
+        if p is not None and p.kind != "constant" and p.values is not None:
+            out[name] = to_choice(p.values, value)
     return out
 
 
 def received(param: Param, read: Any) -> Any:
     """A value read back from the trial table as the value the trial received
     (``"[1, 2]"`` -> ``[1, 2]``; a continuous parameter's value as it is)."""
-    return as_value(finite_values(param), read) if param.is_finite else read
+    if param.values is not None:
+        return as_value(param.values, read)
+    return as_value([param.value], read) if param.kind == "constant" else read
 
 
 def extremes(param: Param) -> list[Any]:

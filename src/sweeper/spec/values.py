@@ -42,11 +42,13 @@ def labels_of(values: Sequence[Any]) -> list[Any]:
 
 def needs_encoding(values: Sequence[Any]) -> bool:
     """Whether Optuna cannot take ``values`` as they are (see the module's notes)."""
-    if any(isinstance(v, (list, tuple, dict)) for v in values):
-        return True
-    return any(
-        a == b and identity(a) != identity(b) for i, a in enumerate(values) for b in values[i + 1 :]
-    )
+    seen: dict[Any, str] = {}  # equal scalars hash alike: 1, 1.0 and True share a key
+    for value in values:
+        if isinstance(value, (list, tuple, dict)):
+            return True
+        if seen.setdefault(value, identity(value)) != identity(value):
+            return True
+    return False
 
 
 def choices(values: Sequence[Any]) -> list[Any]:
