@@ -169,9 +169,9 @@ def test_check_makes_the_program_absolute_from_cwd(tmp_path):
     [
         ({"program": "missing.py"}, "program", "no such file"),
         (
-            {"parameters": {"opt": {"value": 1}, "opt.lr": {"value": 2}}},
+            {"parameters": {"opt": {"parameters": {"lr": {"value": 1}}}, "opt.lr": {"value": 2}}},
             "parameters.opt.lr",
-            "opt is a parameter",
+            "given twice (nested and as a dotted name)",
         ),
     ],
 )
@@ -215,13 +215,16 @@ def test_check_prints_the_command(tmp_path, monkeypatch, capsys):
     (tmp_path / "sweep.yaml").write_text(
         "name: s\nprogram: train.py\nmethod: grid\n"
         "command:\n  - ${env}\n  - python3\n  - ${program}\n  - ${args_no_hyphens}\n"
-        "parameters: {opt.lr: {values: [0.1]}}\n"
+        "parameters: {opt: {parameters: {lr: {values: [0.1]}}}, opt.config.lr: {value: 1}}\n"
     )
     monkeypatch.chdir(tmp_path)
     assert main(["check", "sweep.yaml"]) == 0
     out = capsys.readouterr().out
     assert f"runs         program {tmp_path / 'train.py'}" in out
-    assert f"/usr/bin/env python3 {tmp_path / 'train.py'} \"opt={{'lr': '<opt.lr>'}}\"" in out
+    # nested: one mapping argument; a dotted name: one flat argument (Hydra's), as W&B's agent
+    program = tmp_path / "train.py"
+    assert f"/usr/bin/env python3 {program} \"opt={{'lr': '<opt.lr>'}}\" " in out
+    assert "opt.config.lr=<opt.config.lr>" in out
     assert os.environ.get("WANDB_RUN_ID") is None
 
 
@@ -235,3 +238,47 @@ def test_a_script_trial_gets_a_whole_gpu_where_there_are_gpus(tmp_path):
     assert (on_cpu.device, on_cpu.gpus, on_cpu.at_once) == ("cpu", 0.0, 2)
     shared = place(_spec(tmp_path, resources={"gpus": 0.5}), 4, num_cpus=16, num_gpus=1)
     assert (shared.gpus, shared.at_once) == (0.5, 2)
+
+
+def test_json_values_and_dotted_names_reach_the_script_as_wandbs_agent_passes_them(
+    tmp_path, monkeypatch
+):
+    """A spec's draw, through sweeper, against W&B's agent given what W&B's server sends
+    (a nested group as one mapping, a name with dots as one flat argument)."""
+    from sweeper.space import decode, script_config
+
+    command = ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}", *ALL_MACROS[3:]]
+    spec = spec_from_dict(
+        {
+            "name": "sw1", "program": "train.py", "command": command, "method": "grid",
+            "parameters": {
+                "optimizer": {"values": ["adam"]},
+                "optimizer.config.learning_rate": {"values": [0.01]},
+                "opt": {"values": [{"name": "sgd", "betas": [0.9, 0.99]}]},
+                "sizes": {"values": [[32, 64]]},
+                "dropout": {"values": [None]},
+                "trainer": {"parameters": {"max_epochs": {"value": 2}}},
+            },
+        },
+        "test.yaml",
+    )  # fmt: skip
+    drawn = {"optimizer": "adam", "optimizer.config.learning_rate": 0.01,
+             "opt": '{"name": "sgd", "betas": [0.9, 0.99]}', "sizes": "[32, 64]",
+             "dropout": None}  # fmt: skip
+    values = {**decode(spec, drawn), "trainer.max_epochs": 2}
+    server = {"optimizer": "adam", "optimizer.config.learning_rate": 0.01,
+              "opt": {"name": "sgd", "betas": [0.9, 0.99]}, "sizes": [32, 64],
+              "dropout": None, "trainer": {"max_epochs": 2}}  # fmt: skip
+    assert script_config(spec, values) == server
+    theirs = wandb_run(command, server, tmp_path / "w", monkeypatch)
+    launch = plan_launch(
+        spec, script_config(spec, values), study_dir=tmp_path / "w", trial_dir=tmp_path / "t",
+        run_id="r1", base_env={}, watch_pid=1, grace_s=1,
+    )  # fmt: skip
+    assert launch.argv[3:] == theirs["argv"][3:]  # after env, interpreter and program
+    assert "optimizer.config.learning_rate=0.01" in launch.argv and "dropout=None" in launch.argv
+    param_file = Path(theirs["env"]["WANDB_SWEEP_PARAM_PATH"])
+    assert launch.files[param_file] == param_file.read_text()
+    assert (
+        launch.files[param_file.with_suffix(".json")] == param_file.with_suffix(".json").read_text()
+    )

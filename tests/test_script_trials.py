@@ -267,3 +267,70 @@ def test_a_killed_study_resumes_an_interrupted_script_from_scratch(tmp_path):
     ]
     assert metrics is not None and len(lines) == 4  # 2 + 2: the killed start's lines are gone
     shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_json_values_and_dotted_names_reach_the_script_as_from_wandbs_agent(
+    tmp_path, ray_session, monkeypatch
+):
+    """Lists, mappings, null, a Hydra dotted name beside its first part, and nesting: the
+    argv, the param file, the JSON file and wandb.config W&B's own agent gives the same
+    config; the trial table shows them as JSON and export writes them back."""
+    import yaml
+    from wandb.sdk.lib import config_util
+
+    from tests.test_script_command import wandb_run
+
+    command = ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}", "${args_json_file}"]
+    write(
+        tmp_path,
+        """
+        wandb.log({"val_acc": 0.5 if cfg["tag"] == "a" else 0.7})
+        run.finish()
+        """,
+        f"""
+        name: jsonvals
+        program: train.py
+        command: {json.dumps(command)}
+        method: grid
+        controller: {{type: local}}
+        metric: {{name: val_acc, goal: maximize}}
+        parameters:
+          tag: {{values: [a, b]}}
+          optimizer: {{value: adam}}
+          optimizer.config.learning_rate: {{values: [0.01]}}
+          opt: {{values: [{{name: sgd, betas: [0.9, 0.99]}}]}}
+          sizes: {{values: [[32, 64]]}}
+          dropout: {{values: [null]}}
+          trainer: {{parameters: {{max_epochs: {{value: 2}}}}}}
+        """,
+    )
+    assert run_here(tmp_path, monkeypatch) == 0
+    study = Study.open("jsonvals", tmp_path / "studies")
+    df = trials(tmp_path, "jsonvals")
+    assert list(df["state"]) == ["COMPLETE", "COMPLETE"]
+    assert df["config/sizes"].tolist() == ["[32, 64]"] * 2  # readable, as JSON
+    for tag, row in df.iterrows():
+        server = {"tag": tag, "optimizer": "adam", "optimizer.config.learning_rate": 0.01,
+                  "opt": {"name": "sgd", "betas": [0.9, 0.99]}, "sizes": [32, 64],
+                  "dropout": None, "trainer": {"max_epochs": 2}}  # fmt: skip
+        theirs = wandb_run(command, server, tmp_path / f"agent-{tag}", monkeypatch)
+        s = seen(tmp_path, str(tag))
+        ours = (
+            study.path
+            / "wandb"
+            / "sweep-jsonvals"
+            / f"config-{run_id('jsonvals', row['trial_id'])}.yaml"
+        )
+        assert s["argv"][:-1] == theirs["argv"][3:-1]  # the arguments; then the JSON file
+        assert s["argv"][-1] == str(ours.with_suffix(".json"))
+        agent_file = Path(theirs["env"]["WANDB_SWEEP_PARAM_PATH"])
+        assert ours.read_text() == agent_file.read_text()
+        assert ours.with_suffix(".json").read_text() == agent_file.with_suffix(".json").read_text()
+        assert s["config"] == config_util.dict_from_config_file(str(agent_file))
+    assert main(["export", "jsonvals", "--out", str(tmp_path / "studies"), "--top", "1"]) == 0
+    (exported,) = (study.path / "export").glob("top1_*/sweep.yaml")
+    params = yaml.safe_load(exported.read_text())["parameters"]
+    assert params["opt"] == {"value": {"name": "sgd", "betas": [0.9, 0.99]}}
+    assert params["dropout"] == {"value": None} and params["sizes"] == {"value": [32, 64]}
+    assert params["trainer"] == {"parameters": {"max_epochs": {"value": 2}}}
+    assert params["optimizer.config.learning_rate"] == {"value": 0.01}

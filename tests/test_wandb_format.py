@@ -4,7 +4,9 @@ with one line naming the key, every distribution samples what it says, nesting r
 
 from __future__ import annotations
 
+import json
 import math
+import random
 from pathlib import Path
 
 import optuna
@@ -20,9 +22,12 @@ from sweeper.space import (
     make_sampler,
     nest,
     recorded_distributions,
+    recorded_params,
+    space_size,
 )
 from sweeper.spec import spec_from_dict
 from sweeper.spec.schema import EarlyTerminate
+from sweeper.spec.values import identity
 from tests.support import REPO
 
 WANDB = REPO / "tests" / "specs" / "wandb_format"
@@ -137,14 +142,6 @@ REJECTED = {
     "nested_bad_range": (
         {"method": "random", "parameters": {"opt": {"parameters": {"lr": {"min": 1.0, "max": 0.5}}}}},
         "parameters.opt.parameters.lr: min < max must hold",
-    ),
-    "hyperband_strict_false": (
-        {"method": "random", "early_terminate": {"type": "hyperband", "min_iter": 1, "strict": False}, "parameters": {"a": {"values": [1]}}},
-        "early_terminate.strict: W&B's `strict: false`",
-    ),
-    "impute_while_running": (
-        {"method": "bayes", "metric": {"name": "loss", "impute_while_running": "best"}, "parameters": {"a": {"values": [1]}}},
-        "metric.impute_while_running: W&B's `impute_while_running` is not supported",
     ),
     "program_and_model": (
         {"method": "grid", "program": "t.py", "model": {"name": "mlp"}, "parameters": {"a": {"values": [1]}}},
@@ -409,3 +406,229 @@ def test_impute_tells_the_sampler_a_failed_trials_value(impute, goal, told):
         assert trial.state.name == "FAIL" and trial.value is None
     else:
         assert trial.state.name == "COMPLETE" and trial.value == pytest.approx(told)
+
+
+# -- values of any JSON type, dotted names, local controller, W&B-only notes ----------------
+
+JSON_VALUES = yaml.safe_load((WANDB / "good" / "json-values.yaml").read_text())
+
+
+def _identities(values: list) -> set[str]:
+    return {identity(v) for v in values}
+
+
+@pytest.mark.parametrize("sampler", ["grid", "random", "tpe", "gp", "cmaes", "nsga2"])
+def test_json_values_reach_the_trial_as_written_for_every_sampler(sampler: str) -> None:
+    """Optuna draws a list, mapping or null by its JSON text; the trial gets the value
+    itself (1, 1.0 and true stay apart), and the mirror's distributions hold it."""
+    spec = spec_from_dict({**JSON_VALUES, "sampler": sampler, "name": "j"}, "t")
+    dists, recorded = distributions(spec), recorded_distributions(spec)
+    study = optuna.create_study(sampler=make_sampler(spec, seed=3))
+    seen: dict[str, set[str]] = {k: set() for k in dists}
+    rng = random.Random(0)
+    for _ in range(24):
+        trial = study.ask(dists)
+        config = decode(spec, trial.params)
+        for name, value in config.items():
+            assert identity(value) in _identities(JSON_VALUES["parameters"][name]["values"])
+            seen[name].add(identity(value))
+        for name, value in recorded_params(spec, config).items():
+            assert recorded[name]._contains(recorded[name].to_internal_repr(value)), name
+        study.tell(trial, rng.random())  # no optimum: every value keeps being drawn
+    if sampler == "cmaes":  # CMA-ES starts at the middle quantile: a weighted pick stays
+        del seen["schedule"]
+    assert {"1", "1.0", "true"} >= seen["flag"] and all(len(v) > 1 for v in seen.values())
+
+
+def test_a_grid_of_list_values_counts_each_cell_once() -> None:
+    """wandb/wandb#3467's lists: 3 x 2 x 2 = 12 cells, each once (W&B's #11445 repeats)."""
+    raw = yaml.safe_load((WANDB / "good" / "issue-3467-list-values.yaml").read_text())
+    spec = spec_from_dict({**raw, "method": "grid"}, "t")
+    assert space_size(spec) == 12
+    study = optuna.create_study(sampler=make_sampler(spec))
+    cells = set()
+    for _ in range(12):
+        trial = study.ask(distributions(spec))
+        cells.add(identity(decode(spec, trial.params)))
+        if len(cells) < 12:  # the last tell stops the study (outside optimize: an error)
+            study.tell(trial, 0.0)
+    assert len(cells) == 12
+    assert ["RN50", [224, 224]] in [json.loads(c)["model_name"] for c in cells]
+
+
+def test_list_values_are_distinct_by_their_json() -> None:
+    with pytest.raises(Exception, match=r"must be distinct, got \[1, 2\] more than once"):
+        spec_from_dict({"parameters": {"a": {"values": [[1, 2], [1, 2]]}}}, "t")
+    spec = spec_from_dict({"parameters": {"a": {"values": [{"x": 1, "y": 2}, {"x": 2}]}}}, "t")
+    assert space_size(spec) == 2
+
+
+def test_trial_table_text_reads_back_as_the_value() -> None:
+    """CSV text (``[16]``, ``{'name': 'sgd'...}``, empty for null) back to the spec's value:
+    what export writes into its sweep file."""
+    from sweeper.export import trial_params
+    from sweeper.spec.values import label
+
+    spec = spec_from_dict({**JSON_VALUES, "name": "j"}, "t")
+    sgd = {"name": "sgd", "momentum": 0.9}
+    row = {"config/optimizer": label(sgd), "config/layers": "[128, 64]",
+           "config/dropout": float("nan"), "config/flag": "1.0",
+           "config/schedule": "{'step': 10}"}  # fmt: skip
+    assert trial_params(spec, row) == {
+        "optimizer": sgd, "layers": [128, 64], "dropout": None, "flag": 1.0,
+        "schedule": {"step": 10},
+    }  # fmt: skip
+    assert label(sgd) == '{"name": "sgd", "momentum": 0.9}'
+
+
+def test_dotted_names_stay_flat_beside_nesting_and_round_trip() -> None:
+    from sweeper.space import script_config
+    from sweeper.store.study import dump_spec
+
+    path = WANDB / "good" / "hydra-dotted-names.yaml"
+    spec = spec_from_dict(yaml.safe_load(path.read_text()), str(path))
+    assert spec.nested_params == ("trainer.max_epochs",)
+    values = {"optimizer": "adam", "optimizer.config.learning_rate": 0.01,
+              "model.ssm.d_ssm": 64, "trainer.max_epochs": 2}  # fmt: skip
+    assert script_config(spec, values) == {
+        "optimizer": "adam", "optimizer.config.learning_rate": 0.01, "model.ssm.d_ssm": 64,
+        "trainer": {"max_epochs": 2},
+    }  # fmt: skip
+    again = spec_from_dict(yaml.safe_load(dump_spec(spec)), "saved")  # the study's spec.yaml
+    assert again.nested_params == spec.nested_params and again.parameters == spec.parameters
+    with pytest.raises(Exception, match="nested_params: unknown key"):
+        spec_from_dict({"nested_params": ["a"], "parameters": {"a": {"value": 1}}}, "t")
+
+
+def test_the_local_controller_runs_and_others_are_refused(capsys, tmp_path) -> None:
+    spec = spec_from_dict({"controller": {"type": "local"}, "parameters": {"a": {"value": 1}}}, "t")
+    assert "controller" not in spec.model_dump()
+    path = tmp_path / "cloud.yaml"
+    path.write_text(yaml.safe_dump({"controller": {"type": "cloud"}, "method": "grid",
+                                    "parameters": {"a": {"values": [1]}}}))  # fmt: skip
+    line = _one_line(*_check(capsys, str(path))[::2])
+    assert "controller: W&B's `controller` is not supported by sweeper: only type local" in line
+
+
+@pytest.mark.parametrize(
+    ("raw", "note"),
+    [
+        ({"parameters": {"a": {"values": [1, 2]}}}, "no method: W&B requires one"),
+        ({"method": "random", "metrics": [{"name": "a"}, {"name": "b", "goal": "maximize"}],
+          "parameters": {"x": {"values": [1, 2]}}}, "metrics: W&B takes several metrics only"),
+        ({"method": "grid", "model": {"name": "xor_mlp"}, "data": {"name": "xor"}},
+         "no parameters: W&B requires at least one"),
+        ({"method": "grid", "parameters": {"a": {"values": [1, 2], "probabilities": [0.5, 0.5]}}},
+         "parameters.a: W&B's grid refuses probabilities"),
+        ({"method": "bayes", "metric": {"name": "l", "impute_while_running": True},
+          "parameters": {"x": {"min": 0.0, "max": 1.0}}}, "W&B takes latest, best, worst or false"),
+    ],
+)  # fmt: skip
+def test_check_notes_what_wandbs_validator_rejects(raw, note, capsys, tmp_path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    code, out, err = _check(capsys, str(path))
+    assert code == 0, err
+    (line,) = [x for x in out.splitlines() if "W&B note" in x]
+    assert note in line
+
+
+def test_impute_while_running_shows_running_trials_to_the_sampler() -> None:
+    """A running trial that reported values is seen as finished with its best so far."""
+    from sweeper.engine.impute import RunningImputed
+    from sweeper.engine.search import SpecSearch
+
+    spec = spec_from_dict(
+        {"method": "bayes", "metric": {"name": "loss", "impute_while_running": "latest"},
+         "parameters": {"x": {"min": 0.0, "max": 1.0}}}, "t",
+    )  # fmt: skip
+    search = SpecSearch(spec)
+    assert isinstance(search._sampler, RunningImputed)
+    for i, losses in enumerate([[0.5, 0.2, 0.4], []]):
+        search.suggest(f"t{i}")
+        for step, loss in enumerate(losses, start=1):
+            search.on_trial_result(f"t{i}", {"loss": loss, "training_iteration": step})
+    study = search._ot_study
+    viewed = search._sampler._view(study)._get_trials(deepcopy=False)
+    assert [t.state.name for t in viewed] == ["COMPLETE", "RUNNING"]
+    assert viewed[0].value == pytest.approx(0.2)  # W&B: the running run's best so far
+    assert [t.state.name for t in study.get_trials()] == ["RUNNING", "RUNNING"]  # unchanged
+    raw = {"method": "bayes", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1, 2]}}}
+    plain = SpecSearch(spec_from_dict(raw, "t"))
+    assert not isinstance(plain._sampler, RunningImputed)
+
+
+@pytest.mark.parametrize(("strict", "decision"), [(True, "STOP"), (False, "CONTINUE")])
+def test_hyperband_strict_false_compares_the_best_value_so_far(strict, decision) -> None:
+    """At rung 2, b's value (5.0) is worse than a's (1.0), its best so far (0.1) better."""
+    from types import SimpleNamespace
+
+    from sweeper.engine.schedulers import build_scheduler
+
+    et = {"type": "hyperband", "min_iter": 2, "eta": 2, "strict": strict}
+    spec = spec_from_dict(
+        {"method": "random", "early_terminate": et, "train": {"epochs": 8},
+         "metric": {"name": "loss"}, "parameters": {"x": {"values": [1, 2]}}}, "t",
+    )  # fmt: skip
+    sched = build_scheduler(spec)
+    sched.set_search_properties("loss", "min")
+    a, b = (SimpleNamespace(trial_id=t, status="RUNNING") for t in "ab")
+    for trial in (a, b):
+        sched.on_trial_add(None, trial)
+    for epoch, (la, lb) in enumerate([(1.0, 0.1), (1.0, 5.0)], start=1):
+        sched.on_trial_result(None, a, {"epoch": epoch, "loss": la})
+        last = sched.on_trial_result(None, b, {"epoch": epoch, "loss": lb})
+    assert last == decision
+
+
+@pytest.mark.slow
+def test_a_builtin_model_takes_list_values_under_wandbs_local_keys(
+    tmp_path: Path, ray_session, data_root
+) -> None:
+    """controller local, impute_while_running, hyperband strict: false and list values
+    (cnn's fc and channels) run end to end; each trial's model is built from its lists."""
+    from sweeper.models import count_params, get_model
+    from sweeper.store import Study
+
+    config = {
+        "name": "cnn_lists", "method": "bayes", "run_cap": 2,
+        "controller": {"type": "local"},
+        "metric": {"name": "val_acc", "goal": "maximize", "impute_while_running": "best"},
+        "early_terminate": {"type": "hyperband", "min_iter": 1, "strict": False},
+        "parameters": {"fc": {"values": [[16], [32, 16]]},
+                       "channels": {"values": [[4], [4, 8]], "probabilities": [0.5, 0.5]}},
+        "model": {"name": "cnn"},
+        "data": {"name": "fashion_mnist", "train_size": 500},
+        "train": {"epochs": 1},
+    }  # fmt: skip
+    path = tmp_path / "cnn_lists.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "runs")]) == 0
+    study = Study.open("cnn_lists", tmp_path / "runs")
+    df = study.trials()
+    assert df["state"].tolist() == ["COMPLETE", "COMPLETE"]
+    for row in df.to_dict(orient="records"):
+        fc, channels = json.loads(row["config/fc"]), json.loads(row["config/channels"])
+        model = get_model("cnn", in_shape=(1, 28, 28), num_classes=10, fc=fc, channels=channels)
+        assert row["params"] == count_params(model)
+    ot = optuna.load_study(study_name="cnn_lists", storage=study.optuna_url)
+    assert {t.params["fc"] for t in ot.trials} <= {"[16]", "[32, 16]"}  # the JSON text
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ({"job": "wandb/jobs/train:latest"}, "job"),
+        ({"image_uri": "me/train:1"}, "image_uri"),
+        ({"scheduler": {"job": "wandb/sweep-jobs/job-optuna:latest", "num_workers": 2}},
+         "scheduler"),
+        ({"scheduler": {"engine": "optuna", "source": "space.py"}}, "scheduler"),
+        ({"method": "custom"}, "method"),
+    ],
+)  # fmt: skip
+def test_launch_keys_are_the_refusals_left(extra, key, capsys, tmp_path) -> None:
+    path = tmp_path / "launch.yaml"
+    path.write_text(yaml.safe_dump({"method": "random", "parameters": {"a": {"values": [1]}},
+                                    **extra}))  # fmt: skip
+    line = _one_line(*_check(capsys, str(path))[::2])
+    assert f"{path}: {key}: W&B's `{key}" in line and "is not supported by sweeper" in line

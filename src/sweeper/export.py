@@ -26,6 +26,7 @@ import yaml
 
 from sweeper.errors import SweeperError
 from sweeper.spec import read_yaml_file, spec_from_dict
+from sweeper.spec.params import flatten_params, nest_params, nested_names
 from sweeper.store import BASE_COLUMNS, PARAM_PREFIX, Study, atomic_write
 
 STATE_FILE = "state.pt"  # what the Ray trainable checkpoints (sweeper.engine.trainable)
@@ -130,14 +131,19 @@ def _code_beside(raw_spec: dict, study_path: Path, folder: Path) -> dict:
 
 def trial_params(spec: Any, row: dict[str, Any]) -> dict[str, Any]:
     """The trial's swept values as the spec types them (ints stay ints, labels as written)."""
+    from sweeper.space import received
+
     out = {}
     for name, param in spec.parameters.items():
         if param.kind == "constant":
             continue
         value = row.get(PARAM_PREFIX + name)
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            continue
+            if None not in (param.values or ()):  # null is one of the values: kept
+                continue
+            value = None
         value = value.item() if hasattr(value, "item") else value
+        value = received(param, value)  # "[1, 2]" read from the CSV -> [1, 2]
         if param.kind == "int_uniform":
             value = int(value)
         elif param.kind in ("uniform", "log_uniform_values", "q_uniform"):
@@ -179,10 +185,10 @@ def sweep_text(raw_spec: dict[str, Any], params: dict[str, Any], info: dict, pat
         data.pop(key, None)
     if isinstance(data.get("data"), dict):
         data["data"].pop("root", None)
-    fixed = dict(data.get("parameters") or {})
+    fixed = flatten_params(dict(data.get("parameters") or {}))  # nested names as dotted
     for name, value in params.items():
         fixed[name] = {"value": value}
-    data["parameters"] = fixed
+    data["parameters"] = nest_params(fixed, nested_names(data.get("parameters")))
     own = data.get("model") and ("path" in data["model"] or "import" in data["model"])
     if data.get("model") and not own:  # a script trial, or a builder of the user's: no preset
         _unshadow_preset(data, str(params.get("model", data["model"]["name"])))

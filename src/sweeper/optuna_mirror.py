@@ -29,7 +29,7 @@ from sweeper.optuna_storage import (
     one_line,
     open_storage,
 )
-from sweeper.space import recorded_distributions
+from sweeper.space import recorded_distributions, recorded_params
 from sweeper.spec import Spec
 from sweeper.states import TrialState
 
@@ -47,6 +47,7 @@ class OptunaMirror:
         optuna.logging.set_verbosity(logging.WARNING)
         self._optuna = optuna
         self._dists = recorded_distributions(spec)
+        self._spec = spec
         self._objectives = spec.objectives
         self.url = url
         self.storage = open_storage(url)
@@ -77,6 +78,7 @@ class OptunaMirror:
         ot = self._optuna
         ok = self._objectives.is_result(row)
         final = "COMPLETE" if ok else ("PRUNED" if state is TrialState.PRUNED else "FAIL")
+        params = recorded_params(self._spec, params)  # a list or mapping as its JSON text
         frozen = ot.trial.create_trial(
             params={k: v for k, v in params.items() if k in self._dists},
             distributions={k: d for k, d in self._dists.items() if k in params},

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweeper.spec.distributions import REGISTRY
 from sweeper.spec.schema import Param, Spec
+from sweeper.spec.values import as_value, choices, from_choice, to_choice
 
 if TYPE_CHECKING:
     import optuna
@@ -25,8 +26,11 @@ def finite_values(param: Param) -> list[Any]:
 
 
 def grid(spec: Spec) -> dict[str, list[Any]]:
-    """The grid a GridSampler walks: every swept (non-constant) parameter's values."""
-    return {k: finite_values(p) for k, p in spec.parameters.items() if p.kind != "constant"}
+    """The grid a GridSampler walks: every swept (non-constant) parameter's values (a list
+    or mapping as its JSON text: :mod:`sweeper.spec.values`), each distinct value once."""
+    return {
+        k: choices(finite_values(p)) for k, p in spec.parameters.items() if p.kind != "constant"
+    }
 
 
 def space_size(spec: Spec) -> int | None:
@@ -71,7 +75,7 @@ def distributions(spec: Spec) -> dict[str, optuna.distributions.BaseDistribution
         if p.kind == "constant":
             continue
         if _drawn_as_values(spec, p) and dist.decode is not None:
-            out[name] = CategoricalDistribution(finite_values(p))
+            out[name] = CategoricalDistribution(choices(finite_values(p)))
         else:
             out[name] = dist.draw(p)
     return out
@@ -92,12 +96,34 @@ def decode(spec: Spec, drawn: dict[str, Any]) -> dict[str, Any]:
     out = dict(drawn)
     for name, value in drawn.items():
         p = spec.parameters.get(name)
-        if p is None or _drawn_as_values(spec, p):
+        if p is None:
+            continue
+        if _drawn_as_values(spec, p):  # a list or mapping was drawn as its JSON text
+            out[name] = from_choice(p.values, value) if p.values is not None else value
             continue
         dist = REGISTRY[p.kind]
         if dist.decode is not None:
             out[name] = dist.decode(p, value)
     return out
+
+
+def recorded_params(spec: Spec, params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's values as :func:`recorded_distributions` holds them (a list or mapping as
+    its JSON text); a value read back from the trial table's CSV is mapped to the spec's."""
+    out = dict(params)
+    for name, value in params.items():
+        p = spec.parameters.get(name)
+        if p is not None and p.kind != "constant" and p.values is not None:
+            out[name] = to_choice(p.values, value)
+    return out
+
+
+def received(param: Param, read: Any) -> Any:
+    """A value read back from the trial table as the value the trial received
+    (``"[1, 2]"`` -> ``[1, 2]``; a continuous parameter's value as it is)."""
+    if param.values is not None:
+        return as_value(param.values, read)
+    return as_value([param.value], read) if param.kind == "constant" else read
 
 
 def extremes(param: Param) -> list[Any]:
@@ -154,6 +180,26 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
         if isinstance(node.get(leaf), dict):
             raise ValueError(f"{name}: is a group of parameters and a value")
         node[leaf] = flat[name]
+    return out
+
+
+def script_config(spec: Spec, values: dict[str, Any]) -> dict[str, Any]:
+    """A trial's values as W&B's agent gives a script its arguments, in the file's order:
+    a nested parameter inside its top-level group's mapping (``opt={'lr': 0.1}``), a name
+    written with dots as one flat argument (Hydra's ``optimizer.config.learning_rate=0.01``).
+    """
+    out: dict[str, Any] = {}
+    for name in spec.parameters:
+        if name not in values:
+            continue
+        if name not in spec.nested_params:
+            out[name] = values[name]
+            continue
+        *groups, leaf = name.split(".")
+        node = out
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[leaf] = values[name]
     return out
 
 

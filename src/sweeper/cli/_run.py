@@ -43,6 +43,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         out.print(f"  objectives   {spec.objectives.describe()} (a Pareto front)")
     else:
         out.print(f"  metric       {spec.metric.name} ({spec.metric.goal}{target})")
+    _print_wandb_notes(out, spec)
     if spec.model is None:
         _print_space(out, spec, resources)
         return 0
@@ -65,6 +66,14 @@ def _absent(data: Any) -> str:
     return " (no such folder yet: the first run downloads the data there)"
 
 
+def _print_wandb_notes(out: Any, spec: Any) -> None:
+    """What W&B's validator would reject although sweeper runs it (one line each)."""
+    from sweeper.spec.wandb_notes import wandb_notes
+
+    for note in wandb_notes(spec):
+        out.print(f"  W&B note     {note}")
+
+
 def _print_space(out: Any, spec: Any, resources: str | None) -> None:
     """A model-less file: what its trials run, and each parameter's distribution."""
     from sweeper.space import describe
@@ -84,12 +93,12 @@ def _command_line(spec: Any) -> str:
     import os
 
     from sweeper.script import DEFAULT_COMMAND, build_command
-    from sweeper.space import nest
+    from sweeper.space import script_config
 
     argv = build_command(
         spec.command,
         program=spec.program or "",
-        config=nest({k: f"<{k}>" for k in spec.parameters}),
+        config=script_config(spec, {k: f"<{k}>" for k in spec.parameters}),
         interpreter="python",
         args_json_file="<args.json>",
         getenv=os.environ.get,

@@ -13,6 +13,7 @@ from typing import Any
 
 from sweeper.engine.trainable import NODE_KEY  # no Ray at import
 from sweeper.space import constants
+from sweeper.spec.values import label
 from sweeper.states import TrialState, best_value, counts, is_result, metric_value
 from sweeper.store import PARAM_PREFIX, Study
 
@@ -79,7 +80,7 @@ class TrialBook:
                 "wall_s": 0.0,
                 "startup_s": 0.0,
                 "error": "",
-                **{f"{PARAM_PREFIX}{k}": v for k, v in config.items()},
+                **{f"{PARAM_PREFIX}{k}": label(v) for k, v in config.items()},  # list: JSON
             }
             self._next_number += 1
             self._counts[TrialState.PENDING] += 1
@@ -123,7 +124,7 @@ class TrialBook:
         row.update({k: v for k, v in metrics.items() if k not in _TIME_KEYS})
         if metrics.get(LINEAGE_KEY) and isinstance(result.get("config"), dict):
             # a PBT copy runs a new config: the row shows the values it trains with now
-            row.update({f"{PARAM_PREFIX}{k}": v for k, v in result["config"].items()})
+            row.update({f"{PARAM_PREFIX}{k}": label(v) for k, v in result["config"].items()})
         if result.get(NODE_KEY):
             row[NODE_KEY] = str(result[NODE_KEY])  # where it ran last (a retry may move it)
         self._set_state(row, TrialState.RUNNING)

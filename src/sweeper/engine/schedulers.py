@@ -65,6 +65,21 @@ class AshaQueue(RunnableQueue, ASHAScheduler):
     """Ray's ASHA (asynchronous successive halving)."""
 
 
+class BestSoFarAsha(AshaQueue):
+    """ASHA whose rungs compare each trial's best value so far, not its value at the rung
+    (W&B's hyperband with ``strict: false``). Ray's trial results are left as they are."""
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        value = result.get(self._metric)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+            best = self.__dict__.setdefault("_best", {}).get(trial.trial_id)
+            if best is None or (value > best if self._mode == "max" else value < best):
+                best = value
+            self._best[trial.trial_id] = best
+            result = {**result, self._metric: best}
+        return super().on_trial_result(tune_controller, trial, result)
+
+
 class MedianQueue(RunnableQueue, MedianStoppingRule):
     """Ray's median stopping rule."""
 
@@ -123,7 +138,7 @@ def build_scheduler(spec: Spec) -> Any:
         max_t = et.max_t(spec.train.epochs)
         # W&B's hyperband: rungs from the first band up to max_iter; a trial that passes the
         # top rung is not stopped there but trains its planned epochs (COMPLETE, not PRUNED).
-        return AshaQueue(
+        return (AshaQueue if et.strict else BestSoFarAsha)(
             time_attr=TIME_ATTR,
             max_t=max_t,
             grace_period=min(et.grace_period, max_t),

@@ -20,6 +20,18 @@ from sweeper.space import decode, distributions, make_sampler
 from sweeper.spec import Spec
 
 
+def _sampler(spec: Spec) -> Any:
+    """The spec's sampler; with ``impute_while_running`` one that also learns from running
+    trials' values (:mod:`sweeper.engine.impute`; a grid or random sampler learns nothing)."""
+    sampler = make_sampler(spec)
+    learns = spec.sampler_name not in ("grid", "random")
+    if spec.metric.imputes_running and learns and not spec.objectives.multi:
+        from sweeper.engine.impute import RunningImputed
+
+        return RunningImputed(sampler)
+    return sampler
+
+
 class SpecSearch(OptunaSearch):
     """OptunaSearch whose suggestions are decoded configs and which stops at the target."""
 
@@ -30,7 +42,7 @@ class SpecSearch(OptunaSearch):
             space=distributions(spec),
             metric=objectives.names if multi else spec.metric.name,
             mode=objectives.modes if multi else spec.metric.mode,
-            sampler=make_sampler(spec),
+            sampler=_sampler(spec),
         )
         self._spec = spec
         self.target_reached = False

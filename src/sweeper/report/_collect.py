@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from sweeper.objectives import Objectives
+from sweeper.spec.values import labels_of
 from sweeper.states import TrialState
 from sweeper.store import PARAM_PREFIX, Study
 
@@ -61,7 +62,7 @@ def context(study: Study) -> ReportContext:
     spec = study.spec()
     meta = study.meta()
     swept = {k: p for k, p in spec.parameters.items() if p.kind != "constant"}
-    labels = {k: list(p.values or []) for k, p in swept.items() if p.kind == "categorical"}
+    labels = {k: labels_of(p.values or []) for k, p in swept.items() if p.kind == "categorical"}
     return ReportContext(
         name=spec.name,
         path=study.path,

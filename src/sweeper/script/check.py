@@ -3,8 +3,9 @@
 The program is found as W&B's agent finds it: relative to the folder the agent (here,
 ``sweeper run``) is started in, not the sweep file's folder. The plan records its absolute
 path in the study's spec, because each trial runs in its own folder, and ``resume`` reads
-that spec. A missing program, or parameter names that cannot nest (``opt`` and ``opt.lr``),
-are one-line errors here, before any trial.
+that spec. A missing program is a one-line error here, before any trial. A parameter name
+with dots is one flat parameter, as in W&B (``opt`` and ``opt.lr`` both are arguments);
+only ``parameters:`` nesting groups names (``Spec.nested_params``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ def check_program(spec: Any, source: str, cwd: Path | None = None) -> Any:
     A ``command`` without ``program`` runs what it names (``python -m pkg.train``); the
     spec has checked its macros.
     """
-    _check_nesting(spec, source)
     if spec.program is None:
         return spec
     where = Path.cwd() if cwd is None else cwd
@@ -36,18 +36,3 @@ def check_program(spec: Any, source: str, cwd: Path | None = None) -> Any:
     if not path.is_file():
         raise SpecError(source, "program", f"expected a file, got a directory {path}")
     return spec.model_copy(update={"program": str(path)})
-
-
-def _check_nesting(spec: Any, source: str) -> None:
-    """A parameter cannot be both a value and a group (``opt`` and ``opt.lr``)."""
-    names = set(spec.parameters)
-    for name in sorted(names):
-        parts = name.split(".")
-        for i in range(1, len(parts)):
-            parent = ".".join(parts[:i])
-            if parent in names:
-                raise SpecError(
-                    source,
-                    f"parameters.{name}",
-                    f"{parent} is a parameter, so it cannot also hold {name}; rename one",
-                )

@@ -67,7 +67,7 @@ def script_trainable(config: dict[str, Any], spec: Any, study_path: str) -> None
     from ray import tune
 
     from sweeper.engine.trainable import NODE_KEY, _log_start, _trial_dir, node_name
-    from sweeper.space import constants, nest
+    from sweeper.space import constants, script_config
     from sweeper.tracking.wandb_runs import run_id
 
     trial_dir = _trial_dir()
@@ -76,7 +76,7 @@ def script_trainable(config: dict[str, Any], spec: Any, study_path: str) -> None
     values = {**constants(spec), **config}
     launch = plan_launch(
         spec,
-        nest({k: values[k] for k in spec.parameters if k in values}),  # the file's order
+        script_config(spec, values),  # the file's order, nested as the file nests
         study_dir=Path(study_path),
         trial_dir=trial_dir,
         run_id=run_id(spec.name, str(trial_id)),

@@ -15,10 +15,13 @@ integer when ``q`` is an integer.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from sweeper.spec.values import choices, from_choice, identity
 
 QUANTILE_EPS = 1e-6
 # W&B's defaults for keys a file may leave out.
@@ -80,7 +83,7 @@ class Distribution:
         if self.decode is None:
             return drawn
         if self.values is not None:
-            return od.CategoricalDistribution(self.values(param))
+            return od.CategoricalDistribution(choices(self.values(param)))
         low, high = self.decode(param, drawn.low), self.decode(param, drawn.high)
         return od.FloatDistribution(float(low), float(high))  # decoding is monotone
 
@@ -100,7 +103,7 @@ def register(dist: Distribution) -> None:
 def _values(p: Any) -> None:
     if not p.values:
         raise ValueError("@values: must not be empty")
-    seen = [repr(v) for v in p.values]
+    seen = [identity(v) for v in p.values]
     dups = sorted({s for s in seen if seen.count(s) > 1})
     if dups:
         raise ValueError(f"@values: must be distinct, got {', '.join(dups)} more than once")
@@ -179,7 +182,7 @@ def q_uniform_values(p: Any) -> list[float]:
 def _categorical(p: Any) -> Any:
     from optuna.distributions import CategoricalDistribution
 
-    return CategoricalDistribution(list(p.values))
+    return CategoricalDistribution(choices(p.values))
 
 
 def _ints(p: Any) -> Any:
@@ -210,14 +213,19 @@ def _quantile(p: Any) -> Any:
     return FloatDistribution(QUANTILE_EPS, 1 - QUANTILE_EPS)
 
 
+def _chosen(p: Any, choice: Any) -> Any:
+    """The value a categorical choice stands for (its JSON text, for a list or mapping)."""
+    return from_choice(p.values, choice)
+
+
 def _pick(p: Any, u: float) -> Any:
     """The value whose cumulative probability first exceeds ``u`` (W&B's ppf)."""
     total = 0.0
     for value, prob in zip(p.values, p.probabilities, strict=True):
         total += prob
         if u < total:
-            return value
-    return p.values[-1]
+            return copy.deepcopy(value)
+    return copy.deepcopy(p.values[-1])
 
 
 def _ppf(name: str) -> Callable[[Any, float], float]:
@@ -247,8 +255,8 @@ _RANGE = ("min", "max")
 _NORMAL = ("mu", "sigma")
 for _dist in (
     Distribution("constant", ("value",), _constant, values=lambda p: [p.value]),
-    Distribution("categorical", ("values",), _categorical, values=lambda p: list(p.values),
-                 check=_values),
+    Distribution("categorical", ("values",), _categorical, decode=_chosen,
+                 values=lambda p: list(p.values), check=_values),
     Distribution("categorical_w_probabilities", ("values", "probabilities"), _quantile,
                  decode=_pick, values=lambda p: list(p.values), check=_probabilities),
     Distribution("int_uniform", _RANGE, _ints,

@@ -21,8 +21,11 @@ class Metric(_Strict):
     ``worst``): what the sampler is told for a trial that failed after reporting the
     metric, the latest, best or worst of its reported values (without it, or with no value
     reported, the trial is told as failed and the samplers leave it out); the trial table
-    and the Optuna mirror still say FAIL. ``impute_while_running`` has no Optuna
-    counterpart (running trials are not told): only W&B's default, ``false``.
+    and the Optuna mirror still say FAIL. ``impute_while_running`` (``latest``, ``best``,
+    ``worst``, or ``true``; W&B's default ``false``): the sampler also sees each running
+    trial that has reported the metric, as if finished with its best value so far (W&B's
+    Bayesian search takes a running run's metric extremum whatever the word); a running
+    trial with no value yet stays running (Optuna's samplers keep away from its config).
     """
 
     name: StrictStr
@@ -35,12 +38,12 @@ class Metric(_Strict):
     def _supported(self) -> Metric:
         if self.target is not None and not math.isfinite(self.target):
             raise ValueError(f"@target: must be a finite number, got {self.target}")
-        if self.impute_while_running not in (None, "false", False):
-            raise ValueError(
-                "@impute_while_running: W&B's `impute_while_running` is not supported by "
-                "sweeper: only a trial's reported values reach the sampler; remove the key"
-            )
         return self
+
+    @property
+    def imputes_running(self) -> bool:
+        """Whether running trials' values reach the sampler (``impute_while_running``)."""
+        return self.impute_while_running not in (None, "false", False)
 
     @property
     def mode(self) -> str:

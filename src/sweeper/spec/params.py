@@ -1,4 +1,9 @@
-"""One swept parameter (W&B's vocabulary), and nested ``parameters`` flattened to dotted names."""
+"""One swept parameter (W&B's vocabulary), and nested ``parameters`` flattened to dotted names.
+
+A nested parameter's flat name joins its groups with dots (``optimizer.lr``); a name
+written with dots (Hydra's ``optimizer.config.learning_rate``) is one flat parameter, as in
+W&B. The spec keeps which names were nested (``Spec.nested_params``) to tell them apart.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -38,8 +44,8 @@ class Param(_Strict):
     W&B does when the file names none. :mod:`sweeper.spec.distributions` holds each one.
     """
 
-    value: Scalar | None = None
-    values: list[Scalar] | None = None
+    value: JsonValue = None  # any JSON value, as W&B's
+    values: list[JsonValue] | None = None
     probabilities: list[Number] | None = None
     min: Number | None = None
     max: Number | None = None
@@ -130,6 +136,31 @@ def flatten_params(params: Any, prefix: str = "") -> Any:
                 raise ValueError(f"@parameters.{key}: given twice (nested and as a dotted name)")
             flat[key] = child
     return flat
+
+
+def nested_names(raw_params: Any) -> tuple[str, ...]:
+    """The flat names of the parameters nested in ``raw_params`` (W&B's ``parameters:``
+    inside a parameter), in the file's order; a name given with dots is not one of them."""
+    if not isinstance(raw_params, dict):
+        return ()
+    flat = flatten_params(raw_params)
+    return tuple(name for name in flat if name not in raw_params)
+
+
+def nest_params(flat: dict[str, Any], nested: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """Flat parameter blocks back in W&B's nested form (inverse of :func:`flatten_params`):
+    each name in ``nested`` under its groups' ``parameters``, the others as they are."""
+    out: dict[str, Any] = {}
+    for name, block in flat.items():
+        if name not in nested:
+            out[name] = block
+            continue
+        *groups, leaf = name.split(".")
+        node = out
+        for group in groups:
+            node = node.setdefault(group, {"parameters": {}})["parameters"]
+        node[leaf] = block
+    return out
 
 
 def nested_path(flat_name: str) -> str:

@@ -16,6 +16,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -27,7 +28,14 @@ from sweeper.scheduling import POPULATION
 from sweeper.spec.code import DataSpec, ModelSpec
 from sweeper.spec.distributions import FINITE, MACRO_NAMES
 from sweeper.spec.metric import Metric, metric_list
-from sweeper.spec.params import Number, Param, _Strict, flatten_params
+from sweeper.spec.params import (
+    Number,
+    Param,
+    _Strict,
+    flatten_params,
+    nest_params,
+    nested_names,
+)
 from sweeper.spec.stopping import EarlyTerminate, PrunerSpec, SchedulerSpec
 from sweeper.suggest import did_you_mean
 
@@ -178,7 +186,8 @@ class WandbSpec(_Strict):
 
 # W&B keys sweeper does not run, and why (each is a one-line error, never ignored).
 UNSUPPORTED = {
-    "controller": "sweeper is the controller (Ray Tune schedules every trial); remove the key",
+    "controller": "only type local (sweeper is W&B's local controller: Ray Tune schedules "
+    "every trial); give controller: {type: local} or remove the key",
     "job": "Launch jobs do not run here; give program (your script) or model",
     "image_uri": "Launch images do not run here; give program (your script) or model",
     "scheduler": "W&B Launch schedulers do not run here; for early stopping give sweeper's "
@@ -190,6 +199,8 @@ _ENVVAR = re.compile(r"^envvar:[A-Za-z_][A-Za-z0-9_]*$")
 
 def _wandb_top_level(raw: dict[str, Any]) -> dict[str, Any]:
     """Refuse W&B keys sweeper does not run; W&B's ``project``/``entity`` go to ``wandb``."""
+    if raw.get("controller") == {"type": "local"}:  # W&B's local controller: what sweeper is
+        raw = {k: v for k, v in raw.items() if k != "controller"}
     for key, why in UNSUPPORTED.items():
         if key == "scheduler" and (raw.get(key) is None or _sweepers_scheduler(raw[key])):
             continue
@@ -206,10 +217,15 @@ def _wandb_top_level(raw: dict[str, Any]) -> dict[str, Any]:
             if key in wandb and wandb[key] != value:
                 raise ValueError(f"@{key}: {value!r} differs from wandb.{key} {wandb[key]!r}")
         raw["wandb"] = {**wandb, **moved}
+    if "nested_params" in raw:  # sweeper's own record of the file's nesting, not a key
+        raise ValueError("@nested_params: unknown key; nest parameters with parameters:")
     if "parameters" in raw:
         if raw["parameters"] == {} and raw.get("model") is None:  # W&B: minProperties 1
             raise ValueError("@parameters: must name at least one parameter")
+        nested = nested_names(raw["parameters"])
         raw["parameters"] = flatten_params(raw["parameters"])
+        if nested:
+            raw["nested_params"] = nested
     return raw
 
 
@@ -271,6 +287,17 @@ class Spec(_Strict):
     storage: StrictStr | None = None
     # Per-trial TensorBoard logs under <study>/tensorboard/ (scalars per epoch, HParams).
     tensorboard: StrictBool = True
+    # The flat names of parameters the file nests (W&B's ``parameters:`` in a parameter);
+    # a dotted name written as it is stays one flat parameter. Read from the nesting, and
+    # written back as nesting (never as a key of its own).
+    nested_params: tuple[StrictStr, ...] = Field(default=(), exclude=True)
+
+    @model_serializer(mode="wrap")
+    def _nested_form(self, handler: Any) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and isinstance(data.get("parameters"), dict):
+            data["parameters"] = nest_params(data["parameters"], self.nested_params)
+        return data
 
     @field_validator("storage")
     @classmethod

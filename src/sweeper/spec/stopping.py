@@ -18,8 +18,8 @@ class EarlyTerminate(_Strict):
     W&B's two forms: ``min_iter`` (rungs at min_iter * eta^k), or ``max_iter`` and ``s``
     (rungs at max_iter / eta^k for k = 1..s, so the first is max_iter / eta^s). ASHA's
     grace period is that first rung, its ``max_t`` ``max_iter`` (``train.epochs`` when the
-    file gives none), its reduction factor ``eta``. ASHA compares a trial's value at the
-    rung, W&B's ``strict: true`` (its default); ``strict: false`` is not supported.
+    file gives none), its reduction factor ``eta``. ``strict: true`` (W&B's default): a rung
+    compares each trial's value at the rung; ``strict: false``: its best value so far.
     """
 
     type: Literal["hyperband"] = "hyperband"
@@ -31,11 +31,6 @@ class EarlyTerminate(_Strict):
 
     @model_validator(mode="after")
     def _one_form(self) -> EarlyTerminate:
-        if not self.strict:
-            raise ValueError(
-                "@strict: W&B's `strict: false` (compare a trial's best value) is not "
-                "supported by sweeper: ASHA compares the value at the rung (strict: true)"
-            )
         if self.s is not None and self.max_iter is None:
             raise ValueError("@s: s counts rungs back from max_iter; set max_iter too")
         if self.s is not None and self.min_iter is not None:

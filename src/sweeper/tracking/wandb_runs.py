@@ -51,9 +51,12 @@ def run_id(study: str, trial_id: str) -> str:
 
 
 def config_value(value: Any) -> Any:
-    """A config value W&B's parallel coordinates can use: numbers stay, the rest is text."""
+    """A config value W&B's parallel coordinates can use: numbers stay, the rest is text
+    (a list, mapping or null as JSON: ``[1, 2]``, ``{"a": 1}``, ``null``)."""
+    from sweeper.spec.values import value_text
+
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
+        return value_text(value)
     return value
 
 
