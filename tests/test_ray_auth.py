@@ -52,6 +52,8 @@ def test_a_script_trial_gets_no_ray_token(tmp_path):
 
 
 def test_the_local_env_holds_a_fresh_token_only_while_ray_starts(monkeypatch):
+    # this process's own Ray (the tests' shared session) recorded its mode there: keep it
+    monkeypatch.setattr(guard, "_MODE_BEFORE", [])
     monkeypatch.setenv("RAY_AUTH_TOKEN", PLANTED_RAY_TOKEN)
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     seen = []

@@ -101,10 +101,15 @@ def _ray_constants() -> Any:
 
 def refresh_auth() -> None:
     """Make this process's Ray read ``RAY_AUTH_MODE`` and the token again: both are cached
-    at import and at the first connection, and each study has its own token."""
+    at import and at the first connection, and each study has its own token. Never while
+    this process is connected to a Ray: its next call would carry another token, be refused,
+    and Ray's core worker would end the process."""
     try:
+        import ray
         from ray._raylet import AuthenticationTokenLoader, Config
     except ImportError:  # another Ray: it reads them as it does
+        return
+    if ray.is_initialized():
         return
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
