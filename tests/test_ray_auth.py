@@ -94,12 +94,24 @@ def test_a_dead_drivers_scratch_and_its_orphans_go_and_a_live_ones_stays(tmp_pat
     orphan = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)", str(dead / "session_x")]
     )
+    _until_named(orphan.pid, dead)  # forked, not yet exec'd: it shows pytest's arguments
     try:
         assert guard.clean_stale(tmp_path) == [dead]
         assert orphan.wait(timeout=10) == -9
     finally:
         orphan.kill()
     assert not dead.exists() and live.is_dir() and other.is_dir()
+
+
+def _until_named(pid: int, folder, timeout: float = 10.0) -> None:
+    """Wait until process ``pid`` runs its own command line, which names ``folder``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if str(folder).encode() in f.read():
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} never named {folder}")
 
 
 def test_the_scratch_folder_is_short_enough_for_rays_sockets(monkeypatch):

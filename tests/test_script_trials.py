@@ -130,7 +130,8 @@ def test_a_crash_fails_the_trial_with_its_stderr_and_the_study_goes_on(
         """,
     )
     for handler in logging.getLogger("ray").handlers:  # it holds the stderr Ray was imported
-        monkeypatch.setattr(handler, "stream", sys.stderr)  # with: this test's, as a CLI's
+        if isinstance(handler, logging.StreamHandler):  # with: this test's, as a CLI's
+            monkeypatch.setattr(handler, "stream", sys.stderr)
     assert run_here(tmp_path, monkeypatch) == 0  # failed trials do not fail the run
     df = trials(tmp_path, "faults")
     assert df.loc["ok", "state"] == "COMPLETE" and df.loc["ok", "val_acc"] == 0.9
