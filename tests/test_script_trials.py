@@ -130,7 +130,7 @@ def test_a_crash_fails_the_trial_with_its_stderr_and_the_study_goes_on(
         """,
     )
     for handler in logging.getLogger("ray").handlers:  # it holds the stderr Ray was imported
-        if isinstance(handler, logging.StreamHandler):  # with: this test's, as a CLI's
+        if _rays_stream_handler(handler):  # with: this test's, as a CLI's
             monkeypatch.setattr(handler, "stream", sys.stderr)
     assert run_here(tmp_path, monkeypatch) == 0  # failed trials do not fail the run
     df = trials(tmp_path, "faults")
@@ -335,3 +335,9 @@ def test_json_values_and_dotted_names_reach_the_script_as_from_wandbs_agent(
     assert params["dropout"] == {"value": None} and params["sizes"] == {"value": [32, 64]}
     assert params["trainer"] == {"parameters": {"max_epochs": {"value": 2}}}
     assert params["optimizer.config.learning_rate"] == {"value": 0.01}
+
+
+def _rays_stream_handler(handler: logging.Handler) -> bool:
+    """A stream handler of Ray's own (not one of pytest's capture handlers on the logger)."""
+    pytest_own = type(handler).__module__.startswith("_pytest")
+    return isinstance(handler, logging.StreamHandler) and not pytest_own
