@@ -32,10 +32,17 @@ def command_started() -> float:
 
 
 def console(stderr: bool = False) -> Any:
-    """A rich console; pipes and files get whole tables, not 80 columns."""
+    """A rich console; pipes and files get whole tables, not 80 columns. A reader that
+    went away (``| head``) raises BrokenPipeError, which the CLI ends quietly with exit 0
+    (rich's own handling exits 1)."""
     from rich.console import Console
 
-    out = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    out = _Console(stderr=stderr, highlight=False, soft_wrap=True)
     if not out.is_terminal:
         out.width = max(out.width, 200)
     return out

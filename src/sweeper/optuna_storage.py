@@ -256,7 +256,14 @@ def count_trials(url: str, study_name: str) -> int | None:
     storage = open_storage(url, reader=True)
     try:
         study_id = storage.get_study_id_from_name(study_name)
-        return int(storage.get_n_trials(study_id))
+        engine = getattr(storage, "engine", None)
+        if engine is None:  # a journal: Optuna replays it (no count query to ask)
+            return int(storage.get_n_trials(study_id))
+        import sqlalchemy as sa  # a database: one count query, not every trial loaded
+
+        with engine.connect() as conn:
+            query = sa.text("SELECT COUNT(*) FROM trials WHERE study_id = :id")
+            return int(conn.execute(query, {"id": study_id}).scalar_one())
     except KeyError:
         return None
     finally:

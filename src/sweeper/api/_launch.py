@@ -298,6 +298,8 @@ def execute(
         with sigterm_as_sigint():  # from here on SIGTERM is a Ctrl-C
             if create is not None:
                 create()
+            if hasattr(data, "sizes"):  # what the report's overview says was loaded
+                study.update_meta(data_sizes=data.sizes())
             verb = "resuming" if resume else "study"
             err.print(
                 f"{verb} {spec.name}: {plan.n_trials} trials of {_what(spec, data)} -> {study.path}"

@@ -31,14 +31,12 @@ class Report:
         return {t.name: t.frame for sec in self.sections for t in sec.tables}
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
-        """Write the HTML page (default ``<study>/report.html``); returns its path."""
-        from sweeper.report import render_html
-        from sweeper.store import atomic_write
+        """Write the HTML page (default ``<study>/report.html``; tables too long for it whole
+        in ``<stem>_csv/`` beside it); returns its path."""
+        from sweeper.report import write_html
 
         target = Path(path) if path is not None else self._store.path / "report.html"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, render_html(self.sections, self.title))
-        return target
+        return write_html(self.sections, self.title, target)[0]
 
     def __repr__(self) -> str:
         return f"<sweeper.Report {self.title!r}: {len(self.figures)} figures>"

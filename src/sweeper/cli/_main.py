@@ -16,6 +16,7 @@ from typing import Any
 
 from sweeper import __version__
 from sweeper.cli import _models, _results, _run, _status
+from sweeper.cli._console import closed_pipe
 from sweeper.console import command_clock
 from sweeper.errors import SweeperError
 
@@ -61,7 +62,10 @@ COMMANDS: dict[str, Command] = {
         ("spec", "data_dir", "storage"),
     ),
     "status": Command(
-        _status.cmd_status, "show a study's trials and its best so far", ("study", "out", "json")
+        _status.cmd_status,
+        "show a study's trials and its best so far",
+        ("study", "out", "json"),
+        _status.status_arguments,
     ),
     "models": Command(
         _models.cmd_models,
@@ -197,9 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
-    with command_clock():  # the progress line times a run from here
-        return _main(argv)
+    """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 interrupted).
+
+    A reader that stops early (``sweeper status --json | head``) ends the command quietly,
+    exit 0: no traceback, no "Exception ignored" at exit."""
+    try:
+        with command_clock():  # the progress line times a run from here
+            return _main(argv)
+    except BrokenPipeError:
+        return closed_pipe()
 
 
 def _main(argv: list[str] | None) -> int:

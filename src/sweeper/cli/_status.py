@@ -1,25 +1,55 @@
-"""``sweeper status``: a study's trial table, its best trial so far and its state."""
+"""``sweeper status``: a study's state, a summary, its best trials (every trial with
+``--all``), and where its Optuna mirror is.
+
+What it prints stays small and quick at any study size: the top rows only by default, the
+mirror's trials counted by a count query, ``--json`` written row by row.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from sweeper.cli._console import console, fmt
 
+# Rows ``status`` (and the end of ``run``) print unless ``--all``.
+TOP = 10
+
+
+def status_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--all", action="store_true", dest="every", help="print every trial's row")
+    p.add_argument(
+        "--top", type=int, default=TOP, metavar="K",
+        help=f"rows printed: the K best trials (default {TOP}), then a count of the rest",
+    )  # fmt: skip
+
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Show a study's trial table and its best trial so far."""
+    """Show a study's state, a summary and its best trials (``--all``: every trial)."""
     from sweeper.store import Study
 
     study = Study.open(args.study, args.out)
     spec = study.spec()
     if args.json:
-        print(json.dumps(status_payload(study, spec), indent=2))
+        write_json(status_payload(study, spec), sys.stdout)
         return 0
-    print_summary(study, spec)
+    print_summary(study, spec, top=args.top, every=args.every)
     return 0
+
+
+def write_json(payload: dict[str, Any], out: Any) -> None:
+    """``payload`` as indented JSON, its ``trials`` (a frame) written a row at a time."""
+    table = payload.pop("trials")
+    head = json.dumps(payload, indent=2)[:-2]  # without the closing "\n}"
+    out.write(head + (',\n  "trials": [' if payload else '{\n  "trials": ['))
+    lines = table.to_json(orient="records", lines=True).splitlines() if not table.empty else []
+    for i in range(0, len(lines), 1000):
+        chunk = lines[i : i + 1000]
+        out.write(("," if i else "") + "\n    " + ",\n    ".join(chunk))
+    out.write("\n  ]\n}\n" if lines else "]\n}\n")
+    out.flush()
 
 
 def trials(study: Any, spec: Any) -> Any:
@@ -30,11 +60,11 @@ def trials(study: Any, spec: Any) -> Any:
 
 
 def best(table: Any, spec: Any) -> dict[str, Any] | None:
-    """The best result's id and metric, or None."""
+    """The best result's id and metric, or None (the table's first row, when a result)."""
     from sweeper.api._study import best_records
     from sweeper.states import metric_value
 
-    rows = best_records(table, spec, 1)
+    rows = best_records(table.head(1), spec, 1)
     if not rows:
         return None
     metric = spec.metric.name
@@ -67,7 +97,7 @@ def status_payload(study: Any, spec: Any) -> dict[str, Any]:
         "metric": {"name": spec.metric.name, "goal": spec.metric.goal},
         "best": best(table, spec),
         "optuna": mirror(study, spec),
-        "trials": json.loads(table.to_json(orient="records")) if not table.empty else [],
+        "trials": table,  # every trial, streamed by write_json
     }
     if spec.objectives.multi:  # the best trial is the front's first (by the first objective)
         payload["objectives"] = [{"name": m.name, "goal": m.goal} for m in spec.objectives.metrics]
@@ -76,8 +106,11 @@ def status_payload(study: Any, spec: Any) -> dict[str, Any]:
     return payload
 
 
-def print_summary(study: Any, spec: Any, storage: str | None = None) -> None:
-    """Print the trial table and the best result's line (also the end of ``run``, which
+def print_summary(
+    study: Any, spec: Any, storage: str | None = None, *, top: int = TOP, every: bool = False
+) -> None:
+    """Print the state, a count of trials by state, the ``top`` rows of the trial table
+    (``every`` row when asked) and the best result's line (also the end of ``run``, which
     gives the mirror's real ``storage`` URL)."""
     from rich.table import Table
 
@@ -87,12 +120,24 @@ def print_summary(study: Any, spec: Any, storage: str | None = None) -> None:
         out.print(f"study {spec.name} ({state_text(study)}): no trials yet")
         out.print(mirror_text(mirror(study, spec, storage)))
         return
-    shown = Table(title=f"study {spec.name} ({state_text(study)})", title_justify="left")
+    counts = table["state"].value_counts()
+    out.print(
+        f"study {spec.name} ({state_text(study)}): {len(table):,} trials: "
+        + ", ".join(f"{n:,} {str(s).lower()}" for s, n in counts.items())
+    )
+    rows = table if every or len(table) <= top else table.head(top)
+    title = "every trial" if len(rows) == len(table) else f"the best {len(rows)} trials"
+    shown = Table(title=title, title_justify="left")
     for col in table.columns:
         shown.add_column(str(col), justify="right" if _numeric(table[col]) else "left")
-    for row in table.itertuples(index=False):
+    for row in rows.itertuples(index=False):
         shown.add_row(*[fmt(v) for v in row])
     out.print(shown)
+    if len(rows) < len(table):
+        out.print(
+            f"... and {len(table) - len(rows):,} more trials "
+            f"(every row: sweeper status {study.path} --all)"
+        )
     if spec.objectives.multi:
         out.print(front_text(front(table, spec), spec))
     else:

@@ -15,6 +15,7 @@ from sweeper.report._collect import ReportContext, collect, context, history
 from sweeper.report._importance import importance
 from sweeper.report._summary import trial_table
 from sweeper.report._write import (
+    cut_tables,
     markdown_table,
     render_fragment,
     render_html,
@@ -38,7 +39,8 @@ def write_report(
     """Build the study's report in ``fmt`` and write it; returns the files written.
 
     ``out`` defaults to ``<study>/report.html``, ``<study>/report.md`` or, for CSV, the
-    folder ``<study>/report_csv/`` (one file per table).
+    folder ``<study>/report_csv/`` (one file per table). A page's table too long to show
+    whole is cut, and written whole beside the page (``report_csv/<table>.csv``).
     """
     if fmt not in FORMATS:
         raise SweeperError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -46,10 +48,22 @@ def write_report(
     target = Path(out) if out else study.path / DEFAULT_OUTPUT[fmt]
     if fmt == "csv":
         return write_csv(sections, target)
-    text = render_html(sections, title) if fmt == "html" else render_markdown(sections, title)
+    if fmt == "html":
+        return write_html(sections, title, target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(target, text)
+    atomic_write(target, render_markdown(sections, title))
     return [target]
+
+
+def write_html(sections: list[Section], title: str, target: Path) -> list[Path]:
+    """The page at ``target``, and beside it (``<stem>_csv/``) each table too long for the
+    page, whole; returns the files written, the page first."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    cut = cut_tables(sections)
+    folder = target.with_name(f"{target.stem}_csv")
+    written = write_csv(sections, folder, cut) if cut else []
+    atomic_write(target, render_html(sections, title, folder.name if cut else None))
+    return [target, *written]
 
 
 def study_sections(
@@ -95,5 +109,6 @@ __all__ = [
     "study_sections",
     "trial_table",
     "write_csv",
+    "write_html",
     "write_report",
 ]

@@ -50,26 +50,35 @@ def build(
     threshold: float | None = None,
     figures: bool = True,
 ) -> list[Section]:
-    """Every section of a study's report; ``figures=False`` skips plotly (md and csv)."""
-    names = _trial_names(df, ctx.params)
+    """Every section of a study's report; ``figures=False`` skips plotly (md and csv).
+
+    Linear in the number of trials, and bounded in what it draws: a large study's figures
+    show the ``top`` trials over a summary of the rest (see each section's note).
+    """
+    best = S.best_trials(df, ctx.params, ctx.metric, ctx.maximize, k=top)
+    top_ids = [str(t) for t in best["trial_id"]]
+    names = _trial_names(df, ctx.params, top_ids if len(df) > figs.ALL_TRIALS else None)
     return [
-        _overview(df, ctx),
-        _best(df, ctx, top),
+        _overview(df, ctx, best),
+        _best(best, ctx, top),
         *([_pareto(df, ctx, figures)] if ctx.objectives.multi else []),
-        _parallel(df, ctx, figures),
+        _parallel(df, ctx, top_ids, figures),
         _importance(importance, figures),
         _grid(df, ctx, figures),
-        _curves(hist, names, figures),
-        _vs_params(df, ctx, figures),
+        _curves(hist, names, top_ids, figures),
+        _vs_params(df, ctx, top_ids, figures),
         _threshold(df, hist, ctx, names, threshold, figures),
         _problems(df, ctx),
     ]
 
 
-def _trial_names(df: pd.DataFrame, params: list[str]) -> dict[str, str]:
-    """``trial_id (p=v, ...)``: how plots name a trial."""
+def _trial_names(
+    df: pd.DataFrame, params: list[str], ids: list[str] | None = None
+) -> dict[str, str]:
+    """``trial_id (p=v, ...)``: how plots name a trial (only ``ids``' when given)."""
+    rows = df if ids is None else df[df["trial_id"].astype(str).isin(ids)]
     out = {}
-    for row in df.to_dict(orient="records"):
+    for row in rows.to_dict(orient="records"):
         values = ", ".join(f"{p}={row.get(S.col(p))}" for p in params)
         out[str(row["trial_id"])] = (
             f"{row['trial_id']} ({values})" if values else str(row["trial_id"])
@@ -77,34 +86,28 @@ def _trial_names(df: pd.DataFrame, params: list[str]) -> dict[str, str]:
     return out
 
 
-def _overview(df: pd.DataFrame, ctx: ReportContext) -> Section:
+def _overview(df: pd.DataFrame, ctx: ReportContext, best: pd.DataFrame) -> Section:
     spec = ctx.spec
     counts = S.state_counts(df)
     done = S.finished(df, ctx.metric)
-    best = S.best_trials(df, ctx.params, ctx.metric, ctx.maximize, k=1)
     best_txt = (
         f"{best.loc[0, ctx.metric]:.4f} (trial {best.loc[0, 'trial_id']})"
         if not best.empty
         else "-"
     )
     data = spec.data
-    sizes = "/".join(str(v or "all") for v in (data.train_size, data.val_size, data.test_size))
     facts = {
         "study": ctx.name,
         "state": ctx.state,
         "folder": str(ctx.path),
         "search": f"{spec.sampler_name} sampler (method {spec.method}) over "
         f"{', '.join(ctx.params) or 'no swept parameters'}",
-        "trials": f"{len(df)} of {ctx.meta.get('n_trials', '?')} planned: "
-        + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()),
+        "trials": _trials_fact(df, ctx, counts),
         "metric": f"{ctx.metric} ({ctx.goal}); {len(done)} finished trials",
         f"best {ctx.metric}": best_txt,
-        "model": (
-            f"{spec.model.label} {dict(spec.model.args) or ''}".strip() if spec.model else spec.runs
-        ),
-        "data": f"{data.name} (train/val/test {sizes})",
-        "training": f"{spec.train.epochs} epochs, batch {spec.train.batch_size}, "
-        f"{spec.train.optimizer}, {spec.train.repeats} repeat(s), seed {spec.train.seed}",
+        "model": _model_fact(ctx),
+        "data": f"{data.name} (train/val/test {_sizes_fact(ctx)})",
+        "training": _training_fact(ctx),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     if ctx.objectives.multi:  # several objectives: no one best, a front
@@ -115,8 +118,52 @@ def _overview(df: pd.DataFrame, ctx: ReportContext) -> Section:
     return Section("overview", f"Study {ctx.name}", tables=[Table("overview", "Overview", frame)])
 
 
-def _best(df: pd.DataFrame, ctx: ReportContext, top: int) -> Section:
-    table = S.best_trials(df, ctx.params, ctx.metric, ctx.maximize, k=top)
+def _trials_fact(df: pd.DataFrame, ctx: ReportContext, counts: dict[str, int]) -> str:
+    """``6 of 6 planned (a grid of 96 cells, capped)``: a capped grid says so."""
+    from sweeper.space import space_size
+
+    planned = ctx.meta.get("n_trials", "?")
+    text = f"{len(df)} of {planned} planned"
+    cells = space_size(ctx.spec) if ctx.spec.sampler_name == "grid" else None
+    if cells is not None and isinstance(planned, int) and planned < cells:
+        text += f" (the grid has {cells} cells; capped at {planned})"
+    return text + ": " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
+
+
+def _sizes_fact(ctx: ReportContext) -> str:
+    """The split sizes the run loaded (study.json), else the spec's (``all``: not cut)."""
+    ran = ctx.meta.get("data_sizes") or {}
+    data = ctx.spec.data
+    spec = {"train": data.train_size, "val": data.val_size, "test": data.test_size}
+    return "/".join(str(ran.get(k) or spec[k] or "all") for k in ("train", "val", "test"))
+
+
+def _model_fact(ctx: ReportContext) -> str:
+    spec = ctx.spec
+    if not spec.model:
+        return spec.runs
+    args = {k: ("swept" if k in ctx.params else v) for k, v in dict(spec.model.args).items()}
+    model = "swept" if "model" in ctx.params else spec.model.label
+    return f"{model} {args or ''}".strip()
+
+
+def _training_fact(ctx: ReportContext) -> str:
+    """``2 epochs, batch swept, optimizer swept, ...``: a swept key never shows one value."""
+    train = ctx.spec.train
+
+    def value(key: str, text: str) -> str:
+        return f"{key} swept" if key in ctx.params else text
+
+    return ", ".join([
+        value("epochs", f"{train.epochs} epochs"),
+        value("batch_size", f"batch {train.batch_size}"),
+        value("optimizer", str(train.optimizer)),
+        f"{train.repeats} repeat(s)",
+        value("seed", f"seed {train.seed}"),
+    ])  # fmt: skip
+
+
+def _best(table: pd.DataFrame, ctx: ReportContext, top: int) -> Section:
     notes = [] if not table.empty else ["No trial finished with a finite metric yet."]
     title = f"Best {min(top, len(table))} trials by {ctx.metric}"
     return Section("best", "Best trials", notes, tables=[Table("best_trials", title, table)])
@@ -142,12 +189,24 @@ def _pareto(df: pd.DataFrame, ctx: ReportContext, figures: bool) -> Section:
     return sec
 
 
-def _parallel(df: pd.DataFrame, ctx: ReportContext, figures: bool) -> Section:
+def _parallel(df: pd.DataFrame, ctx: ReportContext, top_ids: list[str], figures: bool) -> Section:
     sec = Section("parallel", "Parallel coordinates")
-    if S.finished(df, ctx.metric).empty or not ctx.params:
+    done = len(S.finished(df, ctx.metric))
+    if not done or not ctx.params:
         sec.notes.append("Needs finished trials and at least one swept parameter.")
-    elif figures:
-        sec.figures.append(figs.parallel(df, ctx.params, ctx.metric, ctx.labels, ctx.kinds))
+        return sec
+    if done > figs.ALL_TRIALS:
+        shown = min(done, figs.FAINT_LINES + len(top_ids))
+        sec.notes.append(
+            f"The best {len(top_ids)} trials in colour (by {ctx.metric}) over "
+            + (f"the other {done - len(top_ids):,}" if shown == done else
+               f"a random {shown - len(top_ids):,} of the other {done - len(top_ids):,}")
+            + " in grey. Drag along an axis to keep only the lines that cross that range."
+        )  # fmt: skip
+    if figures:
+        sec.figures.append(
+            figs.parallel(df, ctx.params, ctx.metric, ctx.labels, ctx.kinds, top_ids)
+        )
     return sec
 
 
@@ -170,7 +229,7 @@ def _grid(df: pd.DataFrame, ctx: ReportContext, figures: bool) -> Section:
     pairs = S.pairs(ctx.params, df)
     singles = [p for p in ctx.params if S.col(p) in df.columns] if not pairs else []
     for a, b in pairs:
-        table = S.grid_table(df, a, b, ctx.metric, ctx.kinds)
+        table = S.grid_table(df, a, b, ctx.metric, ctx.kinds, ctx.labels)
         if table.empty:
             continue
         if figures:
@@ -179,7 +238,7 @@ def _grid(df: pd.DataFrame, ctx: ReportContext, figures: bool) -> Section:
         shown = shown.rename_axis(index=f"{a} \\ {b}", columns=None).reset_index()
         sec.tables.append(Table(f"grid_{a}__{b}", f"{ctx.metric} by {a} × {b}", table, shown))
     for p in singles:
-        table = S.grid_table(df, p, None, ctx.metric, ctx.kinds)
+        table = S.grid_table(df, p, None, ctx.metric, ctx.kinds, ctx.labels)
         if table.empty:
             continue
         if figures:
@@ -193,24 +252,39 @@ def _grid(df: pd.DataFrame, ctx: ReportContext, figures: bool) -> Section:
     return sec
 
 
-def _curves(hist: pd.DataFrame, names: dict[str, str], figures: bool) -> Section:
+def _curves(
+    hist: pd.DataFrame, names: dict[str, str], top_ids: list[str], figures: bool
+) -> Section:
     sec = Section("curves", "Learning curves")
     has = [k for pair in figs.CURVE_PANELS for k in pair if k in hist.columns]
     if hist.empty or not has:
         sec.notes.append("No per-epoch history recorded.")
-    elif figures:
-        sec.figures.append(figs.curves(hist, names))
+        return sec
+    many = hist["trial_id"].nunique() > figs.ALL_TRIALS
+    if many:
+        sec.notes.append(
+            f"The best {len(top_ids)} trials' curves over a band for all "
+            f"{hist['trial_id'].nunique():,} trials: their median per epoch (dashed) and "
+            "10th to 90th percentiles (shaded)."
+        )
+    if figures:
+        sec.figures.append(
+            figs.curves_summary(hist, names, top_ids) if many else figs.curves(hist, names)
+        )
     return sec
 
 
-def _vs_params(df: pd.DataFrame, ctx: ReportContext, figures: bool) -> Section:
+def _vs_params(df: pd.DataFrame, ctx: ReportContext, top_ids: list[str], figures: bool) -> Section:
     sec = Section("params", f"{ctx.metric} against parameter count")
     if "params" not in df.columns or S.finished(df, ctx.metric).empty:
         sec.notes.append("Needs finished trials that report their parameter count.")
         return sec
     categorical = [p for p in ctx.params if p in ctx.labels]
     if figures:
-        sec.figures.append(figs.metric_vs_params(df, ctx.metric, (categorical or [None])[0]))
+        by = (categorical or [None])[0]
+        sec.figures.append(
+            figs.metric_vs_params(df, ctx.metric, by, ctx.labels.get(by) if by else None, top_ids)
+        )
     return sec
 
 
@@ -237,7 +311,14 @@ def _threshold(
     if table.empty:
         sec.notes.append("No per-epoch history recorded.")
         return sec
-    if figures:
+    if len(table) > figs.ALL_TRIALS:
+        sec.notes.append(
+            f"How many of the {len(table):,} trials first reached it at each epoch; the table "
+            "lists the fastest first."
+        )
+    if figures and len(table) > figs.ALL_TRIALS:
+        sec.figures.append(figs.threshold_histogram(table, ctx.metric, threshold, ctx.maximize))
+    elif figures:
         sec.figures.append(figs.threshold_bars(table, names, ctx.metric, threshold, ctx.maximize))
     shown = table.assign(
         epochs_to_threshold=table["epochs_to_threshold"].map(

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from sweeper.objectives import Objectives
-from sweeper.states import TrialState, best_rows, is_result
+from sweeper.states import TrialState, metric_value
 from sweeper.store import PARAM_PREFIX
 
 # A continuous parameter with more distinct values than this is binned for tables.
@@ -44,8 +44,19 @@ def finished(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     (:func:`sweeper.states.is_result`); tables and plots use these."""
     if df.empty or metric not in df.columns:
         return df.iloc[0:0]
-    ok = [is_result(row, metric) for row in df.to_dict(orient="records")]
-    return df[pd.Series(ok, index=df.index, dtype=bool)]
+    return df[result_mask(df, metric)]
+
+
+def result_mask(df: pd.DataFrame, metric: str) -> pd.Series:
+    """:func:`sweeper.states.is_result` of every row, column-wise (linear, no row dicts)."""
+    complete = {s: TrialState.of(s) is TrialState.COMPLETE for s in df["state"].unique()}
+    ok = df["state"].map(complete).astype(bool)
+    values = df[metric]
+    if values.dtype.kind in "iuf":
+        finite = np.isfinite(values.to_numpy(dtype=float))
+    else:  # text or mixed: the row rule, value by value
+        finite = values.map(lambda v: metric_value({metric: v}, metric) is not None).to_numpy()
+    return ok & pd.Series(finite, index=df.index, dtype=bool)
 
 
 def trial_table(
@@ -66,18 +77,24 @@ def trial_table(
     With several ``objectives`` the results come in :meth:`Objectives.ranked` order (the
     Pareto front first) and every objective has a column.
     """
-    rows = df.to_dict(orient="records")
-    for i, row in enumerate(rows):
-        row[_POSITION] = i
     several = objectives is not None and objectives.multi
-    ranked = objectives.ranked(rows) if several else best_rows(rows, metric, maximize)  # type: ignore[union-attr]
-    best = [row[_POSITION] for row in ranked]
-    taken = set(best)
+    if several:
+        rows = df.to_dict(orient="records")
+        for i, row in enumerate(rows):
+            row[_POSITION] = i
+        best = [row[_POSITION] for row in objectives.ranked(rows)]  # type: ignore[union-attr]
+    else:  # best_rows, column-wise: results by metric (ties in table order)
+        ok = result_mask(df, metric).to_numpy() if metric in df.columns else np.zeros(len(df), bool)
+        where = np.flatnonzero(ok)
+        values = pd.to_numeric(df[metric].iloc[where], errors="coerce").to_numpy(dtype=float)
+        best = where[np.argsort(-values if maximize else values, kind="stable")].tolist()
+    taken = np.zeros(len(df), dtype=bool)
+    taken[best] = True
     rank = {state: i for i, state in enumerate(OTHERS_ORDER)}
-    rest = sorted(
-        (i for i in range(len(rows)) if i not in taken),
-        key=lambda i: rank[TrialState.of(rows[i].get("state"))],
-    )
+    ranks = {s: rank[TrialState.of(s)] for s in df["state"].unique()} if len(df) else {}
+    order = df["state"].map(ranks).to_numpy()
+    left = np.flatnonzero(~taken)
+    rest = left[np.argsort(order[left], kind="stable")].tolist()
     cols = ["trial_id", "state", "epochs", "wall_s"]
     if "node" in df.columns and df["node"].dropna().nunique() > 1:
         cols.append("node")  # a cluster's study: where each trial ran
@@ -158,12 +175,18 @@ def levels(values: pd.Series, kind: str = "") -> pd.Series:
 
 
 def grid_table(
-    df: pd.DataFrame, rows: str, cols: str | None, metric: str, kinds: dict[str, str] | None = None
+    df: pd.DataFrame,
+    rows: str,
+    cols: str | None,
+    metric: str,
+    kinds: dict[str, str] | None = None,
+    labels: dict[str, list[Any]] | None = None,
 ) -> pd.DataFrame:
     """Mean, std and count of ``metric`` for each level of ``rows`` (x ``cols``).
 
     Counts run over repeats and over every other parameter, like the seeds' grid tables.
-    Returns a long frame: ``rows``, ``cols``, ``mean``, ``std``, ``count``.
+    Returns a long frame: ``rows``, ``cols``, ``mean``, ``std``, ``count``, levels in
+    :func:`level_key` order (numbers numerically, categories in the spec's order).
     """
     kinds = kinds or {}
     values = repeat_values(finished(df, metric), metric)
@@ -174,19 +197,63 @@ def grid_table(
     frame["_value"] = values["_value"].to_numpy()
     out = frame.groupby(keys, sort=False, dropna=False)["_value"].agg(["mean", "std", "count"])
     out["std"] = out["std"].fillna(0.0)
-    return _sorted_levels(out.reset_index(), keys)
+    return _sorted_levels(out.reset_index(), keys, labels)
 
 
-def _sorted_levels(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def _sorted_levels(
+    frame: pd.DataFrame, keys: list[str], labels: dict[str, list[Any]] | None = None
+) -> pd.DataFrame:
+    labels = labels or {}
+
     def key(series: pd.Series) -> pd.Series:
-        numeric = pd.to_numeric(series, errors="coerce")
-        if numeric.notna().all():
-            return numeric
-        lead = series.astype(str).str.extract(r"^(-?[\d.eE+-]+)–")[0]
-        lead = pd.to_numeric(lead, errors="coerce")
-        return lead if lead.notna().all() else series.astype(str)
+        order = level_key(labels.get(str(series.name)))
+        return pd.Series([order(v) for v in series], index=series.index)
 
     return frame.sort_values(keys, key=key).reset_index(drop=True)
+
+
+_BIN = re.compile(r"^(-?[\d.eE+-]+)–")
+
+
+def level_key(labels: list[Any] | None = None) -> Any:
+    """A sort key for one parameter's levels: the report's one order for them everywhere.
+
+    Numbers (and number-like text, and binned ranges ``a–b``) come first in numeric order,
+    whatever their type (``32`` before ``128``, never as text); other values follow in the
+    spec's order (``labels``), then as text; missing values last.
+    """
+    place = {str(v): i for i, v in enumerate(labels or [])}
+
+    def key(value: Any) -> tuple:
+        if value is None or (isinstance(value, float) and value != value):
+            return (3, 0.0, "")
+        number = _number(value)
+        if number is not None:
+            return (0, number, "")
+        text = str(value)
+        if text in place:
+            return (1, float(place[text]), "")
+        return (2, 0.0, text)
+
+    return key
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    text = str(value).strip()
+    bin_ = _BIN.match(text)
+    try:
+        return float(bin_.group(1) if bin_ else text)
+    except ValueError:
+        return None
+
+
+def sorted_levels(values: Any, labels: list[Any] | None = None) -> list[Any]:
+    """Distinct ``values`` in :func:`level_key` order."""
+    return sorted(dict.fromkeys(values), key=level_key(labels))
 
 
 def pivot(table: pd.DataFrame, rows: str, cols: str, value: str) -> pd.DataFrame:
@@ -261,7 +328,10 @@ def problems(df: pd.DataFrame, params: list[str]) -> pd.DataFrame:
 
 
 def missing_cells(df: pd.DataFrame, grid: dict[str, list[Any]]) -> pd.DataFrame:
-    """Cells of a grid that no trial ran (an interrupted or capped grid): never silently lost."""
+    """Cells of a grid that no trial ran (an interrupted or capped grid): never silently lost.
+
+    Rows in :func:`level_key` order of each parameter (numbers numerically, other values in
+    the grid's order)."""
     if not grid:
         return pd.DataFrame()
     names = list(grid)
@@ -269,7 +339,8 @@ def missing_cells(df: pd.DataFrame, grid: dict[str, list[Any]]) -> pd.DataFrame:
     if not df.empty and all(col(n) in df.columns for n in names):
         ran = set(zip(*(df[col(n)].map(_norm) for n in names), strict=True))
         cells -= ran
-    rows = sorted(cells, key=lambda c: tuple(map(str, c)))
+    keys = [level_key(grid[n]) for n in names]
+    rows = sorted(cells, key=lambda c: tuple(k(v) for k, v in zip(keys, c, strict=True)))
     return pd.DataFrame(rows, columns=names)
 
 

@@ -42,12 +42,24 @@ def _text_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.apply(lambda c: c.map(fmt_cell)) if not frame.empty else frame
 
 
-def render_html(sections: list[Section], title: str) -> str:
-    """One page: plotly.js embedded once (no CDN, no network), then every section."""
+# A page's table shows at most this many rows; the whole table goes to a CSV beside it.
+HTML_ROWS = 50
+
+
+def cut_tables(sections: list[Section]) -> list[Table]:
+    """The tables too long for a page (more than :data:`HTML_ROWS` rows)."""
+    return [t for sec in sections for t in sec.tables if len(t.shown) > HTML_ROWS]
+
+
+def render_html(sections: list[Section], title: str, csv_dir: str | None = None) -> str:
+    """One page: plotly.js embedded once (no CDN, no network), then every section.
+
+    A table longer than :data:`HTML_ROWS` shows its first rows and says where the whole
+    table is (``csv_dir``, written beside the page by :func:`write_csv`)."""
     from plotly.offline import get_plotlyjs
 
     nav = " ".join(f'<a href="#{s.key}">{html.escape(s.title)}</a>' for s in sections[1:])
-    body = [_html_section(s, i) for i, s in enumerate(sections)]
+    body = [_html_section(s, i, csv_dir) for i, s in enumerate(sections)]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
@@ -69,7 +81,7 @@ def render_fragment(sections: list[Section], title: str) -> str:
     )
 
 
-def _html_section(sec: Section, index: int) -> str:
+def _html_section(sec: Section, index: int, csv_dir: str | None = None) -> str:
     parts = [f'<section id="{sec.key}"><h2>{html.escape(sec.title)}</h2>']
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in sec.notes]
     for j, fig in enumerate(sec.figures):
@@ -81,14 +93,21 @@ def _html_section(sec: Section, index: int) -> str:
         )
         parts.append(f'<div class="fig">{div}</div>')
     for table in sec.tables:
-        parts.append(_html_table(table, heading=index > 0, kv=index == 0))
+        parts.append(_html_table(table, heading=index > 0, kv=index == 0, csv_dir=csv_dir))
     parts.append("</section>")
     return "".join(parts)
 
 
-def _html_table(table: Table, heading: bool, kv: bool = False) -> str:
-    shown = _text_frame(table.shown)
+def _html_table(table: Table, heading: bool, kv: bool = False, csv_dir: str | None = None) -> str:
+    rows = len(table.shown)
+    shown = _text_frame(table.shown.head(HTML_ROWS))
     head = f"<h3>{html.escape(table.title)}</h3>" if heading else ""
+    if rows > HTML_ROWS:
+        where = f"{csv_dir}/{_safe(table.name)}.csv" if csv_dir else "the CSV report"
+        head += (
+            f'<p class="note">The first {HTML_ROWS} of {rows:,} rows; every row is in '
+            f"{html.escape(where)}.</p>"
+        )
     classes = "tbl kv" if kv else "tbl"
     return head + shown.to_html(index=False, classes=classes, border=0, escape=True)
 
@@ -124,15 +143,17 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
-def write_csv(sections: list[Section], folder: Path) -> list[Path]:
-    """Each table as ``<folder>/<name>.csv`` (the numbers, not the display text)."""
+def write_csv(
+    sections: list[Section], folder: Path, tables: list[Table] | None = None
+) -> list[Path]:
+    """Each table (or each of ``tables``) as ``<folder>/<name>.csv`` (the numbers, not the
+    display text)."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for sec in sections:
-        for table in sec.tables:
-            path = folder / f"{_safe(table.name)}.csv"
-            atomic_write(path, table.frame.to_csv(index=False))
-            written.append(path)
+    for table in tables if tables is not None else [t for s in sections for t in s.tables]:
+        path = folder / f"{_safe(table.name)}.csv"
+        atomic_write(path, table.frame.to_csv(index=False))
+        written.append(path)
     return written
 
 

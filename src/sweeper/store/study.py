@@ -162,6 +162,12 @@ class Study(StudyLock):
         meta.update(state=state, updated=time.time(), host=socket.gethostname(), **extra)
         self._write_meta(meta)
 
+    def update_meta(self, **extra: Any) -> None:
+        """Add facts to study.json (its state unchanged), e.g. the split sizes a run loaded."""
+        meta = self.meta()
+        meta.update(extra)
+        self._write_meta(meta)
+
     def spec(self) -> Spec:
         """The spec saved with the study (never the original YAML)."""
         from sweeper.spec import read_yaml_file
