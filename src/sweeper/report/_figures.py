@@ -214,7 +214,7 @@ def metric_vs_params(
     n = len(done)
     title = f"{metric} against parameter count"
     if n > MAX_POINTS:
-        keep = done["trial_id"].astype(str).isin(top_ids or []).to_numpy()
+        keep = done["trial_id"].astype(str).isin(top_ids or []).to_numpy(copy=True)
         keep[np.random.default_rng(0).choice(n, MAX_POINTS, replace=False)] = True
         done = done[keep]
         title += (
