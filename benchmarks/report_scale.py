@@ -154,16 +154,19 @@ def _mirror(study, spec, rows, params, curves) -> None:  # noqa: ANN001
     db.close()
 
 
-def timed(cmd: list[str], **kw) -> tuple[float, float, subprocess.CompletedProcess]:  # noqa: ANN003
-    """Wall seconds and peak RSS (MB) of ``cmd`` run alone under /usr/bin/time."""
-    wrap = ["/usr/bin/time", "-f", "__maxrss %M"] if Path("/usr/bin/time").exists() else []
+def timed(cmd: list[str], **kw) -> tuple[float, float, float]:  # noqa: ANN003
+    """Wall seconds, CPU seconds (user + system: what a busy shared machine inflates
+    least) and peak RSS (MB) of ``cmd``, run under /usr/bin/time."""
+    wrap = ["/usr/bin/time", "-f", "__time %M %U %S"]
     start = time.perf_counter()
     proc = subprocess.run(wrap + cmd, capture_output=True, text=True, **kw)
     wall = time.perf_counter() - start
-    rss = [ln.split()[1] for ln in proc.stderr.splitlines() if ln.startswith("__maxrss")]
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return wall, (int(rss[-1]) / 1024 if rss else float("nan")), proc
+    rss, user, system = next(
+        ln.split()[1:] for ln in proc.stderr.splitlines() if ln.startswith("__time")
+    )
+    return wall, float(user) + float(system), int(rss) / 1024
 
 
 def chromium_seconds(page: Path, work: Path) -> float | None:
@@ -186,13 +189,13 @@ def measure(n: int, cache: Path, browser: bool, src: Path) -> dict:
     built = time.perf_counter() - start
     env = {**os.environ, "PYTHONPATH": str(src)}
     out = cache / f"report{n}.html"
-    report_s, report_mb, _ = timed([*SWEEPER, "report", str(folder), "-o", str(out)], env=env)
-    status_s, status_mb, _ = timed([*SWEEPER, "status", str(folder)], env=env)
-    json_s, _, _ = timed([*SWEEPER, "status", str(folder), "--json"], env=env)
+    report = timed([*SWEEPER, "report", str(folder), "-o", str(out)], env=env)
+    status = timed([*SWEEPER, "status", str(folder)], env=env)
+    as_json = timed([*SWEEPER, "status", str(folder), "--json"], env=env)
     page_s = chromium_seconds(out, cache) if browser else None
-    return {"trials": n, "build_s": built, "report_s": report_s, "report_mb": report_mb,
-            "html_mb": out.stat().st_size / 1e6, "chromium_s": page_s, "status_s": status_s,
-            "status_mb": status_mb, "status_json_s": json_s}  # fmt: skip
+    return {"trials": n, "build_s": built, "report": report, "html_mb": out.stat().st_size / 1e6,
+            "chromium_s": page_s, "status": status, "json": as_json,
+            "load": os.getloadavg()[0]}  # fmt: skip
 
 
 def main() -> None:
@@ -205,15 +208,16 @@ def main() -> None:
     args = ap.parse_args()
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    print("| trials | report s | report peak MB | HTML MB | Chromium open+draw s "
-          "| status s | status --json s |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| trials | report s (CPU s) | report peak MB | HTML MB | Chromium open+draw s "
+          "| status s (CPU s) | status --json s (CPU s) | load avg |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in (int(s) for s in args.sizes.split(",")):
         r = measure(n, cache, not args.no_browser, Path(args.src))
         page = f"{r['chromium_s']:.1f}" if r["chromium_s"] is not None else "-"
-        print(f"| {n:,} | {r['report_s']:.1f} | {r['report_mb']:.0f} | {r['html_mb']:.1f} "
-              f"| {page} | {r['status_s']:.2f} | {r['status_json_s']:.2f} |", flush=True)  # fmt: skip
-        print(f"  (built in {r['build_s']:.1f} s; status peak {r['status_mb']:.0f} MB)",
+        (rw, rc, rm), (sw, sc, sm), (jw, jc, _) = r["report"], r["status"], r["json"]
+        print(f"| {n:,} | {rw:.1f} ({rc:.1f}) | {rm:.0f} | {r['html_mb']:.1f} | {page} "
+              f"| {sw:.2f} ({sc:.2f}) | {jw:.2f} ({jc:.2f}) | {r['load']:.1f} |", flush=True)  # fmt: skip
+        print(f"  (built in {r['build_s']:.1f} s; status peak {sm:.0f} MB)",
               file=sys.stderr, flush=True)  # fmt: skip
 
 

@@ -252,22 +252,54 @@ def study_owner(storage: Any, study_name: str) -> str | None:
 
 
 def count_trials(url: str, study_name: str) -> int | None:
-    """How many trials the storage's study of that name holds (None: no such study)."""
-    storage = open_storage(url, reader=True)
-    try:
-        study_id = storage.get_study_id_from_name(study_name)
-        engine = getattr(storage, "engine", None)
-        if engine is None:  # a journal: Optuna replays it (no count query to ask)
-            return int(storage.get_n_trials(study_id))
-        import sqlalchemy as sa  # a database: one count query, not every trial loaded
+    """How many trials the storage's study of that name holds (None: no such study).
 
+    A database is asked two small queries through SQLAlchemy alone: no trial is loaded,
+    and neither Optuna's storage nor its migrations are imported (status stays quick)."""
+    if scheme_of(url) == "journal":  # a journal is replayed whole: Optuna counts
+        storage = open_storage(url, reader=True)
+        try:
+            return int(storage.get_n_trials(storage.get_study_id_from_name(study_name)))
+        except KeyError:
+            return None
+        finally:
+            close_storage(storage)
+    if scheme_of(url) == "sqlite":
+        return _count_sqlite(url.partition(":///")[2], study_name)
+    import sqlalchemy as sa
+
+    kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    engine = sa.create_engine(sqlalchemy_url(url), **kwargs)
+    try:
         with engine.connect() as conn:
+            study_id = conn.execute(
+                sa.text("SELECT study_id FROM studies WHERE study_name = :name"),
+                {"name": study_name},
+            ).scalar()
+            if study_id is None:
+                return None
             query = sa.text("SELECT COUNT(*) FROM trials WHERE study_id = :id")
             return int(conn.execute(query, {"id": study_id}).scalar_one())
-    except KeyError:
-        return None
     finally:
-        close_storage(storage)
+        engine.dispose()
+
+
+def _count_sqlite(path: str, study_name: str) -> int | None:
+    """:func:`count_trials` of an SQLite file, opened read-only with the standard library."""
+    import sqlite3
+    from urllib.parse import quote
+
+    conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)
+    try:
+        found = conn.execute(
+            "SELECT study_id FROM studies WHERE study_name = ?", (study_name,)
+        ).fetchone()
+        if found is None:
+            return None
+        query = "SELECT COUNT(*) FROM trials WHERE study_id = ?"
+        return int(conn.execute(query, (found[0],)).fetchone()[0])
+    finally:
+        conn.close()
 
 
 def mirror_summary(

@@ -126,7 +126,7 @@ def print_summary(
         + ", ".join(f"{n:,} {str(s).lower()}" for s, n in counts.items())
     )
     rows = table if every or len(table) <= top else table.head(top)
-    title = "every trial" if len(rows) == len(table) else f"the best {len(rows)} trials"
+    title = "every trial" if len(rows) == len(table) else f"the first {len(rows)} (best first)"
     shown = Table(title=title, title_justify="left")
     for col in table.columns:
         shown.add_column(str(col), justify="right" if _numeric(table[col]) else "left")
