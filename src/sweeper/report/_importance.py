@@ -1,4 +1,9 @@
-"""Parameter importance with Optuna's fANOVA, from the study's Optuna mirror."""
+"""Parameter importance with Optuna's fANOVA, from the study's Optuna mirror.
+
+A large study's importance is computed on a random sample of its finished trials, read
+from the database by their ids (no Optuna storage opened, no 50,000 trials loaded), with a
+smaller forest: seconds at any size, and the page says so.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,10 @@ from typing import Any
 
 import pandas as pd
 
-# Above this many finished trials, importance is computed on a random sample of this size.
+# Above this many finished trials, importance is computed on a random sample of this size,
+# by a forest of SAMPLE_TREES trees (Optuna's default, 64, for the whole of a smaller study).
 SAMPLE = 300
+SAMPLE_TREES = 16
 
 
 def importance(storage: str | Path, study_name: str, seed: int = 0) -> tuple[pd.Series | None, str]:
@@ -31,31 +38,22 @@ def importance(storage: str | Path, study_name: str, seed: int = 0) -> tuple[pd.
         from optuna.importance import FanovaImportanceEvaluator, get_param_importances
     except ImportError as exc:  # scikit-learn is what fANOVA needs beyond optuna
         return None, f"parameter importance needs optuna and scikit-learn ({exc})"
-    from sweeper.optuna_storage import close_storage, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    opened = None
     try:
-        opened = open_storage(storage)
-        study = optuna.load_study(study_name=study_name, storage=opened)
-        done, total = _finished(opened, study, study_name, seed)
-        if total > len(done):  # fANOVA's forest on a sample: seconds, whatever the size
-            study = optuna.create_study(directions=study.directions)
-            study.add_trials(done)
+        done, total, study = _finished(storage, study_name, seed)
+        trees = {} if total == len(done) else {"n_trees": SAMPLE_TREES}
         varying = varying_params(done)
         if len(done) < 2 or not varying:
             return None, "parameter importance needs at least 2 finished trials that differ"
         values = get_param_importances(
-            study, evaluator=FanovaImportanceEvaluator(seed=seed), params=sorted(varying)
+            study, evaluator=FanovaImportanceEvaluator(seed=seed, **trees), params=sorted(varying)
         )
     except Exception as exc:  # noqa: BLE001 - a report section, not a reason to fail
         return None, f"parameter importance unavailable: {type(exc).__name__}: {exc}"
-    finally:
-        if opened is not None:
-            close_storage(opened)
     series = pd.Series({k: float(v) for k, v in values.items()}, name="importance")
     over = (
-        f"a random sample of {len(done):,} of the {total:,} finished trials"
+        f"a random sample of {len(done):,} of the {total:,} finished trials ({SAMPLE_TREES} trees)"
         if total > len(done)
         else f"{total} finished trials"
     )
@@ -64,33 +62,69 @@ def importance(storage: str | Path, study_name: str, seed: int = 0) -> tuple[pd.
     )
 
 
-def _finished(storage: Any, study: Any, name: str, seed: int) -> tuple[list[Any], int]:
-    """The study's COMPLETE trials (a random :data:`SAMPLE` of them when there are more)
-    and how many there are. A database is asked for their ids only, then for the sample's
-    trials: loading 50,000 trials would take a minute."""
+def _finished(url: str, name: str, seed: int) -> tuple[list[Any], int, Any]:
+    """The COMPLETE trials fANOVA reads, how many the study has, and a study holding them.
+
+    A database study of more than :data:`SAMPLE` of them gives a random sample, read by id
+    (:func:`_sample`); any other study is loaded by Optuna as it is."""
     import optuna
 
-    complete = optuna.trial.TrialState.COMPLETE
-    engine = getattr(storage, "engine", None)
-    if engine is None:  # a journal: replayed whole anyway
-        done = study.get_trials(deepcopy=False, states=(complete,))
-        total = len(done)
-        if total > SAMPLE:
-            done = random.Random(seed).sample(done, SAMPLE)
-        return done, total
+    from sweeper.optuna_storage import close_storage, open_storage, scheme_of
+
+    if scheme_of(url) != "journal":
+        sampled = _sample(url, name, seed)
+        if sampled is not None:
+            done, total, width = sampled
+            study = optuna.create_study(directions=["minimize"] * width)
+            study.add_trials(done)
+            return done, total, study
+    opened = open_storage(url)
+    try:
+        study = optuna.load_study(study_name=name, storage=opened)
+        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if len(done) <= SAMPLE:
+            return done, len(done), study
+        sample = random.Random(seed).sample(done, SAMPLE)
+        small = optuna.create_study(directions=study.directions)
+        small.add_trials(sample)
+        return sample, len(done), small
+    finally:
+        close_storage(opened)
+
+
+def _sample(url: str, name: str, seed: int) -> tuple[list[Any], int, int] | None:
+    """A random :data:`SAMPLE` of a database study's COMPLETE trials, their total and the
+    number of objectives; None when the study is no larger (or not there)."""
     import sqlalchemy as sa
 
-    query = sa.text("SELECT trial_id FROM trials WHERE study_id = :id AND state = 'COMPLETE'")
-    with engine.connect() as conn:
-        study_id = storage.get_study_id_from_name(name)
-        ids = [row[0] for row in conn.execute(query, {"id": study_id})]
-    if len(ids) <= SAMPLE:
-        return study.get_trials(deepcopy=False, states=(complete,)), len(ids)
-    sample = sorted(random.Random(seed).sample(ids, SAMPLE))
-    return _load(engine, sample), len(ids)
+    from sweeper.optuna_storage import CONNECT_TIMEOUT_S, scheme_of, sqlalchemy_url
+
+    timeout = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    engine = sa.create_engine(
+        sqlalchemy_url(url), **({} if scheme_of(url) == "sqlite" else timeout)
+    )
+    try:
+        with engine.connect() as conn:
+            study_id = conn.execute(
+                sa.text("SELECT study_id FROM studies WHERE study_name = :name"), {"name": name}
+            ).scalar()
+            if study_id is None:
+                return None
+            query = "SELECT trial_id FROM trials WHERE study_id = :id AND state = 'COMPLETE'"
+            ids = [row[0] for row in conn.execute(sa.text(query), {"id": study_id})]
+            if len(ids) <= SAMPLE:
+                return None
+            width = conn.execute(
+                sa.text("SELECT COUNT(*) FROM study_directions WHERE study_id = :id"),
+                {"id": study_id},
+            ).scalar_one()
+            sample = sorted(random.Random(seed).sample(ids, SAMPLE))
+            return _load(conn, sample), len(ids), int(width)
+    finally:
+        engine.dispose()
 
 
-def _load(engine: Any, ids: list[int]) -> list[Any]:
+def _load(conn: Any, ids: list[int]) -> list[Any]:
     """The trials ``ids`` (params and values: what fANOVA reads) in two queries."""
     import optuna
     import sqlalchemy as sa
@@ -100,27 +134,26 @@ def _load(engine: Any, ids: list[int]) -> list[Any]:
     dists: dict[int, dict[str, Any]] = {i: {} for i in ids}
     values: dict[int, list[float]] = {i: [] for i in ids}
     bind = sa.bindparam("ids", expanding=True)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT trial_id, param_name, param_value, distribution_json FROM trial_params"
-                " WHERE trial_id IN :ids"
-            ).bindparams(bind),
-            {"ids": ids},
-        )
-        for tid, name, value, dist_json in rows:
-            dist = json_to_distribution(dist_json)
-            dists[tid][name] = dist
-            params[tid][name] = dist.to_external_repr(value)
-        rows = conn.execute(
-            sa.text(
-                "SELECT trial_id, value FROM trial_values WHERE trial_id IN :ids"
-                " ORDER BY trial_id, objective"
-            ).bindparams(bind),
-            {"ids": ids},
-        )
-        for tid, value in rows:
-            values[tid].append(float(value))
+    rows = conn.execute(
+        sa.text(
+            "SELECT trial_id, param_name, param_value, distribution_json FROM trial_params"
+            " WHERE trial_id IN :ids"
+        ).bindparams(bind),
+        {"ids": ids},
+    )
+    for tid, name, value, dist_json in rows:
+        dist = json_to_distribution(dist_json)
+        dists[tid][name] = dist
+        params[tid][name] = dist.to_external_repr(value)
+    rows = conn.execute(
+        sa.text(
+            "SELECT trial_id, value FROM trial_values WHERE trial_id IN :ids"
+            " ORDER BY trial_id, objective"
+        ).bindparams(bind),
+        {"ids": ids},
+    )
+    for tid, value in rows:
+        values[tid].append(float(value))
     return [
         optuna.trial.create_trial(params=params[i], distributions=dists[i], values=values[i])
         for i in ids
