@@ -15,8 +15,8 @@ HEIGHT = 420
 # ``top`` over a summary of the rest (a band, a histogram, grey lines, a sample of points).
 ALL_TRIALS = 50
 # At most this many grey lines (parallel coordinates) and points (scatter), sampled.
-FAINT_LINES = 5000
-MAX_POINTS = 5000
+FAINT_LINES = 2000
+MAX_POINTS = 2000
 _GREY = "rgba(190,190,190,0.35)"
 
 
@@ -208,7 +208,7 @@ def metric_vs_params(
 ) -> Any:
     """Final metric (and test accuracy) against the model's parameter count, one colour
     per level of ``color_by`` (in :func:`level_key` order). Above :data:`MAX_POINTS`
-    results, a random sample of them plus the ``top_ids`` (WebGL markers)."""
+    results, a random sample of them plus the ``top_ids``."""
     go = _go()
     done = finished(df, metric)
     n = len(done)
@@ -220,7 +220,6 @@ def metric_vs_params(
         title += (
             f" (a random {len(done):,} of {n:,} trials, the best {len(top_ids or [])} among them)"
         )
-    scatter = go.Scattergl if n > ALL_TRIALS else go.Scatter
     fig = go.Figure()
     groups: list[tuple[Any, pd.DataFrame]] = [("", done)]
     if color_by:
@@ -229,7 +228,7 @@ def metric_vs_params(
     for level, rows in groups:
         hover = rows["trial_id"].astype(str)
         name = f"{color_by}={level}" if color_by else metric
-        fig.add_trace(scatter(x=rows["params"], y=rows[metric], mode="markers", name=name,
+        fig.add_trace(go.Scatter(x=rows["params"], y=rows[metric], mode="markers", name=name,
                                  text=hover, marker={"size": 10 if n <= ALL_TRIALS else 5},
                                  hovertemplate="trial %{text}<br>params %{x:,}<br>"
                                  f"{metric} %{{y:.4f}}<extra></extra>"))  # fmt: skip
