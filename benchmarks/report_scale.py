@@ -1,7 +1,7 @@
 """How `sweeper report` and `sweeper status` scale with a study's trial count (no Ray).
 
-Builds synthetic finished studies (a random sweep of 5 parameters, 5 epochs a trial, 90%
-complete, 5% pruned, 3% failed, 2% diverged) the way a run leaves them: the trial table
+Builds synthetic finished studies (a random sweep of 5 parameters, 5 epochs a trial, 92%
+complete (2% of all diverged), 5% pruned, 3% failed) the way a run leaves them: the trial table
 through the store (``Study.write_trials``), ``history.csv`` in the History's long format,
 and ``optuna.db`` through the mirror (its first trial by :class:`OptunaMirror`, the rest
 as the same rows in one transaction: 50,000 ``add_trial`` calls would take half an hour).

@@ -84,6 +84,7 @@ def test_parallel_coordinates_draw_the_best_last_in_colour_over_grey(study, smal
     grey, best = colour[: figs.FAINT_LINES], colour[figs.FAINT_LINES :]
     assert set(grey) == {line.cmin} and min(best) > line.cmin  # grey at the scale's bottom
     assert line.colorscale[0][1] == figs._GREY and "best 3" in fig.layout.title.text
+    assert line.colorscale[-1][0] == 1.0  # plotly.js ignores a scale that ends short of 1
     metric = list(fig.data[0].dimensions[-1]["values"])[figs.FAINT_LINES :]
     assert sorted(metric, reverse=True) == sorted(
         sec["best"].tables[0].frame["val_acc"], reverse=True

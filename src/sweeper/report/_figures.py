@@ -88,7 +88,8 @@ def _highlight(
     from plotly.colors import sequential
 
     viridis = sequential.Viridis
-    steps = [(0.1 + 0.9 * i / (len(viridis) - 1), c) for i, c in enumerate(viridis)]
+    last = len(viridis) - 1  # the scale must end at exactly 1 (plotly.js drops it else)
+    steps = [(1.0 if i == last else 0.1 + 0.9 * i / last, c) for i, c in enumerate(viridis)]
     line = {**line, "colorscale": [(0.0, _GREY), (0.0999, _GREY), *steps],
             "cmin": floor, "cmax": hi}  # fmt: skip
     return done, values, colour, line
