@@ -6,8 +6,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
+from sweeper.report import _summary as S
 from sweeper.report import study_sections
 from tests.test_report import SPEC, make_study
 
@@ -17,13 +19,13 @@ GRID = {
     "parameters": {
         "width": {"values": [32, 64, 128, 256]},
         "batch_size": {"values": [256, 512, 1024, 2048]},
-        "depth": {"values": [2, 10]},
+        "depth": {"values": [1, 2, 10]},
         "optimizer": {"values": ["sgd", "adam"]},  # not in alphabetical order
     },
     "data": {"train_size": 5000, "val_size": 10000},
     "train": {"epochs": 3, "repeats": 2, "batch_size": 256, "optimizer": "adam"},
 }
-NUMERIC = {"width": [32, 64, 128, 256], "batch_size": [256, 512, 1024, 2048], "depth": [2, 10]}
+NUMERIC = {"width": [32, 64, 128, 256], "batch_size": [256, 512, 1024, 2048], "depth": [1, 2, 10]}
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,17 @@ def test_grid_tables_and_heatmaps_read_numbers_in_numeric_order(grid_study):
         assert _in_order(list(trace.y), rows) and _in_order(list(trace.x), cols), fig.layout.title
 
 
+def test_a_missing_value_does_not_turn_numbers_into_text():
+    df = pd.DataFrame({
+        "trial_id": [f"t{i}" for i in range(5)], "state": ["COMPLETE"] * 5,
+        "val_acc": [0.1, 0.2, 0.3, 0.4, 0.5],
+        "config/width": [128, 32, None, 256, 64],  # e.g. a trial that predates the parameter
+    })  # fmt: skip
+    table = S.grid_table(df, "width", None, "val_acc")
+    assert table["width"].tolist()[:4] == [32, 64, 128, 256]  # not 128, 256, 32, 64
+    assert pd.isna(table["width"].iloc[4])
+
+
 def test_missing_grid_cells_in_numeric_order(grid_study):
     sections, _ = study_sections(grid_study, figures=False)
     problems = next(s for s in sections if s.key == "problems")
@@ -64,7 +77,7 @@ def test_missing_grid_cells_in_numeric_order(grid_study):
             index=False
         )
     ]  # fmt: skip
-    assert keys == sorted(keys) and len(set(keys)) == len(keys) == 64 - 4  # 4 cells ran
+    assert keys == sorted(keys) and len(set(keys)) == len(keys) == 96 - 12  # 12 cells ran
 
 
 def test_categories_keep_the_spec_order_in_every_figure(grid_study):
@@ -84,7 +97,7 @@ def test_overview_of_a_capped_grid_says_what_was_swept_and_loaded(tmp_path):
     study.update_meta(data_sizes={"train": 5000, "val": 10000, "test": 10000})
     sections, _ = study_sections(study, figures=False)
     facts = dict(sections[0].tables[0].frame.itertuples(index=False))
-    assert facts["trials"].startswith("6 of 6 planned (the grid has 64 cells; capped at 6)")
+    assert facts["trials"].startswith("6 of 6 planned (the grid has 96 cells; capped at 6)")
     assert "batch_size swept" in facts["training"] and "optimizer swept" in facts["training"]
     assert "256" not in facts["training"] and "adam" not in facts["training"]
     assert facts["data"].endswith("(train/val/test 5000/10000/10000)")
