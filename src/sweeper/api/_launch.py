@@ -298,14 +298,14 @@ def execute(
         with sigterm_as_sigint():  # from here on SIGTERM is a Ctrl-C
             if create is not None:
                 create()
-            if hasattr(data, "sizes"):  # what the report's overview says was loaded
-                study.update_meta(data_sizes=data.sizes())
             verb = "resuming" if resume else "study"
             err.print(
                 f"{verb} {spec.name}: {plan.n_trials} trials of {_what(spec, data)} -> {study.path}"
             )
             with study.lock():
                 locked = True
+                if hasattr(data, "sizes"):  # what the report's overview says was loaded
+                    study.update_meta(data_sizes=data.sizes())
                 result = run_study(plan, study, data, resume=resume, storage=storage)
     except KeyboardInterrupt:
         # Stopped before (or while) Ray Tune ran: the study is resumable; say so.
