@@ -113,8 +113,8 @@ def _mirror(study, spec, rows, params, curves) -> None:  # noqa: ANN001
     """optuna.db as the mirror writes it: trial 0 by OptunaMirror, the rest copied in bulk."""
     from optuna.distributions import distribution_to_json
 
-    from sweeper.optuna_mirror import OptunaMirror, _scalars
-    from sweeper.space import recorded_distributions
+    from sweeper.search.space import recorded_distributions
+    from sweeper.sinks.mirror import OptunaMirror, _scalars
     from sweeper.states import TrialState
 
     mirror = OptunaMirror(study.optuna_url, spec, study.path)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sweeper.space import constants
+from sweeper.search.space import constants
 from sweeper.store import Study
 
 

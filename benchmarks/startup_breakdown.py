@@ -139,13 +139,13 @@ def instrument() -> None:
         "StudyCallback.on_trial_complete",
         functools.partial(sink, "callback: on_trial_complete", event="complete"),
     )
-    patch("sweeper.optuna_mirror", "OptunaMirror.record", functools.partial(sink, "optuna mirror"))
+    patch("sweeper.sinks.mirror", "OptunaMirror.record", functools.partial(sink, "optuna mirror"))
     for name in ("start", "log", "finish", "close", "_start", "_log", "_finish"):
         label = f"W&B {name.lstrip('_')}"
-        patch("sweeper.engine.tracking", f"WandbSink.{name}", functools.partial(sink, label))
-    patch("sweeper.tracking", "WandbTracker.prepare", functools.partial(sink, "W&B start-up"))
+        patch("sweeper.sinks.wandb.sink", f"WandbSink.{name}", functools.partial(sink, label))
+    patch("sweeper.sinks.wandb", "WandbTracker.prepare", functools.partial(sink, "W&B start-up"))
     patch(cb, "StudyCallback._open_mirror", functools.partial(sink, "mirror open"))
-    patch("sweeper.engine.progress", "Progress.show", functools.partial(sink, "progress line"))
+    patch("sweeper.sinks.progress", "Progress.show", functools.partial(sink, "progress line"))
 
 
 def trial_figures(study_dir: Path) -> list[dict]:

@@ -54,7 +54,7 @@ LABELS = {
 # -- the configs -----------------------------------------------------------------------------
 def grid_configs(sweep: str | Path) -> list[dict[str, Any]]:
     """Every config of the sweep file's grid, in product order (file order, last fastest)."""
-    from sweeper.space import grid
+    from sweeper.search.space import grid
     from sweeper.spec import load_spec
 
     cells = grid(load_spec(sweep))

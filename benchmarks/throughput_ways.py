@@ -3,7 +3,7 @@
 The seed-style trainer (torchvision Dataset, ToTensor + Normalize, DataLoader, batches moved
 to the device each step), plain Ray Tune around it, and the bare loop (sweeper's training by
 hand: resident tensors, batches by index). Models, optimizers, configs and the data split
-are sweeper's own (``sweeper.models``, ``sweeper.optimizers``, ``resolve_trial``,
+are sweeper's own (``sweeper.models``, ``sweeper.registry.optimizers``, ``resolve_trial``,
 ``sweeper.data``), so every way trains the same networks on the same images.
 """
 
@@ -59,7 +59,7 @@ def seed_trial(spec: Any, params: dict[str, Any], sets: tuple, report: Any = Non
     from torch.utils.data import DataLoader
 
     from sweeper.models import get_model
-    from sweeper.optimizers import build_optimizer
+    from sweeper.registry.optimizers import build_optimizer
     from sweeper.trial import resolve_trial
 
     cfg = resolve_trial(spec, params)
@@ -100,7 +100,7 @@ def bare_trial(spec: Any, params: dict[str, Any], data: Any) -> dict:
     from torch.nn import functional as F
 
     from sweeper.models import get_model
-    from sweeper.optimizers import build_optimizer
+    from sweeper.registry.optimizers import build_optimizer
     from sweeper.trial import resolve_trial
 
     cfg = resolve_trial(spec, params)

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from sweeper.engine.book import TrialBook
 from sweeper.spec import spec_from_dict
 from sweeper.store import Study
+from sweeper.store.book import TrialBook
 
 
 def test_trial_rows_carry_constants_and_swept_values(tmp_path):
@@ -52,7 +52,7 @@ ray::ImplicitFunc.train() (pid=7374, ip=192.0.2.2, repr=script_trainable)
     raise skipped from exception_cause(skipped)
   File "/src/sweeper/script/trainable.py", line 116, in follow
     raise ScriptFailed(_failure(launch, f"exited with code {code}", proc.stderr_tail()))
-sweeper.script.trainable.ScriptFailed: t.py exited with code 1: Traceback (most recent call last): | File "t.py", line 4, in <module> | ValueError: x=1 is not allowed
+sweeper.engine.script_trainable.ScriptFailed: t.py exited with code 1: Traceback (most recent call last): | File "t.py", line 4, in <module> | ValueError: x=1 is not allowed
 """
 
 

@@ -91,7 +91,7 @@ def test_trials_run_on_both_nodes_and_the_table_names_them(cluster, pg, tmp_path
     import optuna
 
     from sweeper.cli import main
-    from sweeper.optuna_storage import open_storage
+    from sweeper.mirror.storage import open_storage
 
     spec = sweep(tmp_path, epochs=20)
     # without the cluster's token (none in the env, none in ~/.ray): refused in one line

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from sweeper.cli import main
-from sweeper.objectives import Objectives
 from sweeper.spec import Metric, spec_from_dict
+from sweeper.spec.objectives import Objectives
 from sweeper.store import Study, dump_spec
 
 TWO = [{"name": "val_acc", "goal": "maximize"}, {"name": "params", "goal": "minimize"}]

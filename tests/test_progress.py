@@ -9,10 +9,10 @@ import pytest
 from rich.console import Console
 
 from sweeper.console import command_clock, command_started
-from sweeper.engine.book import TrialBook
-from sweeper.engine.progress import SETTLE_S, Progress, duration, eta_seconds
+from sweeper.sinks.progress import SETTLE_S, Progress, duration, eta_seconds
 from sweeper.spec import spec_from_dict
 from sweeper.store import Study
+from sweeper.store.book import TrialBook
 
 
 class Clock:

@@ -295,7 +295,7 @@ def test_no_secret_and_no_token_in_any_file_and_nothing_left_outside(live):
 
 
 def test_wandb_sync_writes_its_logs_into_the_study_not_tmp_or_home(tmp_path, monkeypatch):
-    from sweeper.tracking.sync import sync_runs
+    from sweeper.sinks.wandb.sync import sync_runs
 
     run = tmp_path / "study" / "wandb" / "offline-run-20260101_000000-abc"
     run.mkdir(parents=True)

@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 
 from sweeper.cli import main
-from sweeper.optuna_mirror import OptunaMirror
 from sweeper.report import _summary as S
 from sweeper.report import collect, context, history, write_report
+from sweeper.sinks.mirror import OptunaMirror
 from sweeper.spec import spec_from_dict
 from sweeper.store import Study
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from sweeper.cli import main
-from sweeper.optuna_storage import count_trials
+from sweeper.mirror.storage import count_trials
 from sweeper.report import _figures as figs
 from sweeper.report import _write, study_sections, write_report
 from tests.test_report import make_study

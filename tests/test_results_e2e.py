@@ -11,9 +11,9 @@ import torch
 import yaml
 
 from sweeper.cli import main
+from sweeper.sinks.wandb import run_id
+from sweeper.sinks.wandb.offline import offline_runs
 from sweeper.store import Study
-from sweeper.tracking import run_id
-from sweeper.tracking.offline import offline_runs
 from tests.support import write_sweep
 
 pytestmark = pytest.mark.slow

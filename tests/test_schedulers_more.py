@@ -9,7 +9,7 @@ import inspect
 import optuna
 import pytest
 
-from sweeper.scheduling import PRUNERS, SCHEDULERS, entry_class
+from sweeper.registry.schedulers import PRUNERS, SCHEDULERS, entry_class
 from sweeper.spec import spec_from_dict
 from sweeper.store import Study
 
@@ -140,7 +140,7 @@ def test_the_pruning_scheduler_asks_the_trials_optuna_trial():
 
     from sweeper.engine.pruning import OptunaPruning
     from sweeper.engine.search import SpecSearch
-    from sweeper.scheduling import build_pruner
+    from sweeper.registry.schedulers import build_pruner
 
     spec = spec_from_dict(xor_sweep("unit", LEARN), "unit.yaml")
     searcher = SpecSearch(spec)
@@ -167,8 +167,8 @@ def test_the_pruning_scheduler_asks_the_trials_optuna_trial():
 
 
 def test_pb2_without_its_packages_names_them(monkeypatch):
-    from sweeper import scheduling
     from sweeper.errors import SweeperError
+    from sweeper.registry import schedulers as scheduling
 
     monkeypatch.setattr(scheduling, "_importable", lambda module: module != "GPy")
     params = {"lr": {"min": 0.01, "max": 0.1}}

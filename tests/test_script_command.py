@@ -16,10 +16,10 @@ import pytest
 from sweeper.cli import main
 from sweeper.errors import SpecError
 from sweeper.script import build_command, sweep_args
-from sweeper.script.check import check_program
 from sweeper.script.command import MACROS
 from sweeper.script.launch import param_file_text, plan_launch
 from sweeper.spec import spec_from_dict
+from sweeper.spec.program import check_program
 
 wandb_agent = pytest.importorskip("wandb.wandb_agent")
 
@@ -245,7 +245,7 @@ def test_json_values_and_dotted_names_reach_the_script_as_wandbs_agent_passes_th
 ):
     """A spec's draw, through sweeper, against W&B's agent given what W&B's server sends
     (a nested group as one mapping, a name with dots as one flat argument)."""
-    from sweeper.space import decode, script_config
+    from sweeper.search.space import decode, script_config
 
     command = ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}", *ALL_MACROS[3:]]
     spec = spec_from_dict(

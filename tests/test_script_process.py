@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from sweeper.engine.script_trainable import DONE_KEY, ScriptFailed, follow
 from sweeper.script.launch import ENV_METRICS, ENV_WATCH_PID, HOOK_DIR, Launch
 from sweeper.script.process import ScriptProcess
-from sweeper.script.trainable import DONE_KEY, ScriptFailed, follow
 from tests.support.drivers import alive
 
 

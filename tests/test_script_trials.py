@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 
 from sweeper.cli import main
+from sweeper.sinks.wandb.offline import offline_runs
+from sweeper.sinks.wandb.runs import run_id
 from sweeper.store import Study
-from sweeper.tracking.offline import offline_runs
-from sweeper.tracking.wandb_runs import run_id
 from tests.support import REPO
 from tests.support.drivers import alive
 

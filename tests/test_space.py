@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from sweeper.space import (
+from sweeper.search.space import (
     distributions,
     finite_values,
     grid,

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from sweeper.cli import main
-from sweeper.optuna_mirror import CatchingUpMirror, synced_mirror
-from sweeper.optuna_storage import masked, open_storage, resolve
+from sweeper.mirror.storage import masked, open_storage, resolve
+from sweeper.sinks.mirror import CatchingUpMirror, synced_mirror
 from sweeper.spec import spec_from_dict
 from sweeper.states import TrialState
 from sweeper.store import Study
@@ -153,7 +153,7 @@ def test_a_journal_file_round_trip_and_a_rebuild_keeps_other_studies(tmp_path):
 
 
 def test_the_mirror_catches_up_after_an_outage_with_one_warning(tmp_path, monkeypatch):
-    import sweeper.optuna_mirror as M
+    import sweeper.sinks.mirror as M
 
     url = f"sqlite:///{tmp_path / 'm.db'}"
     real_open, down, now, warnings = M.open_storage, [True], [0.0], []
@@ -182,7 +182,7 @@ def test_the_mirror_catches_up_after_an_outage_with_one_warning(tmp_path, monkey
 
 
 def test_a_mirror_down_until_the_end_catches_up_on_close(tmp_path, monkeypatch):
-    import sweeper.optuna_mirror as M
+    import sweeper.sinks.mirror as M
 
     url = f"journal://{tmp_path / 'm.log'}"
     real_open, down, warnings = M.open_storage, [True], []

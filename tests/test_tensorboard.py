@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sweeper.engine.tensorboard import TensorBoardSink, make_sink
+from sweeper.sinks.tensorboard import TensorBoardSink, make_sink
 from sweeper.spec import spec_from_dict
 from sweeper.store import Study
 

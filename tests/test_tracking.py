@@ -8,10 +8,11 @@ import sys
 
 import pytest
 
+from sweeper.sinks.wandb import TrackerSettings, WandbTracker, run_config, run_id
+from sweeper.sinks.wandb import runs as wandb_runs
+from sweeper.sinks.wandb.offline import offline_runs
 from sweeper.spec import spec_from_dict
 from sweeper.store import Study
-from sweeper.tracking import TrackerSettings, WandbTracker, run_config, run_id, wandb_runs
-from sweeper.tracking.offline import offline_runs
 from tests.support import sweep_config
 
 # The small sweep, with a constant parameter and W&B tags.

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from sweeper.cli import main
-from sweeper.space import (
+from sweeper.search.space import (
     decode,
     distributions,
     flatten,
@@ -482,7 +482,7 @@ def test_trial_table_text_reads_back_as_the_value() -> None:
 
 
 def test_dotted_names_stay_flat_beside_nesting_and_round_trip() -> None:
-    from sweeper.space import script_config
+    from sweeper.search.space import script_config
     from sweeper.store.study import dump_spec
 
     path = WANDB / "good" / "hydra-dotted-names.yaml"
@@ -535,8 +535,8 @@ def test_check_notes_what_wandbs_validator_rejects(raw, note, capsys, tmp_path) 
 
 def test_impute_while_running_shows_running_trials_to_the_sampler() -> None:
     """A running trial that reported values is seen as finished with its best so far."""
-    from sweeper.engine.impute import RunningImputed
     from sweeper.engine.search import SpecSearch
+    from sweeper.search.impute import RunningImputed
 
     spec = spec_from_dict(
         {"method": "bayes", "metric": {"name": "loss", "impute_while_running": "latest"},

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from sweeper.cli import main
+from sweeper.sinks.wandb import TrackerSettings, WandbTracker, run_id
+from sweeper.sinks.wandb.offline import offline_runs
 from sweeper.store import Study
-from sweeper.tracking import TrackerSettings, WandbTracker, run_id
-from sweeper.tracking.offline import offline_runs
 
 FAKE_KEY = "0123456789abcdef" * 2 + "fa4ec0de"  # 40 characters, like a real W&B key
 INIT_TIMEOUT_S = 2  # the silent server's one wait (WANDB_INIT_TIMEOUT)

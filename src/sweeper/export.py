@@ -70,7 +70,7 @@ def export_study(study: Study, top: int = 3, out: str | Path | None = None) -> l
 
 
 def results(df: Any, objectives: Any) -> Any:
-    """The rows that are results (:meth:`sweeper.objectives.Objectives.is_result`)."""
+    """The rows that are results (:meth:`sweeper.spec.objectives.Objectives.is_result`)."""
     import pandas as pd
 
     ok = [objectives.is_result(r) for r in df.to_dict(orient="records")]
@@ -131,7 +131,7 @@ def _code_beside(raw_spec: dict, study_path: Path, folder: Path) -> dict:
 
 def trial_params(spec: Any, row: dict[str, Any]) -> dict[str, Any]:
     """The trial's swept values as the spec types them (ints stay ints, labels as written)."""
-    from sweeper.space import received
+    from sweeper.search.space import received
 
     out = {}
     for name, param in spec.parameters.items():

@@ -80,7 +80,7 @@ def make_plan(
     spec: Spec, source: str, *, data_dir: str | None = None, max_trials: int | None = None
 ) -> Plan:
     """Check ``spec`` against the registries and fix its data root."""
-    from sweeper.space import planned_trials, space_size
+    from sweeper.search.space import planned_trials, space_size
 
     if max_trials is not None and max_trials < 1:
         raise SpecError("--max-trials", "", f"must be >= 1, got {max_trials}")
@@ -90,7 +90,7 @@ def make_plan(
     spec = code_paths(spec.model_copy(update={"data": data}), folder)
     if spec.model is None:  # a program's trials, or a search space only: no registry to check
         if spec.runs != "nothing":
-            from sweeper.script.check import check_program
+            from sweeper.spec.program import check_program
 
             spec = check_program(spec, source)  # the program made absolute
         return Plan(spec, source, space_size(spec), planned_trials(spec, max_trials), 0)
@@ -268,7 +268,7 @@ def _check_parameters(spec: Spec, source: str, entries: list[Any]) -> None:
 
 def _candidates(param: Any) -> list[tuple[str, Any]]:
     """The values a parameter names, by where they stand: ``value``, ``values[i]``, ``min``."""
-    from sweeper.space import extremes
+    from sweeper.search.space import extremes
 
     kind = param.kind
     if kind == "constant":
@@ -345,7 +345,7 @@ def _smoke_build(spec: Spec, source: str, info: Any) -> int:
     parameter, not in a trial. Returns the first config's parameter count.
     """
     from sweeper.models import count_params, get_model
-    from sweeper.space import extremes as candidates
+    from sweeper.search.space import extremes as candidates
     from sweeper.trial.config import SWEEPABLE_TRAIN_KEYS, resolve_trial
 
     first = {k: candidates(p)[0] for k, p in spec.parameters.items()}

@@ -177,7 +177,7 @@ def resume(
     """Continue an interrupted ``study`` (a :class:`sweeper.store.Study`): finished trials
     stay, running ones resume, none repeat. None (said on stdout) when it is finished."""
     from sweeper.engine.session import check_address
-    from sweeper.optuna_storage import resolve
+    from sweeper.mirror.storage import resolve
     from sweeper.plan import make_plan
 
     study.check_free()  # another driver holds it: refuse now, naming its pid
@@ -210,7 +210,7 @@ def resume(
 
 def given_storage(url: str, source: str = "--storage") -> tuple[str, str]:
     """A storage URL as given: (the form the study saves, the real URL)."""
-    from sweeper.optuna_storage import absolute, check_syntax, masked, resolve
+    from sweeper.mirror.storage import absolute, check_syntax, masked, resolve
 
     try:
         check_syntax(url)
@@ -225,7 +225,7 @@ def check_storage(url: str | None, name: str, path: Any, source: str) -> str | N
     """``url`` once it is reachable and free for this study (before Ray, nothing written)."""
     if url is None:
         return None
-    from sweeper.optuna_storage import check_storage as check
+    from sweeper.mirror.storage import check_storage as check
 
     check(url, name, path, source)
     return url

@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line plus the subcommand's usage, exit 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        from sweeper.optuna_storage import mask_text  # the echo of a URL's password
+        from sweeper.mirror.storage import mask_text  # the echo of a URL's password
 
         self.print_usage(sys.stderr)
         raise SweeperError(f"{self.prog}: {mask_text(message)}")

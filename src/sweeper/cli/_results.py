@@ -72,8 +72,8 @@ def sync_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """Upload a study's offline W&B runs (``wandb sync``; needs a W&B key and a network)."""
+    from sweeper.sinks.wandb import offline_run_dirs, sync_runs
     from sweeper.store import Study
-    from sweeper.tracking import offline_run_dirs, sync_runs
 
     study = Study.open(args.study, args.out)
     folders = offline_run_dirs(study.path)

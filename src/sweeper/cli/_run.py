@@ -76,7 +76,7 @@ def _print_wandb_notes(out: Any, spec: Any) -> None:
 
 def _print_space(out: Any, spec: Any, resources: str | None) -> None:
     """A model-less file: what its trials run, and each parameter's distribution."""
-    from sweeper.space import describe
+    from sweeper.search.space import describe
 
     runs = spec.runs if spec.runs != "nothing" else "nothing (a search space only)"
     out.print(f"  runs         {runs}")
@@ -93,7 +93,7 @@ def _command_line(spec: Any) -> str:
     import os
 
     from sweeper.script import DEFAULT_COMMAND, build_command
-    from sweeper.space import script_config
+    from sweeper.search.space import script_config
 
     argv = build_command(
         spec.command,

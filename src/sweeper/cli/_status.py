@@ -73,7 +73,7 @@ def best(table: Any, spec: Any) -> dict[str, Any] | None:
 
 def front(table: Any, spec: Any) -> list[dict[str, Any]]:
     """A multi-objective study's Pareto front: each trial's id and objective values, best
-    first by the first objective (:meth:`sweeper.objectives.Objectives.front`)."""
+    first by the first objective (:meth:`sweeper.spec.objectives.Objectives.front`)."""
     from sweeper.states import metric_value
 
     objectives = spec.objectives
@@ -162,7 +162,7 @@ def front_text(rows: list[dict[str, Any]], spec: Any) -> str:
 def mirror(study: Any, spec: Any, storage: str | None = None) -> dict[str, Any]:
     """The Optuna mirror's place (password masked) and its trial count (the table is the
     truth; the mirror may lag it while a storage is down)."""
-    from sweeper.optuna_storage import mirror_summary
+    from sweeper.mirror.storage import mirror_summary
 
     return mirror_summary(spec.storage, study.path, spec.name, storage)
 

@@ -10,13 +10,11 @@ from sweeper.data._api import (
     DataError,
     DatasetInfo,
     Splits,
-    dataset_info,
     get_dataset,
     list_datasets,
-    load_splits,
-    reads_files,
     register_dataset,
 )
+from sweeper.data.lookup import dataset_info, load_splits, reads_files
 
 __all__ = [
     "DataError",

@@ -1,10 +1,10 @@
 """The driver-side Ray Tune callback: Ray's trial events into the study's records.
 
-One callback turns each event into an update of the :class:`~sweeper.engine.book.TrialBook`
+One callback turns each event into an update of the :class:`~sweeper.store.book.TrialBook`
 (the state machine), then hands the trial's row to the sinks: the trial table and history
 in the study folder, the Optuna mirror, W&B, TensorBoard and the progress line. Each event costs an
 append or two, whatever the study's size. The Optuna mirror and W&B are copies of the
-study, each written by a thread of its own (:mod:`sweeper.engine.background`), so Ray
+study, each written by a thread of its own (:mod:`sweeper.sinks.background`), so Ray
 Tune's control loop (and every trial waiting in ``tune.report``) never waits for them.
 
 A failed trial is one line on the terminal (its id, the error's last line, where the whole
@@ -33,11 +33,11 @@ from typing import Any
 
 from ray.tune import Callback
 
-from sweeper.engine.background import Background
-from sweeper.engine.book import TrialBook
 from sweeper.errors import SweeperError
+from sweeper.sinks.background import Background
 from sweeper.states import TrialState
 from sweeper.store import Study
+from sweeper.store.book import TrialBook
 from sweeper.store.files import atomic_write
 
 _BOUND: list[tuple[Path, str | None]] = []
@@ -64,9 +64,9 @@ class StudyCallback(Callback):
         self._setup(storage)
 
     def _setup(self, storage: str | None = None) -> None:
-        from sweeper.engine.progress import Progress
-        from sweeper.engine.tensorboard import make_sink
-        from sweeper.engine.tracking import WandbSink
+        from sweeper.sinks.progress import Progress
+        from sweeper.sinks.tensorboard import make_sink
+        from sweeper.sinks.wandb.sink import WandbSink
 
         if not (Path(self.study_path) / "study.json").is_file():
             raise SweeperError(f"{self.study_path}: the study folder Ray recorded is gone")
@@ -188,8 +188,8 @@ class StudyCallback(Callback):
         """(mirror thread) Open the Optuna mirror holding exactly the ended rows of ``book``
         (an unreachable storage: it catches up later, see CatchingUpMirror)."""
         try:
-            from sweeper.optuna_mirror import CatchingUpMirror
-            from sweeper.optuna_storage import default_file, study_url
+            from sweeper.mirror.storage import default_file, study_url
+            from sweeper.sinks.mirror import CatchingUpMirror
 
             path = self.study.path.resolve()
             url = self.mirror_url or study_url(book.spec.storage, path, str(path / "spec.yaml"))
@@ -305,7 +305,7 @@ def short_error(error: str) -> str:
     """An error's line for the terminal: the exception's name without its module, a
     script's output tail (``a | b | c``) down to its last line, at most :data:`ERROR_CHARS`.
 
-    ``sweeper.script.trainable.ScriptFailed: t.py exited with code 1: Traceback ... |
+    ``sweeper.engine.script_trainable.ScriptFailed: t.py exited with code 1: Traceback ... |
     ValueError: bad`` -> ``ScriptFailed: t.py exited with code 1: ValueError: bad``.
     """
     short = re.sub(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+: ", _last_name, error)
@@ -320,7 +320,7 @@ def short_error(error: str) -> str:
 
 
 def _last_name(match: re.Match[str]) -> str:
-    """``sweeper.script.trainable.ScriptFailed: `` -> ``ScriptFailed: ``."""
+    """``sweeper.engine.script_trainable.ScriptFailed: `` -> ``ScriptFailed: ``."""
     return match.group(0).rsplit(".", 1)[1]
 
 

@@ -209,7 +209,7 @@ def _fallback(spec: Any, num_cpus: float, num_gpus: float, reason: str) -> Place
 
 def probe_params(spec: Any) -> dict[str, Any]:
     """The config the probe trains: the first of the space, at the largest batch size."""
-    from sweeper.space import extremes
+    from sweeper.search.space import extremes
 
     params = {}
     for name, p in spec.parameters.items():

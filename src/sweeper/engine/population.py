@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from sweeper.engine.schedulers import TIME_ATTR
+from sweeper.engine.queue import TIME_ATTR
 
 if TYPE_CHECKING:
     from sweeper.spec import Spec
@@ -80,7 +80,7 @@ def build_population(name: str, spec: Spec, args: dict[str, Any]) -> Any:
 
 def is_population(spec: Spec) -> bool:
     """Whether the spec's scheduler is PBT or PB2."""
-    from sweeper.scheduling import POPULATION
+    from sweeper.registry.schedulers import POPULATION
 
     return spec.scheduler is not None and spec.scheduler.name in POPULATION
 
@@ -94,7 +94,7 @@ def initial_population(spec: Spec, n_trials: int, at_once: int) -> tuple[Any, di
     import optuna
     from ray.tune.search import BasicVariantGenerator
 
-    from sweeper.space import constants, decode, distributions, make_sampler
+    from sweeper.search.space import constants, decode, distributions, make_sampler
 
     space = distributions(spec)
     study = optuna.create_study(sampler=make_sampler(spec), direction=spec.metric.goal)

@@ -5,7 +5,7 @@ trial. On every result this scheduler reports the metric at the trial's epoch to
 Optuna trial and asks ``should_prune()`` of the study's pruner (the spec's, set on the
 study here); a trial to prune is stopped (Ray's ``STOP``) and the searcher told, so it
 tells Optuna PRUNED. The study folder's rule agrees: a trial stopped before its planned
-epochs is PRUNED (``engine/book.py``).
+epochs is PRUNED (``store/book.py``).
 
 OptunaSearch's ``_ot_trials``/``_ot_study`` are private: sweeper pins Ray 2.60's names and
 fails loudly when they are missing.
@@ -18,7 +18,7 @@ from typing import Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from sweeper.engine.schedulers import RunnableQueue
+from sweeper.engine.queue import RunnableQueue
 
 
 def optuna_searcher(tune_controller: Any) -> Any:

@@ -49,7 +49,7 @@ WORKER_PRELOAD = (
     "sweeper.trial.loop",
 )
 # A script trial's worker runs no torch itself: the script imports what it needs.
-SCRIPT_PRELOAD = ("ray.tune.trainable.function_trainable", "sweeper.script.trainable")
+SCRIPT_PRELOAD = ("ray.tune.trainable.function_trainable", "sweeper.engine.script_trainable")
 # Ray Tune's default variables for its trainables' workers (class_cache.DEFAULT_ENV_VARS).
 TUNE_WORKER_ENV = {"PL_DISABLE_FORK": "1"}
 _WORKER_ENV: dict[str, str] = {}  # the environment this driver's Ray workers inherit

@@ -31,11 +31,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sweeper.scheduling import POPULATION
+from sweeper.registry.schedulers import POPULATION
+from sweeper.store.table import NODE_KEY
 
 STATE_FILE = "state.pt"
 STARTS_FILE = "starts.jsonl"
-NODE_KEY = "node"  # each result names the node it came from (the trial table's column)
 CHECKPOINT_GLOB = "checkpoint_*"
 
 
@@ -53,14 +53,14 @@ def ray_trainable(
     from sweeper.trial.loop import TrialContext, train_trial
 
     cfg = resolve_trial(spec, config)
-    trial_dir = _trial_dir()
+    trial_dir = trial_folder()
     copies = spec.scheduler is not None and spec.scheduler.name in POPULATION
     restore, folder = newest_checkpoint(trial_dir)
     copied = copied_checkpoint(trial_dir, restore, config) if copies else None
     if copied is not None:
         restore, folder = copied
     start_epoch = int(restore["epoch"]) if restore is not None else 0
-    _log_start(trial_dir, start_epoch, folder.name if folder else None)
+    log_start(trial_dir, start_epoch, folder.name if folder else None)
 
     node = node_name()
     lineage = dict((restore or {}).get("lineage") or {})
@@ -211,7 +211,7 @@ def _load(path: Path) -> Any:
     return state
 
 
-def _trial_dir() -> Path:
+def trial_folder() -> Path:
     """The trial's folder under the study's ``tune/`` (on the storage every node sees).
 
     Ray's public ``get_trial_dir()`` names the worker's local working folder, not the
@@ -232,7 +232,7 @@ def _trial_dir() -> Path:
     return path
 
 
-def _log_start(trial_dir: Path, epoch: int, source: str | None) -> None:
+def log_start(trial_dir: Path, epoch: int, source: str | None) -> None:
     """One line per start of the trial: where it continued from (an audit for resume)."""
     line = json.dumps(
         {"time": time.time(), "pid": os.getpid(), "epoch": epoch, "checkpoint": source}

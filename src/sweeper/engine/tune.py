@@ -66,7 +66,7 @@ def make_trainable(spec: Spec, data: Any, placement: Placement, study: Study) ->
     from ray import tune
 
     if spec.model is None:
-        from sweeper.script.trainable import script_trainable
+        from sweeper.engine.script_trainable import script_trainable
 
         fn = tune.with_parameters(script_trainable, spec=spec, study_path=str(study.path.resolve()))
     else:
@@ -88,7 +88,7 @@ def build_tuner(
     from sweeper.engine.population import checkpoint_config, initial_population, is_population
     from sweeper.engine.schedulers import build_scheduler
     from sweeper.engine.search import SpecSearch
-    from sweeper.space import distributions
+    from sweeper.search.space import distributions
 
     spec = plan.spec
     searcher = SpecSearch(spec) if distributions(spec) else None

@@ -82,7 +82,7 @@ def study_sections(
 
 def _importance(study: Study, ctx: ReportContext) -> tuple[object, str]:
     """Importance from the study's mirror, wherever its saved spec says it lives."""
-    from sweeper.optuna_storage import default_file, study_url
+    from sweeper.mirror.storage import default_file, study_url
 
     try:
         url = study_url(ctx.spec.storage, study.path, str(study.path / "spec.yaml"))

@@ -120,7 +120,7 @@ def _overview(df: pd.DataFrame, ctx: ReportContext, best: pd.DataFrame) -> Secti
 
 def _trials_fact(df: pd.DataFrame, ctx: ReportContext, counts: dict[str, int]) -> str:
     """``6 of 6 planned (a grid of 96 cells, capped)``: a capped grid says so."""
-    from sweeper.space import space_size
+    from sweeper.search.space import space_size
 
     planned = ctx.meta.get("n_trials", "?")
     text = f"{len(df)} of {planned} planned"
@@ -331,7 +331,7 @@ def _threshold(
 
 
 def _problems(df: pd.DataFrame, ctx: ReportContext) -> Section:
-    from sweeper.space import grid
+    from sweeper.search.space import grid
 
     sec = Section("problems", "Failed, pruned and missing trials")
     table = S.problems(df, ctx.params)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from sweeper.objectives import Objectives
+from sweeper.spec.objectives import Objectives
 from sweeper.spec.values import labels_of
 from sweeper.states import TrialState
 from sweeper.store import PARAM_PREFIX, Study

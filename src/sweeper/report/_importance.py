@@ -69,7 +69,7 @@ def _finished(url: str, name: str, seed: int) -> tuple[list[Any], int, Any]:
     (:func:`_sample`); any other study is loaded by Optuna as it is."""
     import optuna
 
-    from sweeper.optuna_storage import close_storage, open_storage, scheme_of
+    from sweeper.mirror.storage import close_storage, open_storage, scheme_of
 
     if scheme_of(url) != "journal":
         sampled = _sample(url, name, seed)
@@ -97,7 +97,7 @@ def _sample(url: str, name: str, seed: int) -> tuple[list[Any], int, int] | None
     number of objectives; None when the study is no larger (or not there)."""
     import sqlalchemy as sa
 
-    from sweeper.optuna_storage import CONNECT_TIMEOUT_S, scheme_of, sqlalchemy_url
+    from sweeper.mirror.storage import CONNECT_TIMEOUT_S, scheme_of, sqlalchemy_url
 
     timeout = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
     engine = sa.create_engine(

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sweeper.objectives import Objectives
+from sweeper.spec.objectives import Objectives
 from sweeper.states import TrialState, metric_value
 from sweeper.store import PARAM_PREFIX
 

@@ -2,8 +2,8 @@
 
 ``command`` builds the argv (W&B's macros), ``launch`` the environment and files,
 ``process`` starts and stops the process group, ``hook/sitecustomize.py`` reports each
-``wandb.log`` call, and ``trainable`` is the Ray Tune adapter. Nothing here imports ray
-or wandb at import time.
+``wandb.log`` call; the Ray Tune adapter that runs them is ``engine/script_trainable.py``.
+Nothing here imports ray or wandb.
 """
 
 from __future__ import annotations

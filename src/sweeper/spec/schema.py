@@ -21,13 +21,13 @@ from pydantic import (
 )
 
 from sweeper.errors import describe_value
-from sweeper.objectives import Objectives
-from sweeper.optimizers import OPTIMIZERS
-from sweeper.optuna_storage import check_syntax
-from sweeper.scheduling import POPULATION
+from sweeper.mirror.storage import check_syntax
+from sweeper.registry.optimizers import OPTIMIZERS
+from sweeper.registry.schedulers import POPULATION
 from sweeper.spec.code import DataSpec, ModelSpec
 from sweeper.spec.distributions import FINITE, MACRO_NAMES
 from sweeper.spec.metric import Metric, metric_list
+from sweeper.spec.objectives import Objectives
 from sweeper.spec.params import (
     Number,
     Param,
@@ -283,7 +283,7 @@ class Spec(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     resources: Resources = Field(default_factory=Resources)
     wandb: WandbSpec = Field(default_factory=WandbSpec)
-    # Where the Optuna mirror lives (sweeper.optuna_storage); None: optuna.db in the folder.
+    # Where the Optuna mirror lives (sweeper.mirror.storage); None: optuna.db in the folder.
     storage: StrictStr | None = None
     # Per-trial TensorBoard logs under <study>/tensorboard/ (scalars per epoch, HParams).
     tensorboard: StrictBool = True

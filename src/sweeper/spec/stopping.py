@@ -1,6 +1,6 @@
 """The blocks that stop trials early: W&B's ``early_terminate`` (hyperband, run as ASHA),
 sweeper's ``scheduler:`` (Ray Tune's schedulers) and ``pruner:`` (Optuna's pruners), each
-checked against the registry in :mod:`sweeper.scheduling`."""
+checked against the registry in :mod:`sweeper.registry.schedulers`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt, StrictStr, model_validator
 
-from sweeper.scheduling import PRUNERS, SCHEDULERS, build_pruner, check_block
+from sweeper.registry.schedulers import PRUNERS, SCHEDULERS, build_pruner, check_block
 from sweeper.spec.params import Number, _Strict
 
 

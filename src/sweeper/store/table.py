@@ -23,6 +23,7 @@ from sweeper.store.files import append_text, atomic_write
 TABLE = "trials.csv"
 JOURNAL = "trials.jsonl"
 # Columns every trial row has, in this order; params and metrics follow.
+NODE_KEY = "node"  # each result names the node it came from (the table's node column)
 BASE_COLUMNS = ["trial_id", "number", "state", "epochs", "wall_s", "startup_s", "error"]
 # The journal is folded into the CSV once it is larger than the CSV and than this.
 MIN_FOLD_BYTES = 256 * 1024

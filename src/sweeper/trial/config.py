@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sweeper.optimizers import OPTIMIZER_KEYS, optimizer_kwargs
+from sweeper.registry.optimizers import OPTIMIZER_KEYS, optimizer_kwargs
 from sweeper.spec.schema import Spec, TrainSpec
 
 # Training keys a sweep may vary under ``parameters``; ``model`` picks a registered model
@@ -86,7 +86,7 @@ def resolve_trial(spec: Spec, params: dict[str, Any]) -> TrialConfig:
     ``train.optimizer_args[optimizer]``, swept values.
     """
     from sweeper.models import ensure_model
-    from sweeper.space import constants
+    from sweeper.search.space import constants
 
     params = {**constants(spec), **params}
     model = str(params.get(MODEL_KEY) or ensure_model(spec.model))

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sweeper.optimizers import OPTIMIZERS, build_optimizer
+from sweeper.registry.optimizers import OPTIMIZERS, build_optimizer
 from sweeper.trial.config import TrialConfig
 from sweeper.trial.run import GRAD_STEPS, Run, RunList, add_stats, make_scheduler
 from sweeper.trial.stacked import shared, stacked_forward
 
 if TYPE_CHECKING:
-    from sweeper.trial.loop import DeviceData
+    from sweeper.trial.device_data import DeviceData
 
 logger = logging.getLogger(__name__)
 PROBE_EXAMPLES = 2  # examples per run the vmap probe trains on

@@ -65,7 +65,7 @@ def probe_gpu(spec: Any, params: dict[str, Any], info: Any) -> GpuProbe:
     import torch
 
     from sweeper.models import get_model
-    from sweeper.optimizers import build_optimizer
+    from sweeper.registry.optimizers import build_optimizer
     from sweeper.trial.config import resolve_trial
     from sweeper.trial.tasks import task_for
 

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from sweeper.models import get_model
-from sweeper.optimizers import build_optimizer
+from sweeper.registry.optimizers import build_optimizer
 from sweeper.trial import step as fast
 from sweeper.trial.config import TrialConfig
 
 if TYPE_CHECKING:
-    from sweeper.trial.loop import DeviceData
+    from sweeper.trial.device_data import DeviceData
 
 GRAD_STEPS = 100  # log_grad_mean averages the first this-many steps
 # (x, y, idx): the tensors a run batches from and, under cross-validation, its indices

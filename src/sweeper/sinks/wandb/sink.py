@@ -2,10 +2,10 @@
 
 It runs on the driver, not in the trials: ``wandb.init`` inside a trial loses the data of
 trials that Tune stops, and W&B's settings would have to reach every worker. The W&B work
-itself is in :mod:`sweeper.tracking`; this adapter turns the book's trial events into its
+itself is in :mod:`sweeper.sinks.wandb`; this adapter turns the book's trial events into its
 calls, and takes each run's summary from the trial's row in the book (never a file).
 
-The calls run on a thread of their own (:class:`~sweeper.engine.background.Background`),
+The calls run on a thread of their own (:class:`~sweeper.sinks.background.Background`),
 in order: W&B's first run starts its service (seconds), and Ray Tune schedules a trial's
 first train call only after the callback's ``on_trial_start`` returns. The thread imports
 wandb and starts its service as soon as the sink is made; :meth:`WandbSink.close` waits
@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from sweeper.engine.background import Background
+from sweeper.sinks.background import Background
 from sweeper.store import BASE_COLUMNS, PARAM_PREFIX, Study
 
 
@@ -28,7 +28,7 @@ class WandbSink:
     def __init__(self, study: Study, spec: Any, resumed: Iterable[str] = ()) -> None:
         """``resumed``: the trials the study's history held epochs for when the session
         began; their runs get the epochs their earlier W&B records lack."""
-        from sweeper.tracking import TrackerSettings, WandbTracker
+        from sweeper.sinks.wandb import TrackerSettings, WandbTracker
 
         self.spec = spec
         self.study = study
@@ -82,7 +82,7 @@ class WandbSink:
             return
         try:
             from sweeper.models import get_entry
-            from sweeper.tracking import run_config
+            from sweeper.sinks.wandb import run_config
 
             config = run_config(self.spec, params)
             family = get_entry(str(config["model"])).family

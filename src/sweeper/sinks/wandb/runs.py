@@ -1,11 +1,11 @@
 """One W&B run per trial, written from the driver (offline by default).
 
-The Ray Tune callback in :mod:`sweeper.engine.tracking` turns trial events into calls on a
+The Ray Tune callback in :mod:`sweeper.sinks.wandb.sink` turns trial events into calls on a
 :class:`WandbTracker`. W&B is a record, never a dependency of the study: every failure
 (wandb missing, no key, no network, a server error) prints one warning and the study goes
 on, falling back from ``online`` to ``offline`` (upload later with ``sweeper sync``) and from
 a broken ``offline`` to nothing. The first online failure switches the whole study to
-offline (:mod:`sweeper.tracking.online` says when not to try at all): the run that failed
+offline (:mod:`sweeper.sinks.wandb.online` says when not to try at all): the run that failed
 is opened offline from its start, and no later run waits on the server again.
 
 A trial's run id is derived from the study name and the trial id, so a resumed trial
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeper.tracking.offline import last_step
-from sweeper.tracking.online import (
+from sweeper.sinks.wandb.offline import last_step
+from sweeper.sinks.wandb.online import (
     DEFAULT_INIT_TIMEOUT_S,
     PROBE_TIMEOUT_S,
     init_timeout,

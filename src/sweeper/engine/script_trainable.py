@@ -66,11 +66,12 @@ def script_trainable(config: dict[str, Any], spec: Any, study_path: str) -> None
     """Run one script trial inside a Ray worker (see the module's notes)."""
     from ray import tune
 
-    from sweeper.engine.trainable import NODE_KEY, _log_start, _trial_dir, node_name
-    from sweeper.space import constants, script_config
-    from sweeper.tracking.wandb_runs import run_id
+    from sweeper.engine.trainable import log_start, node_name, trial_folder
+    from sweeper.search.space import constants, script_config
+    from sweeper.sinks.wandb.runs import run_id
+    from sweeper.store.table import NODE_KEY
 
-    trial_dir = _trial_dir()
+    trial_dir = trial_folder()
     trial_id = tune.get_context().get_trial_id()
     grace = float(os.environ.get(ENV_GRACE) or DEFAULT_GRACE_S)
     values = {**constants(spec), **config}
@@ -84,7 +85,7 @@ def script_trainable(config: dict[str, Any], spec: Any, study_path: str) -> None
         watch_pid=os.getpid(),
         grace_s=grace,
     )
-    _log_start(trial_dir, 0, None)  # a script always starts from scratch
+    log_start(trial_dir, 0, None)  # a script always starts from scratch
     node = node_name()
     follow(launch, spec.metric.name, lambda m: tune.report({**m, NODE_KEY: node}), grace)
 

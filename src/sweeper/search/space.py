@@ -231,7 +231,7 @@ def make_sampler(spec: Spec, seed: int | None = None) -> optuna.samplers.BaseSam
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if name in ("nsga2", "nsga3"):  # Optuna's, picklable again (Optuna 5.1 broke it)
-        from sweeper.ga_samplers import NSGAIIISampler, NSGAIISampler
+        from sweeper.search.ga_samplers import NSGAIIISampler, NSGAIISampler
 
         return (NSGAIISampler if name == "nsga2" else NSGAIIISampler)(seed=seed)
     raise ValueError(f"unknown sampler {name!r}; expected one of {', '.join(SAMPLER_DOCS)}")

@@ -3,7 +3,7 @@
 Each trial's folder holds its per-epoch metrics as scalars (step = epoch) and its swept
 values as HParams summaries, so TensorBoard's HParams tab (table, parallel coordinates)
 shows the study: ``tensorboard --logdir runs/<study>/tensorboard``. Like the W&B sink it
-runs on the driver, on a thread of its own (:class:`~sweeper.engine.background.Background`),
+runs on the driver, on a thread of its own (:class:`~sweeper.sinks.background.Background`),
 so trials need nothing and Ray Tune's loop never waits for a disk write.
 
 A writer opened with ``purge_step`` makes TensorBoard's readers drop the folder's older
@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from sweeper.engine.background import Background
+from sweeper.sinks.background import Background
 from sweeper.store import BASE_COLUMNS, PARAM_PREFIX
 
 FOLDER = "tensorboard"

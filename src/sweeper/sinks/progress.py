@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sweeper.console import command_started
-from sweeper.engine.book import TrialBook
 from sweeper.states import TrialState
+from sweeper.store.book import TrialBook
 
 SETTLE_S = 1.0  # a plain line waits until the counts have held this long
 REDRAW_S = 0.25  # the bar and the notebook line are redrawn at most this often

@@ -11,11 +11,11 @@ import math
 import time
 from typing import Any
 
-from sweeper.engine.trainable import NODE_KEY  # no Ray at import
-from sweeper.space import constants
+from sweeper.search.space import constants
 from sweeper.spec.values import label
 from sweeper.states import TrialState, best_value, counts, is_result, metric_value
 from sweeper.store import PARAM_PREFIX, Study
+from sweeper.store.table import NODE_KEY
 
 # Keys Ray adds to every result that the trial table does not need.
 _RAY_KEYS = {

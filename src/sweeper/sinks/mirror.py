@@ -1,6 +1,6 @@
 """Mirror ended trials into an Optuna study so ``optuna.load_study`` (and optuna-dashboard)
 open it. Ray's OptunaSearch keeps the sampler's own state; this copy is a record, in the
-storage the spec names (:mod:`sweeper.optuna_storage`; by default ``optuna.db`` in the
+storage the spec names (:mod:`sweeper.mirror.storage`; by default ``optuna.db`` in the
 study folder).
 
 A trial's Optuna state follows :mod:`sweeper.states`: a result (COMPLETE with a finite
@@ -22,14 +22,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sweeper.optuna_storage import (
+from sweeper.mirror.storage import (
     OWNER_ATTR,
     close_storage,
     masked,
     one_line,
     open_storage,
 )
-from sweeper.space import recorded_distributions, recorded_params
+from sweeper.search.space import recorded_distributions, recorded_params
 from sweeper.spec import Spec
 from sweeper.states import TrialState
 

@@ -5,8 +5,8 @@ Nothing here imports wandb at import time; the tracker imports it on its first r
 
 from __future__ import annotations
 
-from sweeper.tracking.sync import offline_run_dirs, sync_runs
-from sweeper.tracking.wandb_runs import (
+from sweeper.sinks.wandb.sync import offline_run_dirs, sync_runs
+from sweeper.sinks.wandb.runs import (
     MODES,
     TrackerSettings,
     WandbTracker,
