@@ -126,6 +126,18 @@ def placement(plan: Any) -> Any:
     return place_here(plan.spec, plan.n_trials or 1, lambda: load_data(plan), plan.source)
 
 
+def describe_placement(plan: Any, where: Any) -> str:
+    """Where the trials would run and which executor runs them (``sweeper check``)."""
+    from sweeper.engine.executor import choose_executor, host_layout
+
+    spec = plan.spec
+    if choose_executor(spec, where, plan.source) == "process":
+        return f"{where.describe()}; executor process (a process per trial)"
+    cpus = spec.resources.num_cpus or os.cpu_count() or 1
+    layout = host_layout(spec, where, cpus, plan.n_trials or 1)
+    return f"{where.device}: {layout.describe()}; executor host"
+
+
 def start(
     prepared: Prepared,
     *,

@@ -29,7 +29,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     )
     # where the trials would run (may fail: before "ok"); nothing runs a search space only
     where = _launch.placement(plan) if spec.runs != "nothing" else None
-    resources = where.describe() if where is not None else None
+    resources = _launch.describe_placement(plan, where) if where is not None else None
     if where is not None and where.warning:
         console(stderr=True).print(where.warning)
     out = console()

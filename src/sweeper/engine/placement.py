@@ -45,6 +45,8 @@ class Placement:
         trial_bytes: planned GPU memory per trial (probe; None without one).
         bound: what chose ``trials_per_gpu`` (memory, cpus, cap, trials, spec, fallback).
         probe_error: why the probe failed (``bound`` is then ``fallback``).
+        trials_per_host: trials one GPU host holds at once (one CUDA context and one copy
+            of the data for all of them; the probe's step memory each, under the cap).
     """
 
     device: str
@@ -58,6 +60,7 @@ class Placement:
     trial_bytes: int | None = None
     bound: str | None = None
     probe_error: str | None = None
+    trials_per_host: int | None = None
 
     @property
     def warning(self) -> str | None:
@@ -191,9 +194,14 @@ def place(
         trials=math.ceil(n_trials / n_gpus),
     )
     g = share(k)
+    hosted = math.floor(
+        (probe.total_bytes * MEMORY_FRACTION - CONTEXT_BYTES - data_bytes)
+        / max(HEADROOM * probe.peak_bytes, 1)
+    )
+    per_host = max(1, min(hosted, res.max_trials_per_gpu, math.ceil(n_trials / n_gpus)))
     return Placement(
         "cuda", res.cpus, g, at_once(spec, num_cpus, num_gpus, g), n_gpus, name, total, k, need,
-        bound,
+        bound, trials_per_host=per_host,
     )  # fmt: skip
 
 

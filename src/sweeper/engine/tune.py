@@ -60,11 +60,19 @@ def snapshot_period(n_trials: int) -> str:
     )
 
 
-def make_trainable(spec: Spec, data: Any, placement: Placement, study: Study) -> Any:
+def make_trainable(
+    spec: Spec, data: Any, placement: Placement, study: Study, pool: Any = None
+) -> Any:
     """The trial function with its data in Ray's object store and its resources attached:
-    ``train_trial`` for a registered model, the user's script for a ``program``."""
+    ``train_trial`` for a registered model, the user's script for a ``program``, a light
+    client of the hosts in ``pool`` (``engine/hosts.py``) when the study has hosts."""
     from ray import tune
 
+    if pool is not None:
+        from sweeper.engine.hosted_trainable import hosted_trainable
+
+        fn = tune.with_parameters(hosted_trainable, hosts=pool.handles)
+        return tune.with_resources(fn, {"cpu": pool.layout.client_cpus, "gpu": 0})
     if spec.model is None:
         from sweeper.engine.script_trainable import script_trainable
 
@@ -118,6 +126,43 @@ def build_tuner(
             failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
         ),
     )
+
+
+def _start_hosts(spec: Spec, data: Any, placement: Placement, plan: Plan, study: Study) -> Any:
+    """The study's hosts when its executor is the host (``engine/executor.py``), else None;
+    says where the trials run and records it in ``study.json``."""
+    import ray
+
+    from sweeper.engine.executor import choose_executor, host_layout
+    from sweeper.engine.hosts import start_hosts
+    from sweeper.trial.probe import failure_reason
+
+    executor = choose_executor(spec, placement, plan.source)
+    if executor == "process":
+        print(f"  trials on {placement.describe()}", file=sys.stderr)
+        study.set_state("running", placement={**placement.as_dict(), "executor": executor})
+        return None
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    layout = host_layout(spec, placement, cpus, plan.n_trials)
+    try:
+        pool = start_hosts(spec, data, layout)
+    except Exception as exc:  # noqa: BLE001 - auto falls back to processes, one line
+        if spec.resources.executor == "host":
+            raise
+        reason = failure_reason(exc)
+        print(f"warning: the hosts did not start ({reason}); a process per trial", file=sys.stderr)
+        print(f"  trials on {placement.describe()}", file=sys.stderr)
+        study.set_state(
+            "running",
+            placement={**placement.as_dict(), "executor": "process", "host_error": reason},
+        )
+        return None
+    print(f"  trials on {placement.device}: {layout.describe()}", file=sys.stderr)
+    study.set_state(
+        "running",
+        placement={**placement.as_dict(), "executor": executor, "hosts": layout.as_dict()},
+    )
+    return pool
 
 
 def _watch_cluster(spec: Spec, study: Study) -> Any:
@@ -175,7 +220,7 @@ def run_study(
     # A restarted trial reports its restored epoch again (OptunaSearch then ignores the
     # intermediate value of a step it has, and says so): expected, not the user's concern.
     warnings.filterwarnings("ignore", message="The reported value is ignored because this")
-    started, watch = False, None
+    started, watch, pool = False, None, None
     with sigterm_as_sigint() as rearm:
         try:
             study.set_state("running", pid=os.getpid(), n_trials=plan.n_trials)
@@ -187,9 +232,9 @@ def run_study(
             placement = place_on_ray(spec, plan.n_trials, data, plan.source)
             if placement.warning:
                 print(placement.warning, file=sys.stderr)
-            print(f"  trials on {placement.describe()}", file=sys.stderr)
-            study.set_state("running", placement=placement.as_dict())
-            trainable = make_trainable(spec, data, placement, study)
+            pool = _start_hosts(spec, data, placement, plan, study)
+            at_once = pool.layout.at_once if pool else placement.at_once
+            trainable = make_trainable(spec, data, placement, study, pool)
             tune_dir = study.tune_dir.resolve()  # Ray wants absolute paths
             snapshot = read_snapshot(tune_dir) if resume else None
             with (
@@ -205,7 +250,7 @@ def run_study(
                     if resume:
                         study.reset_results()
                     callbacks = [StudyCallback(study.path, plan.n_trials, storage)]
-                    tuner = build_tuner(plan, study, trainable, callbacks, placement.at_once)
+                    tuner = build_tuner(plan, study, trainable, callbacks, at_once)
                 raise_if_stopped()  # a Ctrl-C lost inside Ray's start-up still stops here
                 tuner.fit()
         except SweeperError:  # e.g. no cluster at resources.address: resumable as it is
@@ -220,6 +265,8 @@ def run_study(
         finally:
             if watch is not None:
                 watch.stop()
+            if pool is not None:
+                pool.stop()
             if started:
                 shutdown_ray()
     df = study.trials()

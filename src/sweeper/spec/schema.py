@@ -125,6 +125,9 @@ class Resources(_Strict):
     ``gpus: auto`` (the default) gives each trial a share of a GPU where Ray sees GPUs,
     sized by a probe of the first config (at most ``max_trials_per_gpu`` trials per GPU),
     and none where there is none; a number is each trial's share as it is.
+    ``executor``: ``process`` runs each trial in a process of its own; ``host`` runs many
+    trials in one long-lived process per GPU (or per few CPU cores) over one copy of the
+    data; ``auto`` picks the host where it applies (see ``engine/executor.py``).
     """
 
     cpus: Annotated[Number, Field(gt=0)] = 1
@@ -133,6 +136,7 @@ class Resources(_Strict):
     max_concurrent: Annotated[StrictInt, Field(ge=1)] | None = None
     num_cpus: Annotated[StrictInt, Field(ge=1)] | None = None
     max_failures: Annotated[StrictInt, Field(ge=0)] = 0
+    executor: Literal["auto", "host", "process"] = "auto"
     # An existing Ray cluster to join ("auto", or the head's HOST:PORT); None starts one here.
     address: StrictStr | None = None
 

@@ -1,0 +1,207 @@
+"""GPU hosts on Ray: one long-lived actor per GPU (or per few CPU cores) trains many trials.
+
+Each actor wraps a :class:`sweeper.trial.host.Host` (the data on its device once, trials
+stepped in turn) and runs it on a thread of its own; Tune's trials are light clients
+(``engine/hosted_trainable.py``) that call :meth:`HostActor.join`, then
+:meth:`HostActor.next` for each epoch the host finishes for them. The actor is threaded
+(Ray's ``max_concurrency``): the clients' calls wait on a condition while the stepping
+thread trains. After an epoch the trial waits (paused) until its client has taken that
+epoch, so a host never runs ahead of its scheduler by more than the epoch under way, and a
+client that vanished leaves a paused trial that is dropped after ``STALE_S``.
+
+Checkpoints stay the trial's own: the host writes ``checkpoint_<epoch>/state.pt`` in the
+trial's folder (the same files and rules as ``engine/trainable.py``), before the client
+reports the epoch, and a trial (re)joining continues from the newest one there. A host
+that dies fails its trials (their clients see Ray's actor error); Ray restarts the actor
+(``max_restarts``) and retries the trials from their checkpoints within
+``resources.max_failures``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STALE_S = 300.0  # a trial whose client has not asked for its epoch this long is dropped
+WAIT_S = 20.0  # one `next` call waits at most this long (the client asks again)
+HOST_RESTARTS = 3
+
+
+class HostActor:
+    """One host in a Ray actor (made remote by :func:`start_hosts`)."""
+
+    def __init__(self, spec: Any, data: Any, device: str, num_threads: int) -> None:
+        from sweeper.engine.trainable import node_name
+        from sweeper.trial.host import Host
+
+        self._spec = spec
+        self._host = Host(data, device=device, num_threads=num_threads)
+        self._cond = threading.Condition()
+        self._queues: dict[str, deque[Any]] = {}
+        self._folders: dict[str, Path] = {}
+        self._asked: dict[str, float] = {}
+        self._node = node_name()
+        self._stopped = False
+        threading.Thread(target=self._loop, name="sweeper-host", daemon=True).start()
+
+    # -- the clients' calls ------------------------------------------------------------------
+    def ready(self) -> dict[str, Any]:
+        """Where the host runs (a client's first call waits for the data to be in place)."""
+        return {"node": self._node, "device": str(self._host.device)}
+
+    def load(self) -> int:
+        """Trials this host holds now."""
+        with self._cond:
+            return len(self._queues)
+
+    def join(self, trial_id: str, config: dict[str, Any], folder: str) -> dict[str, Any]:
+        """Take a trial from its newest checkpoint in ``folder`` (or from scratch).
+
+        Returns ``{"node", "again", "finished"}``: ``again`` the restored epoch's metrics,
+        to be reported once more (the driver may never have seen them); ``finished`` when
+        that checkpoint is the trial's last epoch (nothing is trained).
+        """
+        from sweeper.engine.trainable import log_start, newest_checkpoint
+        from sweeper.trial import resolve_trial
+
+        cfg = resolve_trial(self._spec, config)
+        trial_dir = Path(folder)
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        restore, source = newest_checkpoint(trial_dir)
+        start = int(restore["epoch"]) if restore is not None else 0
+        log_start(trial_dir, start, source.name if source else None)
+        metrics = dict((restore or {}).get("metrics") or {})
+        finished = restore is not None and (start >= cfg.epochs or bool(metrics.get("diverged")))
+        reply = {"node": self._node, "again": metrics or None, "finished": finished}
+        if finished:
+            return reply
+        with self._cond:
+            if trial_id in self._queues:  # a retry after its client died: start again
+                self._leave(trial_id)
+            self._queues[trial_id] = deque()
+            self._folders[trial_id] = trial_dir
+            self._asked[trial_id] = time.monotonic()
+            self._host.add(trial_id, cfg, restore=restore)
+            self._cond.notify_all()
+        return reply
+
+    def next(self, trial_id: str, wait_s: float = WAIT_S) -> dict[str, Any] | None:
+        """The trial's next finished epoch (``{"metrics", "done", "error"}``), or None when
+        none came within ``wait_s`` (ask again); ``{"gone": True}`` for an unknown trial."""
+        deadline = time.monotonic() + wait_s
+        with self._cond:
+            queue = self._queues.get(trial_id)
+            if queue is None:
+                return {"gone": True}
+            self._asked[trial_id] = time.monotonic()
+            while not queue:
+                left = deadline - time.monotonic()
+                if left <= 0 or trial_id not in self._queues:
+                    return None if trial_id in self._queues else {"gone": True}
+                self._cond.wait(left)
+            event = queue.popleft()
+            if event.done:
+                self._forget(trial_id)
+            elif not queue and trial_id in self._host.trials():
+                self._host.resume(trial_id)  # the client has it: train the next epoch
+                self._cond.notify_all()
+            return {"metrics": event.metrics, "done": event.done, "error": event.error}
+
+    def leave(self, trial_id: str) -> None:
+        """The client is done with the trial (stopped by its scheduler, say)."""
+        with self._cond:
+            self._leave(trial_id)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    # -- the stepping thread -----------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped and not self._host.busy:
+                    self._drop_stale()
+                    self._cond.wait(5.0)
+                if self._stopped:
+                    return
+                for event in self._host.step():
+                    self._deliver(event)
+
+    def _deliver(self, event: Any) -> None:
+        from sweeper.engine.trainable import save_checkpoint
+
+        trial_id = event.trial_id
+        queue = self._queues.get(trial_id)
+        if queue is None:  # left while its step ran
+            return
+        if event.state is not None and event.metrics is not None:
+            save_checkpoint(self._folders[trial_id], {**event.state, "metrics": event.metrics})
+        queue.append(event)
+        if not event.done and trial_id in self._host.trials():
+            self._host.pause(trial_id)  # until its client takes this epoch
+        self._cond.notify_all()
+
+    def _drop_stale(self) -> None:
+        now = time.monotonic()
+        for trial_id in [t for t, at in self._asked.items() if now - at > STALE_S]:
+            if self._queues.get(trial_id):  # an epoch nobody took: the client is gone
+                self._leave(trial_id)
+
+    def _leave(self, trial_id: str) -> None:
+        if trial_id in self._host.trials():
+            self._host.remove(trial_id)
+        self._forget(trial_id)
+
+    def _forget(self, trial_id: str) -> None:
+        self._queues.pop(trial_id, None)
+        self._folders.pop(trial_id, None)
+        self._asked.pop(trial_id, None)
+        self._cond.notify_all()
+
+
+@dataclass
+class HostPool:
+    """The study's hosts: their handles (what the clients get) and the layout."""
+
+    handles: list[Any]
+    layout: Any
+
+    def stop(self) -> None:
+        """End every host (the study is over or interrupted)."""
+        import ray
+
+        for handle in self.handles:
+            try:
+                ray.kill(handle, no_restart=True)
+            except Exception:  # noqa: BLE001 - a host already gone is what we want
+                pass
+
+
+def start_hosts(spec: Any, data: Any, layout: Any) -> HostPool:
+    """Start ``layout.hosts`` hosts and wait until each holds the data on its device."""
+    import ray
+
+    actor = ray.remote(HostActor).options(
+        num_cpus=layout.host_cpus,
+        num_gpus=layout.host_gpus,
+        max_concurrency=4 * layout.per_host + 8,
+        max_restarts=HOST_RESTARTS,
+        max_task_retries=0,
+    )
+    device = "cuda" if layout.device == "cuda" else "cpu"
+    threads = max(1, int(layout.host_cpus))
+    pool = HostPool(
+        [actor.remote(spec, data, device, threads) for _ in range(layout.hosts)], layout
+    )
+    try:
+        ray.get([h.ready.remote() for h in pool.handles])
+    except BaseException:
+        pool.stop()
+        raise
+    return pool
