@@ -20,7 +20,7 @@ class HostedTrialError(RuntimeError):
     """The host failed this trial (its model or a step raised): the host's one line."""
 
 
-def hosted_trainable(config: dict[str, Any], hosts: list[Any]) -> None:
+def hosted_trainable(config: dict[str, Any], hosts: list[Any], data: list[Any]) -> None:
     """Run one trial on a host: join, then report each epoch until the last."""
     import ray
     from ray import tune
@@ -29,7 +29,7 @@ def hosted_trainable(config: dict[str, Any], hosts: list[Any]) -> None:
 
     trial_id = tune.get_context().get_trial_id()
     host = _least_loaded(hosts)
-    joined = ray.get(host.join.remote(trial_id, dict(config), str(trial_folder())))
+    joined = ray.get(host.join.remote(trial_id, dict(config), str(trial_folder()), data))
     node = joined["node"]
     if joined["again"]:
         tune.report({**joined["again"], NODE_KEY: node})
@@ -61,5 +61,5 @@ def _least_loaded(hosts: list[Any]) -> Any:
 
     if len(hosts) == 1:
         return hosts[0]
-    loads = ray.get([h.load.remote() for h in hosts])
+    loads = ray.get([h.held.remote() for h in hosts])
     return hosts[min(range(len(hosts)), key=lambda i: loads[i])]

@@ -34,31 +34,45 @@ HOST_RESTARTS = 3
 class HostActor:
     """One host in a Ray actor (made remote by :func:`start_hosts`)."""
 
-    def __init__(self, spec: Any, data: Any, device: str, num_threads: int) -> None:
+    def __init__(self, spec: Any, device: str, num_threads: int) -> None:
         from sweeper.engine.trainable import node_name
-        from sweeper.trial.host import Host
 
         self._spec = spec
-        self._host = Host(data, device=device, num_threads=num_threads)
+        self._device, self._threads = device, num_threads
+        self._host: Any = None  # made by the first :meth:`load` (a restart: the next join)
         self._cond = threading.Condition()
         self._queues: dict[str, deque[Any]] = {}
         self._folders: dict[str, Path] = {}
         self._asked: dict[str, float] = {}
         self._node = node_name()
         self._stopped = False
-        threading.Thread(target=self._loop, name="sweeper-host", daemon=True).start()
 
     # -- the clients' calls ------------------------------------------------------------------
-    def ready(self) -> dict[str, Any]:
-        """Where the host runs (a client's first call waits for the data to be in place)."""
+    def load(self, data: list[Any]) -> dict[str, Any]:
+        """Put the data on the device (once) and start stepping; where the host runs.
+
+        ``data`` is ``[ref]``: the reference travels inside a list, so no constructor
+        argument lives in Ray's object store and Ray can restart a dead host; the
+        restarted host loads the data at its first join (each client brings the list).
+        """
+        import ray
+
+        from sweeper.trial.host import Host
+
+        with self._cond:
+            if self._host is None:
+                self._host = Host(ray.get(data[0]), device=self._device, num_threads=self._threads)
+                threading.Thread(target=self._loop, name="sweeper-host", daemon=True).start()
         return {"node": self._node, "device": str(self._host.device)}
 
-    def load(self) -> int:
+    def held(self) -> int:
         """Trials this host holds now."""
         with self._cond:
             return len(self._queues)
 
-    def join(self, trial_id: str, config: dict[str, Any], folder: str) -> dict[str, Any]:
+    def join(
+        self, trial_id: str, config: dict[str, Any], folder: str, data: list[Any]
+    ) -> dict[str, Any]:
         """Take a trial from its newest checkpoint in ``folder`` (or from scratch).
 
         Returns ``{"node", "again", "finished"}``: ``again`` the restored epoch's metrics,
@@ -68,6 +82,7 @@ class HostActor:
         from sweeper.engine.trainable import log_start, newest_checkpoint
         from sweeper.trial import resolve_trial
 
+        self.load(data)
         cfg = resolve_trial(self._spec, config)
         trial_dir = Path(folder)
         trial_dir.mkdir(parents=True, exist_ok=True)
@@ -171,6 +186,7 @@ class HostPool:
 
     handles: list[Any]
     layout: Any
+    data: Any = None  # the data's reference, held while the hosts live
 
     def stop(self) -> None:
         """End every host (the study is over or interrupted)."""
@@ -184,7 +200,11 @@ class HostPool:
 
 
 def start_hosts(spec: Any, data: Any, layout: Any) -> HostPool:
-    """Start ``layout.hosts`` hosts and wait until each holds the data on its device."""
+    """Start ``layout.hosts`` hosts and wait until each holds the data on its device.
+
+    Raises:
+        HostStartError: a host did not start (one line: the cause).
+    """
     import ray
 
     actor = ray.remote(HostActor).options(
@@ -196,12 +216,27 @@ def start_hosts(spec: Any, data: Any, layout: Any) -> HostPool:
     )
     device = "cuda" if layout.device == "cuda" else "cpu"
     threads = max(1, int(layout.host_cpus))
-    pool = HostPool(
-        [actor.remote(spec, data, device, threads) for _ in range(layout.hosts)], layout
-    )
+    ref = data if isinstance(data, ray.ObjectRef) else ray.put(data)
+    handles = [actor.remote(spec, device, threads) for _ in range(layout.hosts)]
+    pool = HostPool(handles, layout, ref)
     try:
-        ray.get([h.ready.remote() for h in pool.handles])
+        ray.get([h.load.remote([ref]) for h in pool.handles])
+    except Exception as exc:
+        pool.stop()
+        from sweeper.trial.probe import failure_reason
+
+        raise HostStartError(failure_reason(_cause(exc))) from None
     except BaseException:
         pool.stop()
         raise
     return pool
+
+
+class HostStartError(RuntimeError):
+    """A host did not start: the cause in one line."""
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The error inside Ray's wrappers (a host's ``__init__`` or ``load`` that raised)."""
+    inner = getattr(exc, "cause", None)
+    return inner if isinstance(inner, BaseException) else exc

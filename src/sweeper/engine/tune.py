@@ -71,7 +71,7 @@ def make_trainable(
     if pool is not None:
         from sweeper.engine.hosted_trainable import hosted_trainable
 
-        fn = tune.with_parameters(hosted_trainable, hosts=pool.handles)
+        fn = tune.with_parameters(hosted_trainable, hosts=pool.handles, data=[pool.data])
         return tune.with_resources(fn, {"cpu": pool.layout.client_cpus, "gpu": 0})
     if spec.model is None:
         from sweeper.engine.script_trainable import script_trainable
@@ -134,8 +134,7 @@ def _start_hosts(spec: Spec, data: Any, placement: Placement, plan: Plan, study:
     import ray
 
     from sweeper.engine.executor import choose_executor, host_layout
-    from sweeper.engine.hosts import start_hosts
-    from sweeper.trial.probe import failure_reason
+    from sweeper.engine.hosts import HostStartError, start_hosts
 
     executor = choose_executor(spec, placement, plan.source)
     if executor == "process":
@@ -146,10 +145,12 @@ def _start_hosts(spec: Spec, data: Any, placement: Placement, plan: Plan, study:
     layout = host_layout(spec, placement, cpus, plan.n_trials)
     try:
         pool = start_hosts(spec, data, layout)
-    except Exception as exc:  # noqa: BLE001 - auto falls back to processes, one line
+    except HostStartError as exc:
+        reason = str(exc)
         if spec.resources.executor == "host":
-            raise
-        reason = failure_reason(exc)
+            raise SweeperError(
+                f"{plan.source}: resources.executor: the hosts did not start ({reason})"
+            ) from None
         print(f"warning: the hosts did not start ({reason}); a process per trial", file=sys.stderr)
         print(f"  trials on {placement.describe()}", file=sys.stderr)
         study.set_state(

@@ -1,0 +1,211 @@
+"""The host executor (``resources.executor``): which one runs a study, how hosts are laid
+out, and hosted studies end to end on Ray (the same numbers as trials trained alone,
+schedulers stop hosted trials, a killed driver's study resumes from the host's checkpoints)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from sweeper.cli import main
+from sweeper.engine.executor import choose_executor, host_layout
+from sweeper.errors import SpecError
+from sweeper.spec import load_spec
+from sweeper.store import Study
+from tests.support import REPO
+from tests.support.drivers import Driver, harness_env
+from tests.support.sweeps import write_sweep
+
+
+def spec_with(tmp_path: Path, **overrides) -> object:
+    return load_spec(write_sweep(tmp_path, **overrides))
+
+
+CPU = SimpleNamespace(device="cpu", n_gpus=0, trials_per_gpu=None, trials_per_host=None)
+GPU = SimpleNamespace(device="cuda", n_gpus=2, trials_per_gpu=8, trials_per_host=24)
+
+
+def test_auto_is_the_host_on_gpus_and_the_process_on_the_cpu(tmp_path):
+    spec = spec_with(tmp_path)
+    assert choose_executor(spec, GPU) == "host"
+    assert choose_executor(spec, CPU) == "process"
+
+
+def test_host_and_process_are_taken_as_asked(tmp_path):
+    host = spec_with(tmp_path, resources={"executor": "host"})
+    process = spec_with(tmp_path, resources={"executor": "process"})
+    assert choose_executor(host, CPU) == "host"
+    assert choose_executor(process, GPU) == "process"
+
+
+def test_pbt_runs_as_processes_and_asking_for_a_host_is_one_line(tmp_path):
+    pbt = {"name": "pbt", "perturbation_interval": 1}
+    auto = spec_with(tmp_path, scheduler=pbt)
+    assert choose_executor(auto, GPU) == "process"
+    host = spec_with(tmp_path, scheduler=pbt, resources={"executor": "host"})
+    with pytest.raises(SpecError) as err:
+        choose_executor(host, GPU, "s.yaml")
+    assert "resources.executor" in str(err.value) and "pbt" in str(err.value)
+    assert "expected auto or process" in str(err.value)
+
+
+def test_a_program_runs_as_processes(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text("print('hi')\n")
+    spec = spec_with(tmp_path, model=None, data=None, program=str(script))
+    assert choose_executor(spec, GPU) == "process"
+
+
+def test_an_unknown_executor_is_one_line(tmp_path, capsys):
+    path = write_sweep(tmp_path, resources={"executor": "threads"})
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "resources.executor" in err and "threads" in err and "Traceback" not in err
+
+
+def test_gpu_hosts_one_per_gpu_holding_the_probed_count(tmp_path):
+    layout = host_layout(spec_with(tmp_path), GPU, num_cpus=16, n_trials=96)
+    assert (layout.hosts, layout.host_gpus, layout.per_host) == (2, 1.0, 24)
+    assert layout.at_once == 48
+    assert layout.client_cpus * layout.at_once <= 0.5 + 1e-9
+
+
+def test_cpu_hosts_leave_half_a_core_to_the_clients(tmp_path):
+    layout = host_layout(spec_with(tmp_path), CPU, num_cpus=2, n_trials=8)
+    assert (layout.hosts, layout.host_gpus) == (1, 0.0)
+    assert layout.host_cpus == 1.5 and layout.per_host == 4
+    eight = host_layout(spec_with(tmp_path), CPU, num_cpus=8, n_trials=64)
+    assert eight.hosts == 2 and eight.host_cpus == 3.75
+
+
+def test_a_host_never_holds_more_than_the_study_or_max_concurrent(tmp_path):
+    assert host_layout(spec_with(tmp_path), GPU, num_cpus=16, n_trials=3).per_host == 2
+    capped = spec_with(tmp_path, resources={"max_concurrent": 4})
+    assert host_layout(capped, GPU, num_cpus=16, n_trials=96).at_once == 4
+
+
+def test_check_names_the_executor(tmp_path, capsys, data_root):
+    path = write_sweep(tmp_path, resources={"executor": "host", "num_cpus": 2})
+    assert main(["check", str(path)]) == 0
+    assert "executor host" in capsys.readouterr().out
+
+
+# -- end to end on Ray -----------------------------------------------------------------------
+
+
+def alone(spec, params: dict) -> list[dict]:
+    """Each epoch's metrics of one config trained by ``train_trial`` in this process."""
+    from sweeper.data import load_splits
+    from sweeper.trial import resolve_trial
+    from sweeper.trial.loop import TrialContext, train_trial
+
+    epochs: list[dict] = []
+    splits = load_splits(spec.data, spec.data.root)
+    train_trial(
+        resolve_trial(spec, params),
+        TrialContext(data=splits, report=lambda m, _state: epochs.append(dict(m))),
+    )
+    return epochs
+
+
+@pytest.mark.slow
+def test_a_hosted_study_trains_each_config_as_it_trains_alone(tmp_path, data_root):
+    path = write_sweep(
+        tmp_path,
+        name="hosted",
+        epochs=2,
+        resources={"executor": "host", "num_cpus": 2},
+        data={"train_size": 1000, "val_size": 300, "test_size": 300},
+    )
+    runs = tmp_path / "runs"
+    assert main(["run", str(path), "--runs", str(runs), "--wandb", "disabled"]) == 0
+    study = Study.open("hosted", runs)
+    placement = study.meta()["placement"]
+    assert placement["executor"] == "host" and placement["hosts"]["hosts"] == 1
+    rows = study.trials()
+    assert list(rows["state"]) == ["COMPLETE"] * 4
+    history = study.history()
+    spec = study.spec()
+    for _, row in rows.iterrows():
+        params = {"width": int(row["config/width"]), "optimizer": row["config/optimizer"]}
+        want = alone(spec, params)
+        got = history[history["trial_id"] == row["trial_id"]].sort_values("epoch")
+        assert len(got) == len(want) == 2
+        for (_, epoch), metrics in zip(got.iterrows(), want, strict=True):
+            for key in ("train_loss", "val_loss", "val_acc"):
+                assert epoch[key] == pytest.approx(metrics[key], abs=1e-5), (params, key)
+    # the host wrote each trial's checkpoints in its own folder, and logged its start
+    for folder in study.tune_dir.glob("hosted_trainable_*"):
+        assert [p.name for p in folder.glob("checkpoint_*")] == ["checkpoint_000002"]
+        starts = [json.loads(x) for x in (folder / "starts.jsonl").read_text().splitlines()]
+        assert [s["epoch"] for s in starts] == [0]
+
+
+@pytest.mark.slow
+def test_asha_stops_hosted_trials_early(tmp_path, data_root):
+    path = write_sweep(
+        tmp_path,
+        name="hosted_asha",
+        epochs=4,
+        method="random",
+        run_cap=6,
+        parameters={"lr": {"values": [1e-5, 1e-4, 0.05, 0.1]}, "width": {"values": [16]}},
+        scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2},
+        resources={"executor": "host", "num_cpus": 2},
+        data={"train_size": 600, "val_size": 200, "test_size": 200},
+        train={"optimizer": "sgd"},
+    )
+    runs = tmp_path / "runs"
+    assert main(["run", str(path), "--runs", str(runs), "--wandb", "disabled"]) == 0
+    rows = Study.open("hosted_asha", runs).trials()
+    assert set(rows["state"]) <= {"COMPLETE", "PRUNED"}
+    assert (rows["state"] == "PRUNED").any() and (rows["state"] == "COMPLETE").any()
+    assert rows.loc[rows["state"] == "PRUNED", "epochs"].max() < 4
+
+
+@pytest.mark.slow
+def test_a_killed_drivers_hosted_study_resumes_from_the_hosts_checkpoints(tmp_path, data_root):
+    path = write_sweep(
+        tmp_path,
+        name="hosted_kill",
+        epochs=6,
+        resources={"executor": "host", "num_cpus": 2},
+        data={"train_size": 4000, "val_size": 300, "test_size": 300},
+        train={"batch_size": 16},
+    )
+    runs = tmp_path / "runs"
+    env = harness_env(Path("/tmp"))
+    log = tmp_path / "driver.log"
+    d = Driver(["run", str(path), "--runs", str(runs)], log, env, REPO)
+    study_path = runs / "hosted_kill"
+    deadline = 240
+    while d.elapsed() < deadline and not _some_epochs(study_path, 2):
+        if d.proc.poll() is not None:
+            pytest.fail(f"the driver ended before the kill: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    assert d.kill(), "the driver had ended before the kill"
+    r = Driver(["resume", "hosted_kill", "--runs", str(runs)], log, env, REPO)
+    assert r.wait(timeout=400) == 0, log.read_text()[-3000:]
+    study = Study.open("hosted_kill", runs)
+    rows = study.trials()
+    assert list(rows["state"]) == ["COMPLETE"] * 4
+    history = study.history()
+    pairs = list(zip(history["trial_id"], history["epoch"], strict=True))
+    assert len(pairs) == len(set(pairs)) == 4 * 6  # each epoch once: none lost, none twice
+    continued = [
+        json.loads(line)["epoch"]
+        for folder in study.tune_dir.glob("hosted_trainable_*")
+        for line in (folder / "starts.jsonl").read_text().splitlines()
+    ]
+    assert any(epoch > 0 for epoch in continued)  # a trial went on from its checkpoint
+
+
+def _some_epochs(study: Path, n: int) -> bool:
+    history = study / "history.csv"
+    if not history.exists():
+        return False
+    return len(history.read_text().splitlines()) - 1 >= n
