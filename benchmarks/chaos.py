@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", default="0.5,25", help="kill-time window in seconds: lo,hi")
     p.add_argument("--workdir", help="keep the study and the drivers' log here")
     p.add_argument("--json", help="also write the cycles and totals to this file")
+    p.add_argument(
+        "--executor", default="auto", choices=("auto", "host", "process"), help="resources.executor"
+    )
     args = p.parse_args(argv)
     lo, hi = (float(x) for x in args.window.split(","))
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="chaos-"))
@@ -60,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         train_size=args.train_size,
         batch_size=args.batch_size,
         log=lambda s: print(s, file=sys.stderr, flush=True),
+        executor=args.executor,
     )
     print(table(outcome))
     print(f"\nstudy and drivers' log: {workdir}")

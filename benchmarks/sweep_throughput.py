@@ -5,7 +5,10 @@
 * ``ray``: plain Ray Tune (default settings) running that same trainer, one trial per GPU,
   or per CPU without one, reporting each epoch.
 * ``sweeper``: ``sweeper run`` on a sweep file of exactly these configs, with its defaults
-  (W&B offline, the study folder, checkpoints, the Optuna mirror, resources as in the file).
+  (W&B offline, the study folder, checkpoints, the Optuna mirror, resources as in the file;
+  ``resources.executor: auto``). ``sweeper-host`` and ``sweeper-process`` set the executor:
+  one host per GPU (or per few cores) training many trials in one process, or a process per
+  trial (``engine/executor.py``).
 * ``bare``: a plain torch for-loop doing sweeper's training (data resident on the device,
   batches by index, the same model and optimizer), one trial after another, no orchestration:
   the baseline for start-up costs.
@@ -42,11 +45,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-WAYS = ("seed", "ray", "sweeper", "bare")
+WAYS = ("seed", "ray", "sweeper", "sweeper-host", "sweeper-process", "bare")
 LABELS = {
     "seed": "seed-style loop (DataLoader)",
     "ray": "plain Ray Tune + seed trainer",
     "sweeper": "sweeper run (defaults)",
+    "sweeper-host": "sweeper run, executor host",
+    "sweeper-process": "sweeper run, executor process",
     "bare": "bare torch loop (resident data)",
 }
 
@@ -125,15 +130,17 @@ def timed(way: str, job: dict[str, Any], work: Path) -> tuple[float, list[dict]]
     job_file, result_file = work / f"{way}.job.json", work / f"{way}.result.json"
     job_file.write_text(json.dumps(job))
     cmd = [sys.executable, __file__, "--child", way, str(job_file), str(result_file)]
-    if way == "sweeper":  # the command line itself
+    if way.startswith("sweeper"):  # the command line itself
         cmd = [sys.executable, "-m", "sweeper.cli", "run", job["sweeper_file"], "--out", job["out"]]
         cmd += ["--force-new", *(["--data-dir", job["data_dir"]] if job["data_dir"] else [])]
+        if "-" in way:
+            cmd += ["--set", f"resources.executor={way.split('-', 1)[1]}"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"{way} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    if way == "sweeper":
+    if way.startswith("sweeper"):
         return wall, sweeper_results(Path(job["out"]))
     return wall, json.loads(result_file.read_text())
 
@@ -234,7 +241,9 @@ def print_table(rows: dict, n_configs: int, epochs: int, exact: bool) -> None:
         vs_bare = f"{wall / bare_wall:.2f}x" if bare_wall else "-"
         val, test = r["best"]
         acc = f"{val:.4f} | {test:.4f}" if val is not None and test is not None else "- | -"
-        note = "" if way != "sweeper" or exact else " (grid sampler's pick of the cells)"
+        note = (
+            "" if not way.startswith("sweeper") or exact else " (grid sampler's pick of the cells)"
+        )
         print(
             f"| {LABELS[way]}{note} | {r['n']} | {epochs} | {shown} | {rate:.2f} | {vs_seed} "
             f"| {vs_bare} | {acc} |"

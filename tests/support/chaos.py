@@ -38,6 +38,7 @@ def write_sweep(
     epochs: int = 4,
     train_size: int = 2000,
     batch_size: int = 32,
+    executor: str = "auto",
 ) -> tuple[Path, list[tuple]]:
     """The chaos grid's sweep file; returns it and the planned configs (width, depth, optimizer)."""
     path = sweeps.write_sweep(
@@ -48,6 +49,7 @@ def write_sweep(
         model={"args": None},
         data={"train_size": train_size},
         train={"batch_size": batch_size},
+        resources={"executor": executor},
     )
     return path, sorted(itertools.product(widths, (1, 2), ("adam", "sgd")))
 
@@ -267,13 +269,19 @@ def run_chaos(
     batch_size: int = 16,
     final_timeout: float = 600.0,
     log=print,
+    executor: str = "auto",
 ) -> Outcome:
     """Run, kill, resume ``kills`` times, then resume to the end; check the study."""
     t_start = time.monotonic()
     rng = random.Random(seed)
     workdir.mkdir(parents=True, exist_ok=True)
     sweep, planned = write_sweep(
-        workdir, widths=widths, epochs=epochs, train_size=train_size, batch_size=batch_size
+        workdir,
+        widths=widths,
+        epochs=epochs,
+        train_size=train_size,
+        batch_size=batch_size,
+        executor=executor,
     )
     out = workdir / "runs"
     study = out / "chaos"
