@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sweeper.models._args import DATA_ARGS, ArgSpec, Bounds, arg_specs
+from sweeper.registry.base import Registry, UnknownNameError
 
 # The input a builder is measured on when neither it nor its registration names one.
 FALLBACK_INPUT: tuple[tuple[int, ...], int] = ((1, 28, 28), 10)
@@ -70,14 +71,14 @@ class ModelEntry:
         return {**base, **self.preset}
 
 
-_MODELS: dict[str, ModelEntry] = {}
-
-
-class UnknownModelError(KeyError):
+class UnknownModelError(UnknownNameError):
     """A model name or argument the registry does not know."""
 
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
+
+# 0.65, not difflib's 0.6: with many registered models, 0.6 offers lenet for resnet18.
+_MODELS: Registry[ModelEntry] = Registry("model", error=UnknownModelError, sort=True, cutoff=0.65)
+# A user's own builders, keyed ``file:function`` (loaded code, never listed or offered).
+_OWN: dict[str, ModelEntry] = {}
 
 
 def register_model(
@@ -124,7 +125,8 @@ def register_model(
         ]
         for entry in entries:  # all checked before any registers: no half-registered family
             _check_entry(entry)
-        _MODELS.update((entry.name, entry) for entry in entries)
+        for entry in entries:
+            _MODELS.register(entry.name, entry)
         return builder
 
     return wrap
@@ -156,7 +158,7 @@ def _signature_input(builder: Callable[..., Any]) -> tuple[tuple[int, ...], int]
 
 def list_models() -> list[str]:
     """All registered names, sorted (a user's own builders, keyed ``file:function``, not)."""
-    return sorted(n for n in _MODELS if ":" not in n)
+    return _MODELS.names()
 
 
 def ensure_model(model_spec: Any) -> str:
@@ -174,10 +176,10 @@ def ensure_model(model_spec: Any) -> str:
 
     key = model_spec.ref
     stamp = file_stamp(model_spec.path)
-    if key in _MODELS and _LOADED.get(key) == stamp:
+    if key in _OWN and _LOADED.get(key) == stamp:
         return key
     builder = load_builder(model_spec.path, model_spec.import_, model_spec.name)
-    _MODELS[key] = ModelEntry(
+    _OWN[key] = ModelEntry(
         name=key,
         family="own",
         builder=builder,
@@ -189,13 +191,11 @@ def ensure_model(model_spec: Any) -> str:
 
 
 def get_entry(name: str) -> ModelEntry:
-    """The registry entry for ``name``; an unknown name lists the valid ones."""
-    try:
-        return _MODELS[name]
-    except KeyError:
-        raise UnknownModelError(
-            f"unknown model {name!r}; expected one of {', '.join(list_models())}"
-        ) from None
+    """The registry entry for ``name`` (or a user's builder :func:`ensure_model` loaded); an
+    unknown name is an :class:`UnknownModelError` listing the valid ones, the closest offered.
+    """
+    own = _OWN.get(name)
+    return own if own is not None else _MODELS.get(name)
 
 
 def check_model_args(name: str, args: dict[str, Any]) -> None:

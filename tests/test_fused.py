@@ -239,7 +239,7 @@ def branchy(monkeypatch):
     """A model ``branchy`` registered for this test only."""
     from sweeper.models import _api, register_model
 
-    monkeypatch.setattr(_api, "_MODELS", dict(_api._MODELS))
+    monkeypatch.setattr(_api, "_MODELS", _api._MODELS.copy())
 
     @register_model("branchy", doc={"branchy": "test: if on a tensor's value"})
     def build(*, in_shape: tuple[int, ...] = (2,), num_classes: int = 2) -> torch.nn.Module:

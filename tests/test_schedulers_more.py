@@ -168,9 +168,9 @@ def test_the_pruning_scheduler_asks_the_trials_optuna_trial():
 
 def test_pb2_without_its_packages_names_them(monkeypatch):
     from sweeper.errors import SweeperError
-    from sweeper.registry import schedulers as scheduling
+    from sweeper.registry import blocks
 
-    monkeypatch.setattr(scheduling, "_importable", lambda module: module != "GPy")
+    monkeypatch.setattr(blocks, "_importable", lambda module: module != "GPy")
     params = {"lr": {"min": 0.01, "max": 0.1}}
     with pytest.raises(
         SweeperError, match=r"scheduler.name: scheduler pb2 needs GPy: pip install GPy$"

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import optuna
-import pytest
 
 from sweeper.search.space import (
     distributions,
     finite_values,
     grid,
-    make_sampler,
     planned_trials,
     space_size,
 )
@@ -59,39 +57,6 @@ def test_continuous_space_needs_a_budget():
     assert planned_trials(spec, max_trials=7) == 7
     dist = distributions(spec)["lr"]
     assert isinstance(dist, optuna.distributions.FloatDistribution) and dist.log
-
-
-@pytest.mark.parametrize(
-    ("name", "cls"),
-    [
-        ("grid", optuna.samplers.GridSampler),
-        ("random", optuna.samplers.RandomSampler),
-        ("tpe", optuna.samplers.TPESampler),
-        ("gp", optuna.samplers.GPSampler),
-        ("cmaes", optuna.samplers.CmaEsSampler),
-        ("nsga2", optuna.samplers.NSGAIISampler),
-        ("nsga3", optuna.samplers.NSGAIIISampler),
-    ],
-)
-def test_every_sampler_builds_and_samples(name, cls):
-    params = {"width": {"values": [16, 32]}, "depth": {"min": 1, "max": 3}}
-    if name != "grid":
-        params["lr"] = {"min": 1e-4, "max": 1e-1, "distribution": "log_uniform_values"}
-    spec = spec_with(params, sampler=name, run_cap=3)
-    sampler = make_sampler(spec)
-    assert isinstance(sampler, cls)
-    study = optuna.create_study(sampler=sampler, direction="maximize")
-    for _ in range(3):
-        trial = study.ask(distributions(spec))
-        study.tell(trial, float(trial.params["depth"]))
-    assert len(study.trials) == 3
-    # Ray Tune pickles the sampler (tuner.pkl, the searcher's snapshots) and resume loads it
-    from ray import cloudpickle
-
-    again = cloudpickle.loads(cloudpickle.dumps(study))
-    trial = again.ask(distributions(spec))
-    again.tell(trial, 1.0)
-    assert len(again.trials) == 4
 
 
 def test_bayes_method_means_tpe():

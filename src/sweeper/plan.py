@@ -134,7 +134,7 @@ def _check_objectives(spec: Spec, source: str, reported: tuple[str, ...]) -> Non
 
 
 def _check_dataset(spec: Spec, source: str) -> Any:
-    from sweeper.data import DataError, dataset_info, list_datasets
+    from sweeper.data import DataError, dataset_info
     from sweeper.usercode import UserCodeError
 
     try:
@@ -147,8 +147,7 @@ def _check_dataset(spec: Spec, source: str) -> Any:
         if message.startswith("args."):  # "args.split: expected one of ..."
             key, _, message = message.partition(": ")
             raise SpecError(source, f"data.{key}", message) from None
-        hint = _did_you_mean(spec.data.name, list_datasets())
-        raise SpecError(source, "data.name", f"{message}{hint}") from None
+        raise SpecError(source, "data.name", message) from None
 
 
 def _check_root(spec: Spec, source: str, origin: str | None) -> None:
@@ -207,7 +206,7 @@ def _own_model(spec: Spec, source: str) -> str:
 
 def _check_models(spec: Spec, source: str) -> list[Any]:
     """Check every model the sweep can build and its fixed arguments; returns their entries."""
-    from sweeper.models import UnknownModelError, check_model_args, get_entry, list_models
+    from sweeper.models import UnknownModelError, check_model_args, get_entry
 
     names = _model_names(spec, source)
     key = "model.name" if MODEL_KEY not in spec.parameters else f"parameters.{MODEL_KEY}.values"
@@ -216,7 +215,7 @@ def _check_models(spec: Spec, source: str) -> list[Any]:
         try:
             entry = get_entry(name)
         except UnknownModelError as exc:
-            raise SpecError(source, key, f"{exc}{_did_you_mean(name, list_models())}") from None
+            raise SpecError(source, key, str(exc)) from None
         bad_keys = [k for k in entry.train if k not in TrainSpec.model_fields]
         if bad_keys:
             raise SpecError(source, key, f"preset {name} sets unknown training keys {bad_keys}")

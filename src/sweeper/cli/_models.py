@@ -22,14 +22,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     the arguments each family takes: what each accepts and its default."""
     from sweeper.errors import SweeperError
     from sweeper.models import UnknownModelError, get_entry, list_models
-    from sweeper.suggest import did_you_mean
 
     names = list_models()
     if args.name is not None:
         try:
             get_entry(args.name)
-        except UnknownModelError as exc:  # one line listing the valid ones
-            raise SweeperError(f"{exc}{did_you_mean(args.name, names)}") from None
+        except UnknownModelError as exc:  # one line listing the valid ones, the closest
+            raise SweeperError(str(exc)) from None
         names = [args.name]
     rows = [model_row(name) for name in names]
     if args.json:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from sweeper.registry.base import Registry
+
 CLASSIFICATION_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
 SEGMENTATION_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_iou", "val_dice")
 
@@ -96,11 +98,12 @@ class DatasetEntry:
         return self.info_for({k: d for k, (d, _) in self.args.items()} | dict(given))
 
 
-_DATASETS: dict[str, DatasetEntry] = {}
-
-
 class DataError(Exception):
     """A dataset that cannot be found or read; the message says where and how to fix it."""
+
+
+# 0.65, not difflib's 0.6: with many names, 0.6 offers names that only share a suffix.
+_DATASETS: Registry[DatasetEntry] = Registry("dataset", error=DataError, sort=True, cutoff=0.65)
 
 
 def register_dataset(
@@ -117,27 +120,21 @@ def register_dataset(
     """
 
     def wrap(loader: Loader) -> Loader:
-        if info.name in _DATASETS:
-            raise ValueError(f"dataset {info.name!r} is already registered")
         entry = DatasetEntry(info, loader, dict(args or {}), info_for, reads_files)
-        _DATASETS[info.name] = entry
+        _DATASETS.register(info.name, entry)
         return loader
 
     return wrap
 
 
 def list_datasets() -> list[str]:
-    return sorted(_DATASETS)
+    return _DATASETS.names()
 
 
 def get_dataset(name: str) -> DatasetEntry:
-    """The entry for ``name``; an unknown name lists the valid ones."""
-    try:
-        return _DATASETS[name]
-    except KeyError:
-        raise DataError(
-            f"unknown dataset {name!r}; expected one of {', '.join(list_datasets())}"
-        ) from None
+    """The entry for ``name``; an unknown name is a :class:`DataError` listing the valid
+    ones, the closest offered."""
+    return _DATASETS.get(name)
 
 
 def split_train_val(

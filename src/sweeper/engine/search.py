@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from sweeper.registry.samplers import SAMPLERS
 from sweeper.search.space import decode, distributions, make_sampler
 from sweeper.spec import Spec
 
@@ -24,7 +25,7 @@ def _sampler(spec: Spec) -> Any:
     """The spec's sampler; with ``impute_while_running`` one that also learns from running
     trials' values (:mod:`sweeper.search.impute`; a grid or random sampler learns nothing)."""
     sampler = make_sampler(spec)
-    learns = spec.sampler_name not in ("grid", "random")
+    learns = SAMPLERS.get(spec.sampler_name).learns
     if spec.metric.imputes_running and learns and not spec.objectives.multi:
         from sweeper.search.impute import RunningImputed
 

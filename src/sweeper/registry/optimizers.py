@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweeper.registry.base import Registry
+
 
 @dataclass(frozen=True)
 class OptimizerEntry:
@@ -26,11 +28,14 @@ class OptimizerEntry:
     elementwise: bool = True
 
 
-OPTIMIZERS: dict[str, OptimizerEntry] = {
-    "adam": OptimizerEntry("Adam", ("lr", "weight_decay"), {"lr": 1e-3}),
-    "adamw": OptimizerEntry("AdamW", ("lr", "weight_decay"), {"lr": 1e-3, "weight_decay": 0.01}),
-    "sgd": OptimizerEntry("SGD", ("lr", "momentum", "weight_decay"), {"lr": 0.01, "momentum": 0.0}),
-}
+OPTIMIZERS: Registry[OptimizerEntry] = Registry("optimizer")
+OPTIMIZERS.register("adam", OptimizerEntry("Adam", ("lr", "weight_decay"), {"lr": 1e-3}))
+OPTIMIZERS.register(
+    "adamw", OptimizerEntry("AdamW", ("lr", "weight_decay"), {"lr": 1e-3, "weight_decay": 0.01})
+)
+OPTIMIZERS.register(
+    "sgd", OptimizerEntry("SGD", ("lr", "momentum", "weight_decay"), {"lr": 0.01, "momentum": 0.0})
+)
 
 # Keys a sweep may set for any optimizer (in ``train`` or as swept parameters).
 OPTIMIZER_KEYS = ("lr", "momentum", "weight_decay")
@@ -41,7 +46,7 @@ def optimizer_kwargs(name: str, *layers: dict[str, Any]) -> dict[str, Any]:
 
     ``None`` values in a layer mean "not set" and do not override.
     """
-    entry = OPTIMIZERS[name]
+    entry = OPTIMIZERS.get(name)
     merged: dict[str, Any] = dict(entry.defaults)
     for layer in layers:
         merged.update({k: v for k, v in layer.items() if v is not None and k in OPTIMIZER_KEYS})
@@ -52,4 +57,4 @@ def build_optimizer(name: str, params: Any, kwargs: dict[str, Any]) -> Any:
     """Instantiate the registered torch optimizer ``name`` over ``params``."""
     import torch
 
-    return getattr(torch.optim, OPTIMIZERS[name].torch_class)(params, **kwargs)
+    return getattr(torch.optim, OPTIMIZERS.get(name).torch_class)(params, **kwargs)

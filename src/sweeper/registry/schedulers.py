@@ -14,7 +14,18 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweeper.suggest import did_you_mean
+from sweeper.registry.base import Registry
+from sweeper.registry.blocks import check_block, entry_class
+
+__all__ = [
+    "POPULATION",
+    "PRUNERS",
+    "SCHEDULERS",
+    "Entry",
+    "build_pruner",
+    "check_block",
+    "entry_class",
+]
 
 
 @dataclass(frozen=True)
@@ -28,15 +39,8 @@ class Entry:
     needs: dict[str, str] = field(default_factory=dict)  # pip package -> module it imports
 
 
-SCHEDULERS: dict[str, Entry] = {}
-PRUNERS: dict[str, Entry] = {}
-
-
-def register(table: dict[str, Entry], name: str, entry: Entry) -> None:
-    """Add ``entry`` under ``name``; a duplicate name raises."""
-    if name in table:
-        raise ValueError(f"{name!r} is already registered")
-    table[name] = entry
+SCHEDULERS: Registry[Entry] = Registry("scheduler")
+PRUNERS: Registry[Entry] = Registry("pruner")
 
 
 _RAY = "ray.tune.schedulers"
@@ -73,7 +77,7 @@ for _name, _entry in {
         needs={"GPy": "GPy", "scikit-learn": "sklearn"},
     ),
 }.items():
-    register(SCHEDULERS, _name, _entry)
+    SCHEDULERS.register(_name, _entry)
 
 _OPTUNA = "optuna.pruners"
 for _name, _entry in {
@@ -99,64 +103,7 @@ for _name, _entry in {
         f"{_OPTUNA}:ThresholdPruner", ("lower", "upper", "n_warmup_steps", "interval_steps")
     ),
 }.items():
-    register(PRUNERS, _name, _entry)
-
-
-def check_block(kind: str, table: dict[str, Entry], block: Any) -> tuple[str, dict[str, Any]]:
-    """A ``scheduler``/``pruner`` block as ``(name, args)``: a mapping with ``name`` and the
-    entry's own arguments, flat (``{name: asha, max_t: 9}``) or under ``args``.
-
-    Raises:
-        ValueError: ``"@key: message"`` for an unknown name or argument.
-    """
-    if not isinstance(block, dict) or "name" not in block:
-        raise ValueError(f"expected a mapping with name (one of {', '.join(table)}), got {block!r}")
-    block = dict(block)
-    name = block.pop("name")
-    args = dict(block.pop("args", None) or {})
-    overlap = sorted(set(args) & set(block))
-    if overlap:
-        raise ValueError(f"@{overlap[0]}: given both flat and under args; give it once")
-    args.update(block)
-    if name not in table:
-        hint = did_you_mean(str(name), table)
-        raise ValueError(
-            f"@name: unknown {kind} {name!r}; expected one of {', '.join(table)}{hint}"
-        )
-    missing = [pip for pip, module in table[name].needs.items() if not _importable(module)]
-    if missing:
-        raise ValueError(
-            f"@name: {kind} {name} needs {', '.join(missing)}: pip install {' '.join(missing)}"
-        )
-    accepts = table[name].accepts
-    for key in args:
-        if key not in accepts:
-            hint = did_you_mean(key, accepts)
-            raise ValueError(
-                f"@{key}: {kind} {name} does not take {key}; expected some of "
-                f"{', '.join(accepts)}{hint}"
-            )
-    return str(name), args
-
-
-def _importable(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
-def entry_class(entry: Entry) -> Any:
-    """The entry's class, imported now; a missing package is a one-line error naming it."""
-    import importlib
-
-    module, name = entry.cls.split(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ImportError as exc:
-        needs = " ".join(entry.needs) or str(exc.name)  # e.g. pip install GPy scikit-learn
-        raise ImportError(
-            f"{name} needs {needs}, which is not installed: pip install {needs}"
-        ) from None
+    PRUNERS.register(_name, _entry)
 
 
 def build_pruner(name: str, args: dict[str, Any]) -> Any:
@@ -170,7 +117,7 @@ def build_pruner(name: str, args: dict[str, Any]) -> Any:
         args.setdefault("patience", 0)
     with warnings.catch_warnings():  # PatientPruner is "experimental"
         warnings.simplefilter("ignore")
-        return entry_class(PRUNERS[name])(**args)
+        return entry_class(PRUNERS.get(name))(**args)
 
 
 # Schedulers that copy one trial's state into another (exploit, then explore): their trials

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sweeper.registry.samplers import SAMPLERS
 from sweeper.spec.distributions import REGISTRY
 from sweeper.spec.schema import Param, Spec
 from sweeper.spec.values import as_value, choices, from_choice, to_choice
@@ -50,7 +51,7 @@ def planned_trials(spec: Spec, max_trials: int | None = None) -> int | None:
     Returns None when nothing bounds the count (a random/bayes sweep with no cap).
     """
     caps = [c for c in (max_trials, spec.run_cap) if c is not None]
-    if spec.sampler_name == "grid":
+    if SAMPLERS.get(spec.sampler_name).walks_grid:
         size = space_size(spec) or 1
         return min([size, *caps])
     return min(caps) if caps else None
@@ -58,7 +59,7 @@ def planned_trials(spec: Spec, max_trials: int | None = None) -> int | None:
 
 def _drawn_as_values(spec: Spec, param: Param) -> bool:
     """A grid walks a finite parameter's values themselves (no quantile to decode)."""
-    return spec.sampler_name == "grid" and param.is_finite
+    return SAMPLERS.get(spec.sampler_name).walks_grid and param.is_finite
 
 
 def distributions(spec: Spec) -> dict[str, optuna.distributions.BaseDistribution]:
@@ -203,35 +204,9 @@ def script_config(spec: Spec, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-SAMPLER_DOCS = {
-    "grid": "every cell of the grid once (optuna GridSampler)",
-    "random": "independent random draws (optuna RandomSampler)",
-    "tpe": "Tree-structured Parzen Estimator (optuna TPESampler)",
-    "gp": "Gaussian-process Bayesian optimisation (optuna GPSampler)",
-    "cmaes": "CMA evolution strategy (optuna CmaEsSampler; categoricals sampled independently)",
-    "nsga2": "NSGA-II genetic algorithm, one or several objectives (optuna NSGAIISampler)",
-    "nsga3": "NSGA-III genetic algorithm, many objectives (optuna NSGAIIISampler)",
-}
-
-
 def make_sampler(spec: Spec, seed: int | None = None) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler the spec names, seeded (``train.seed`` unless ``seed`` is given)."""
-    import optuna
-
+    """The Optuna sampler the spec names (:data:`sweeper.registry.samplers.SAMPLERS`), with
+    the file's arguments, seeded (``train.seed`` unless ``seed`` is given)."""
+    entry = SAMPLERS.get(spec.sampler_name)
     seed = spec.train.seed if seed is None else seed
-    name = spec.sampler_name
-    if name == "grid":
-        return optuna.samplers.GridSampler(grid(spec), seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    if name in ("nsga2", "nsga3"):  # Optuna's, picklable again (Optuna 5.1 broke it)
-        from sweeper.search.ga_samplers import NSGAIIISampler, NSGAIISampler
-
-        return (NSGAIISampler if name == "nsga2" else NSGAIIISampler)(seed=seed)
-    raise ValueError(f"unknown sampler {name!r}; expected one of {', '.join(SAMPLER_DOCS)}")
+    return entry.build(seed, spec.sampler_args, grid(spec) if entry.walks_grid else None)

@@ -23,6 +23,7 @@ from pydantic import (
 from sweeper.errors import describe_value
 from sweeper.mirror.storage import check_syntax
 from sweeper.registry.optimizers import OPTIMIZERS
+from sweeper.registry.samplers import SAMPLERS
 from sweeper.registry.schedulers import POPULATION
 from sweeper.spec.code import DataSpec, ModelSpec
 from sweeper.spec.distributions import FINITE, MACRO_NAMES
@@ -36,14 +37,11 @@ from sweeper.spec.params import (
     nest_params,
     nested_names,
 )
+from sweeper.spec.sampler import SamplerSpec
 from sweeper.spec.stopping import EarlyTerminate, PrunerSpec, SchedulerSpec
-from sweeper.suggest import did_you_mean
 
 METHODS = ("grid", "random", "bayes")
-SAMPLERS = ("grid", "random", "tpe", "gp", "cmaes", "nsga2", "nsga3")
-# Samplers that cannot optimise several objectives at once.
-SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
-# W&B's `method` mapped to the Optuna sampler that implements it.
+# W&B's `method` mapped to the Optuna sampler that implements it (``SAMPLERS``' names).
 METHOD_SAMPLER = {"grid": "grid", "random": "random", "bayes": "tpe"}
 DEFAULT_METRIC = "val_acc"
 FINITE_DISTRIBUTIONS = FINITE
@@ -95,7 +93,7 @@ class TrainSpec(_Strict):
     @classmethod
     def _known_optimizer(cls, name: str) -> str:
         if name not in OPTIMIZERS:
-            raise ValueError(_unknown_optimizer(name))
+            raise ValueError(OPTIMIZERS.unknown(name))
         return name
 
     @field_validator("optimizer_args")
@@ -104,19 +102,15 @@ class TrainSpec(_Strict):
         # "@key: message" puts the offending key on the error's key path (see loader).
         for name, args in table.items():
             if name not in OPTIMIZERS:
-                raise ValueError(f"@{name}: {_unknown_optimizer(name)}")
-            bad = sorted(set(args) - set(OPTIMIZERS[name].accepts))
+                raise ValueError(f"@{name}: {OPTIMIZERS.unknown(name)}")
+            accepts = OPTIMIZERS.get(name).accepts
+            bad = sorted(set(args) - set(accepts))
             if bad:
                 raise ValueError(
                     f"@{name}.{bad[0]}: {name} does not take {', '.join(bad)}; "
-                    f"expected some of {', '.join(OPTIMIZERS[name].accepts)}"
+                    f"expected some of {', '.join(accepts)}"
                 )
         return table
-
-
-def _unknown_optimizer(name: str) -> str:
-    hint = did_you_mean(name.lower(), OPTIMIZERS)
-    return f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}{hint}"
 
 
 class Resources(_Strict):
@@ -272,7 +266,7 @@ class Spec(_Strict):
     program: StrictStr | None = None
     command: list[StrictStr] | None = None
     method: Literal[METHODS] = "grid"  # type: ignore[valid-type]
-    sampler: Literal[SAMPLERS] | None = None  # type: ignore[valid-type]
+    sampler: SamplerSpec | None = None  # overrides method
     metric: Metric = Field(default_factory=lambda: Metric(name=DEFAULT_METRIC, goal="maximize"))
     # Several objectives (W&B's ``metrics``, or ``metric`` given a list); ``metric`` is then
     # the first of them. Use ``objectives`` for code that must handle both.
@@ -316,7 +310,12 @@ class Spec(_Strict):
     @property
     def sampler_name(self) -> str:
         """The Optuna sampler to use: ``sampler`` if given, else the one for ``method``."""
-        return self.sampler or METHOD_SAMPLER[self.method]
+        return self.sampler.name if self.sampler is not None else METHOD_SAMPLER[self.method]
+
+    @property
+    def sampler_args(self) -> dict[str, Any]:
+        """The arguments the file gives its sampler (none for ``method``'s)."""
+        return dict(self.sampler.args) if self.sampler is not None else {}
 
     @property
     def objectives(self) -> Objectives:
@@ -368,10 +367,11 @@ class Spec(_Strict):
                     f"@{key}: early stopping compares one metric across trials; with "
                     "several objectives it is not supported: remove it or give one metric"
                 )
-        if self.sampler_name in SINGLE_OBJECTIVE_SAMPLERS:
+        if not SAMPLERS.get(self.sampler_name).several_objectives:
+            several = [n for n, e in SAMPLERS.items() if e.several_objectives]
             raise ValueError(
                 f"@sampler: {self.sampler_name} optimises one objective; with several use "
-                "tpe, nsga2, nsga3, gp, random or grid"
+                f"{', '.join(several[:-1])} or {several[-1]}"
             )
         return self
 
@@ -398,7 +398,7 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _grid_is_finite(self) -> Spec:
-        if self.sampler_name != "grid":
+        if not SAMPLERS.get(self.sampler_name).walks_grid:
             return self
         for name, param in self.parameters.items():
             if not param.is_finite:

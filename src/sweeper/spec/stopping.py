@@ -71,7 +71,7 @@ class SchedulerSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _known(cls, raw: Any) -> Any:
-        name, args = check_block("scheduler", SCHEDULERS, raw)
+        name, args = check_block(SCHEDULERS, raw)
         return {"name": name, "args": args}
 
 
@@ -85,7 +85,7 @@ class PrunerSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _known(cls, raw: Any) -> Any:
-        name, args = check_block("pruner", PRUNERS, raw)
+        name, args = check_block(PRUNERS, raw)
         if "wrapped" in args and args["wrapped"] is not None:
             inner = PrunerSpec.model_validate(args["wrapped"])
             args["wrapped"] = {"name": inner.name, "args": inner.args}
