@@ -172,9 +172,9 @@ def test_a_killed_drivers_hosted_study_resumes_from_the_hosts_checkpoints(tmp_pa
     path = write_sweep(
         tmp_path,
         name="hosted_kill",
-        epochs=6,
+        epochs=4,
         resources={"executor": "host", "num_cpus": 2},
-        data={"train_size": 4000, "val_size": 300, "test_size": 300},
+        data={"train_size": 2000, "val_size": 300, "test_size": 300},
         train={"batch_size": 16},
     )
     runs = tmp_path / "runs"
@@ -183,7 +183,7 @@ def test_a_killed_drivers_hosted_study_resumes_from_the_hosts_checkpoints(tmp_pa
     d = Driver(["run", str(path), "--runs", str(runs)], log, env, REPO)
     study_path = runs / "hosted_kill"
     deadline = 240
-    while d.elapsed() < deadline and not _some_epochs(study_path, 2):
+    while d.elapsed() < deadline and not _has_history(study_path):
         if d.proc.poll() is not None:
             pytest.fail(f"the driver ended before the kill: {log.read_text()[-2000:]}")
         time.sleep(0.2)
@@ -195,7 +195,7 @@ def test_a_killed_drivers_hosted_study_resumes_from_the_hosts_checkpoints(tmp_pa
     assert list(rows["state"]) == ["COMPLETE"] * 4
     history = study.history()
     pairs = list(zip(history["trial_id"], history["epoch"], strict=True))
-    assert len(pairs) == len(set(pairs)) == 4 * 6  # each epoch once: none lost, none twice
+    assert len(pairs) == len(set(pairs)) == 4 * 4  # each epoch once: none lost, none twice
     continued = [
         json.loads(line)["epoch"]
         for folder in study.tune_dir.glob("hosted_trainable_*")
@@ -204,8 +204,7 @@ def test_a_killed_drivers_hosted_study_resumes_from_the_hosts_checkpoints(tmp_pa
     assert any(epoch > 0 for epoch in continued)  # a trial went on from its checkpoint
 
 
-def _some_epochs(study: Path, n: int) -> bool:
+def _has_history(study: Path) -> bool:
+    """Whether some trial has finished an epoch (the history has a row past its header)."""
     history = study / "history.csv"
-    if not history.exists():
-        return False
-    return len(history.read_text().splitlines()) - 1 >= n
+    return history.exists() and len(history.read_text().splitlines()) > 1
