@@ -25,7 +25,7 @@ from sweeper.trial.loop import TrialContext, train_trial
 from tests.support.synthetic import image_splits
 
 TIME_KEYS = ("epoch_s", "train_s")
-DATA = {"train_size": 1000, "val_size": 300, "test_size": 300}
+DATA = {"train_size": 600, "val_size": 200, "test_size": 200}
 # widths, optimizers, lrs, batch sizes, a schedule, dropout, the eager loop, fused repeats
 CONFIGS = {
     "adam": {},
@@ -155,6 +155,18 @@ def test_pause_holds_a_trial_at_its_epoch_boundary(splits):
     assert_same_metrics(
         [e.metrics for e in by_trial(seen)["a"]], [m for m, _ in alone(spec, splits, {})]
     )
+
+
+def test_hold_pauses_after_every_epoch(splits):
+    spec = make_spec(epochs=2, checkpoint=False)
+    host = Host(splits, "cpu")
+    host.add("a", resolve_trial(spec, {}), hold=True)
+    (first,) = list(host.run())
+    assert first.metrics["epoch"] == 1 and host.trials() == {"a": "paused"}
+    host.resume("a")
+    (second,) = list(host.run())
+    assert second.done and host.trials() == {}
+    assert_same_metrics([first.metrics, second.metrics], [m for m, _ in alone(spec, splits, {})])
 
 
 def test_checkpoint_restored_into_a_fresh_host_continues_identically(splits):
@@ -312,6 +324,20 @@ def test_hosted_dropout_draws_its_own_numbers_on_cuda(synthetic):
     solo = Host(synthetic, "cuda")
     solo.add("drop", resolve_trial(spec, drop))
     assert_close(together, [e.metrics for e in solo.run()], rel=1e-5, acc=0.0)
+
+
+@pytest.mark.gpu
+def test_hosted_checkpoint_continues_on_cuda(synthetic):
+    spec = cuda_spec(optimizer="sgd", lr=0.05, momentum=0.9)
+    host = Host(synthetic, "cuda")
+    host.add("a", resolve_trial(spec, {}))
+    first, second = list(host.run())
+    assert first.state["runs"][0]["order_generator"].is_cpu  # the device-side order's state
+    fresh = Host(synthetic, "cuda")
+    fresh.add("a", resolve_trial(spec, {}), restore=first.state)
+    (resumed,) = list(fresh.run())
+    assert resumed.metrics["epoch"] == 2
+    assert_close([resumed.metrics], [second.metrics], rel=1e-4, acc=0.002)
 
 
 class _Syncs(torch.nn.Module):

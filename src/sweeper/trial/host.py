@@ -22,6 +22,7 @@ Life of a trial::
     host.pause("t1"); host.state("t1")         # hold at the next epoch boundary; checkpoint
     host.resume("t1"); host.remove("t1")       # go on; leave now (an epoch under way is lost)
     host.add("t1", cfg, restore=state)         # continue from a checkpoint (a fresh host too)
+    host.add("t2", cfg, hold=True)             # pauses after each epoch until resume("t2")
 
 A trial whose code raises (building its model, a step, an evaluation) fails alone: one
 event with ``error`` set, one log line, and the others go on. A finished or failed trial
@@ -94,6 +95,7 @@ class Host:
         self._trials: dict[str, HostedTrial] = {}
         self._modes: dict[str, str] = {}
         self._pending: list[Event] = []  # failures at join, handed out by the next step()
+        self._holds: set[str] = set()  # trials that pause after each epoch
 
     # -- joining and leaving -----------------------------------------------------------------
     def add(
@@ -102,8 +104,13 @@ class Host:
         cfg: TrialConfig,
         restore: dict[str, Any] | None = None,
         new_config: bool = False,
+        hold: bool = False,
     ) -> bool:
         """Take a trial (from scratch, or from ``restore``); it steps from the next round.
+
+        ``new_config``: ``restore`` is another config's state (a PBT copy); this config's
+        optimizer hyperparameters hold. ``hold``: pause the trial after each epoch, until
+        :meth:`resume` (a client that wants its scheduler's word before the next epoch).
 
         Returns:
             Whether it joined; a trial whose set-up raised did not, and its failure comes
@@ -123,6 +130,8 @@ class Host:
             return False
         self._trials[trial_id] = trial
         self._modes[trial_id] = RUNNING
+        if hold:
+            self._holds.add(trial_id)
         return True
 
     def remove(self, trial_id: str) -> None:
@@ -186,7 +195,7 @@ class Host:
             return self._failure(trial_id, exc)
         if trial.finished:
             self._drop(trial_id)
-        elif self._modes[trial_id] == PAUSING:
+        elif self._modes[trial_id] == PAUSING or trial_id in self._holds:
             self._modes[trial_id] = PAUSED
         return Event(trial_id, metrics, state, done=trial.finished)
 
@@ -206,5 +215,6 @@ class Host:
     def _drop(self, trial_id: str) -> None:
         trial = self._trials.pop(trial_id)
         self._modes.pop(trial_id)
+        self._holds.discard(trial_id)
         with contextlib.suppress(RuntimeError):  # a failed trial's stream may hold the error
             trial.lane.synchronize()  # its queued work is done before its memory goes
