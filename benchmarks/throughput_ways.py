@@ -24,7 +24,7 @@ def job_spec(job: dict[str, Any]) -> Any:
     if job["train_size"]:
         overrides.append(f"data.train_size={job['train_size']}")
     spec = load_spec(job["sweep"], overrides)
-    root = resolve_data_root(spec, job["data_dir"])
+    root, _ = resolve_data_root(spec, job["data_dir"])
     return spec.model_copy(update={"data": spec.data.model_copy(update={"root": root})})
 
 

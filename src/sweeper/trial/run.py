@@ -19,6 +19,7 @@ from sweeper.models import get_model
 from sweeper.registry.optimizers import build_optimizer
 from sweeper.trial import step as fast
 from sweeper.trial.config import TrialConfig
+from sweeper.trial.order import epoch_order, order_generator
 
 if TYPE_CHECKING:
     from sweeper.trial.device_data import DeviceData
@@ -54,6 +55,7 @@ class Run:
         self.step: fast.TrainStep | None = None  # made at the first epoch (needs the task)
         self.scheduler = make_scheduler(cfg, self.optimizer)
         self.generator = torch.Generator().manual_seed(seed)
+        self.order_generator = order_generator(seed, device, self.generator)  # trial/order.py
         self.device = device
         self.train_set, self.val_set = train, val
         self.grad_sum, self.grad_steps = 0.0, 0
@@ -62,7 +64,7 @@ class Run:
         """This epoch's shuffled training indices into ``train_set``'s tensors, ``(n,)``."""
         x, _, idx = self.train_set
         n = len(idx) if idx is not None else len(x)
-        order = torch.randperm(n, generator=self.generator).to(self.device)
+        order = epoch_order(n, self.order_generator, self.device)
         return idx[order] if idx is not None else order
 
     def train_epoch(self, cfg: TrialConfig, data: DeviceData, task: Any) -> dict[str, float]:
@@ -141,7 +143,14 @@ class Run:
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "generator": self.generator.get_state(),
             "grad": (self.grad_sum, self.grad_steps),
+            **self._order_state(),
         }
+
+    def _order_state(self) -> dict[str, Any]:
+        """The device-side order generator's state, where it is not ``generator``."""
+        if self.order_generator is self.generator:
+            return {}
+        return {"order_generator": self.order_generator.get_state()}
 
     def load(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -151,6 +160,8 @@ class Run:
         if self.scheduler is not None and state.get("scheduler"):
             self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
+        if self.order_generator is not self.generator and "order_generator" in state:
+            self.order_generator.set_state(state["order_generator"])
         self.grad_sum, self.grad_steps = state.get("grad", (0.0, 0))
 
     def lr(self) -> float:

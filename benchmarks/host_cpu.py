@@ -1,0 +1,151 @@
+"""One host (``trial/host.py``) against the bare loop and ``train_trial`` on the CPU, in one process.
+
+The same configs (the first ``--configs`` of the sweep file's grid, as in
+``sweep_throughput.py``) trained three ways over the same resident data:
+
+* ``bare``: the bare loop of ``throughput_ways.py`` (resident tensors, batches by index),
+  one trial after another: no metrics beyond val/test accuracy, no checkpoints.
+* ``loop``: ``train_trial`` (the process path's training, what each Ray trial runs), one
+  trial after another in this process: what sweeper's own training costs over the bare loop.
+* ``host``: every config added to one :class:`~sweeper.trial.host.Host` at once and
+  trained round robin, one step of each in turn, reporting what ``train_trial`` reports
+  per epoch (train/val metrics, test metrics and per-class accuracy at the end) and, with
+  the configs' defaults (``train.checkpoint: true``), a CPU copy of each trial's state per
+  epoch (no disk).
+
+Timed: the training only (data loaded once, before any way; the host's set-up, model
+building included, is inside its time). The ways alternate over ``--repeats`` rounds and the
+table shows medians. Prints one Markdown table and the machine; paste both into
+benchmarks/RESULTS.md.
+
+    python benchmarks/host_cpu.py                          # 8 configs x 8 epochs, 10k images
+    python benchmarks/host_cpu.py --repeats 3 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sweep_throughput import grid_configs, machine  # noqa: E402
+from throughput_ways import bare_trial, job_spec, resident  # noqa: E402
+
+WAYS = {
+    "bare": "bare loop, one trial after another",
+    "loop": "train_trial, one after another",
+    "host": "one host, all trials at once",
+}
+
+
+def run_bare(spec, configs, data) -> tuple[float, list[float]]:
+    t0 = time.perf_counter()
+    results = [bare_trial(spec, c, data) for c in configs]
+    return time.perf_counter() - t0, [r["val_acc"] for r in results]
+
+
+def run_loop(spec, configs, splits) -> tuple[float, list[float]]:
+    from sweeper.trial import resolve_trial
+    from sweeper.trial.loop import TrialContext, train_trial
+
+    t0 = time.perf_counter()
+    accs = []
+    for params in configs:
+        final = train_trial(resolve_trial(spec, params), TrialContext(splits, lambda m, s: None))
+        accs.append(final["val_acc"])
+    return time.perf_counter() - t0, accs
+
+
+def run_host(spec, configs, splits) -> tuple[float, list[float]]:
+    from sweeper.trial import resolve_trial
+    from sweeper.trial.host import Host
+
+    t0 = time.perf_counter()
+    host = Host(splits, "cpu")
+    for i, params in enumerate(configs):
+        host.add(str(i), resolve_trial(spec, params))
+    last: dict[str, float] = {}
+    for event in host.run():
+        if event.error:
+            raise RuntimeError(f"trial {event.trial_id}: {event.error}")
+        last[event.trial_id] = event.metrics["val_acc"]
+    return time.perf_counter() - t0, [last[str(i)] for i in range(len(configs))]
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sweep", default="sweeps/mlp_grid.yaml")
+    ap.add_argument("--configs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--train-size", type=int, default=10_000)
+    ap.add_argument("--data-dir", default=os.environ.get("SWEEPER_DATA_DIR"))
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (both ways)")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of both ways; medians")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from sweeper.data import load_splits
+
+    args = parse(argv)
+    torch.set_num_threads(args.threads)
+    configs = grid_configs(args.sweep)[: args.configs]
+    job = {
+        "sweep": args.sweep,
+        "epochs": args.epochs,
+        "train_size": args.train_size,
+        "data_dir": args.data_dir,
+    }
+    spec = job_spec(job)
+    splits = load_splits(spec.data, spec.data.root)
+    data = resident(spec)
+    walls: dict[str, list[float]] = {way: [] for way in WAYS}
+    accs: dict[str, list[float]] = {}
+    for r in range(args.repeats):
+        for way in list(WAYS) if r % 2 == 0 else list(WAYS)[::-1]:
+            if way == "bare":
+                wall, acc = run_bare(spec, configs, data)
+            else:
+                wall, acc = (run_loop if way == "loop" else run_host)(spec, configs, splits)
+            walls[way].append(wall)
+            accs[way] = acc
+            print(f"round {r + 1}: {way} {wall:.1f} s", file=sys.stderr)
+    print_table(walls, accs, len(configs), args.epochs)
+    load = os.getloadavg()
+    print(
+        f"\nmachine: {machine()}; {args.threads} torch thread(s); train size "
+        f"{len(splits.x_train)}; medians of {args.repeats}; load average at the end "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min)"
+    )
+    return 0
+
+
+def print_table(walls: dict, accs: dict, n_configs: int, epochs: int) -> None:
+    bare = statistics.median(walls["bare"])
+    print(f"\n{n_configs} configs x {epochs} epochs, training only (data loaded before)\n")
+    print("| way | wall s (median) | all runs s | trial-epochs/s | / bare | best val acc |")
+    print("|---|---|---|---|---|---|")
+    for way, label in WAYS.items():
+        wall = statistics.median(walls[way])
+        runs = ", ".join(f"{w:.1f}" for w in walls[way])
+        rate = n_configs * epochs / wall
+        print(
+            f"| {label} | {wall:.1f} | {runs} | {rate:.2f} | {wall / bare:.2f}x "
+            f"| {max(accs[way]):.4f} |"
+        )
+    same = all(
+        abs(a - b) < 1e-6 and abs(a - c) < 1e-6
+        for a, b, c in zip(accs["bare"], accs["loop"], accs["host"], strict=True)
+    )
+    print(f"\nevery config's final val acc equal in the three ways: {same}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
