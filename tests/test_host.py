@@ -219,7 +219,7 @@ def faulty(monkeypatch):
     """Models ``raises_in_step`` and ``raises_at_build``, registered for this test only."""
     from sweeper.models import _api, register_model
 
-    monkeypatch.setattr(_api, "_MODELS", dict(_api._MODELS))
+    monkeypatch.setattr(_api, "_MODELS", _api._MODELS.copy())
 
     @register_model("raises_in_step", doc={"raises_in_step": "test: forward raises"})
     def build(*, in_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10) -> torch.nn.Module:
@@ -358,7 +358,7 @@ class _Syncs(torch.nn.Module):
 def test_uncapturable_model_trains_eagerly_in_the_host(synthetic, monkeypatch, caplog):
     from sweeper.models import _api, register_model
 
-    monkeypatch.setattr(_api, "_MODELS", dict(_api._MODELS))
+    monkeypatch.setattr(_api, "_MODELS", _api._MODELS.copy())
 
     @register_model("syncs", doc={"syncs": "test: syncs in forward"})
     def build(*, in_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10) -> torch.nn.Module:
