@@ -35,10 +35,13 @@ def hosted_trainable(config: dict[str, Any], hosts: list[Any], data: list[Any]) 
         tune.report({**joined["again"], NODE_KEY: node})
     if joined["finished"]:
         return
+    stopping = _stop_flag()
     try:
         while True:
             event = ray.get(host.next.remote(trial_id))
             if event is None:
+                if stopping.is_set():  # Tune stopped the trial: leave (the actor is reused)
+                    return
                 continue  # still training its epoch
             if event.get("gone"):
                 raise HostedTrialError(f"the host lost trial {trial_id} (it restarted?)")
@@ -53,6 +56,25 @@ def hosted_trainable(config: dict[str, Any], hosts: list[Any], data: list[Any]) 
             host.leave.remote(trial_id)
         except Exception:  # noqa: BLE001 - a dead host holds nothing to leave
             pass
+
+
+def _stop_flag() -> Any:
+    """The event Ray Tune sets when it stops this trial (Ray 2.60's train session).
+
+    A stopped function trainable ends at its next ``report``; a hosted client waits for
+    its host between reports, so it watches the flag itself and leaves at once, and Tune
+    can reuse its actor (a thread still running after 2 s makes Tune start a new one).
+    """
+    import ray
+    from ray.train._internal import session
+
+    flag = getattr(session.get_session(), "stop_event", None)
+    if flag is None:  # pragma: no cover - a Ray upgrade
+        raise RuntimeError(
+            f"Ray {ray.__version__}: the train session has no stop_event; sweeper's hosted "
+            "trials read Ray 2.60's (engine/hosted_trainable.py)"
+        )
+    return flag
 
 
 def _least_loaded(hosts: list[Any]) -> Any:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 STALE_S = 300.0  # a trial whose client has not asked for its epoch this long is dropped
-WAIT_S = 20.0  # one `next` call waits at most this long (the client asks again)
+WAIT_S = 1.0  # one `next` call waits at most this long (the client asks again)
 HOST_RESTARTS = 3
 
 
