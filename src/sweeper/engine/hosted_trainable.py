@@ -11,6 +11,8 @@ raises here, one line, so Tune records the failure (and retries it within
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 from sweeper.store.table import NODE_KEY
@@ -20,17 +22,26 @@ class HostedTrialError(RuntimeError):
     """The host failed this trial (its model or a step raised): the host's one line."""
 
 
-def hosted_trainable(config: dict[str, Any], hosts: list[Any], data: list[Any]) -> None:
-    """Run one trial on a host: join, then report each epoch until the last."""
+def hosted_trainable(
+    config: dict[str, Any], hosts: list[Any], data: list[Any], population: bool = False
+) -> None:
+    """Run one trial on a host: join, then report each epoch until the last.
+
+    Under PBT/PB2 (``population``) a checkpoint Ray hands the trial from another trial's
+    folder is a copy (an exploit): the host continues from it, and each epoch's state goes
+    back to Ray as a checkpoint the host writes and this client reports (then removes).
+    """
     import ray
     from ray import tune
 
     from sweeper.engine.trainable import trial_folder
 
     trial_id = tune.get_context().get_trial_id()
+    folder = trial_folder()
+    copied = _copied(folder) if population else None
     host = _least_loaded(hosts)
-    joined = ray.get(host.join.remote(trial_id, dict(config), str(trial_folder()), data))
-    node = joined["node"]
+    joined = ray.get(host.join.remote(trial_id, dict(config), str(folder), data, copied))
+    node, lineage = joined["node"], joined.get("lineage") or {}
     if joined["again"]:
         tune.report({**joined["again"], NODE_KEY: node})
     if joined["finished"]:
@@ -48,7 +59,7 @@ def hosted_trainable(config: dict[str, Any], hosts: list[Any], data: list[Any]) 
             if event["error"]:
                 raise HostedTrialError(event["error"])
             if event["metrics"] is not None:
-                tune.report({**event["metrics"], NODE_KEY: node})
+                _report({**event["metrics"], **lineage, NODE_KEY: node}, event.get("checkpoint"))
             if event["done"]:
                 return
     finally:
@@ -56,6 +67,30 @@ def hosted_trainable(config: dict[str, Any], hosts: list[Any], data: list[Any]) 
             host.leave.remote(trial_id)
         except Exception:  # noqa: BLE001 - a dead host holds nothing to leave
             pass
+
+
+def _copied(folder: Path) -> str | None:
+    """The checkpoint Ray hands this trial when it is another trial's (a PBT exploit)."""
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None or Path(checkpoint.path).resolve().parent == folder.resolve():
+        return None
+    return str(checkpoint.path)
+
+
+def _report(metrics: dict[str, Any], checkpoint: str | None) -> None:
+    """One epoch to Tune; with the host's checkpoint folder, as a Ray checkpoint (Ray
+    copies it into the trial's storage during the call; the folder goes after)."""
+    from ray import tune
+
+    if checkpoint is None:
+        tune.report(metrics)
+        return
+    try:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint))
+    finally:
+        shutil.rmtree(checkpoint, ignore_errors=True)
 
 
 def _stop_flag() -> Any:

@@ -44,6 +44,7 @@ class HostActor:
         self._queues: dict[str, deque[Any]] = {}
         self._folders: dict[str, Path] = {}
         self._asked: dict[str, float] = {}
+        self._population: dict[str, tuple[dict[str, Any], dict[str, Any], Any]] = {}
         self._node = node_name()
         self._stopped = False
 
@@ -71,15 +72,23 @@ class HostActor:
             return len(self._queues)
 
     def join(
-        self, trial_id: str, config: dict[str, Any], folder: str, data: list[Any]
+        self,
+        trial_id: str,
+        config: dict[str, Any],
+        folder: str,
+        data: list[Any],
+        copied: str | None = None,
     ) -> dict[str, Any]:
-        """Take a trial from its newest checkpoint in ``folder`` (or from scratch).
+        """Take a trial from its newest checkpoint in ``folder`` (or from scratch), or,
+        under PBT, from another trial's checkpoint ``copied`` (an exploit).
 
-        Returns ``{"node", "again", "finished"}``: ``again`` the restored epoch's metrics,
-        to be reported once more (the driver may never have seen them); ``finished`` when
-        that checkpoint is the trial's last epoch (nothing is trained).
+        Returns ``{"node", "again", "finished", "lineage"}``: ``again`` the restored epoch's
+        metrics, to be reported once more (the driver may never have seen them);
+        ``finished`` when that checkpoint is the trial's last epoch (nothing is trained);
+        ``lineage`` the PBT copy it descends from (added to each result).
         """
-        from sweeper.engine.trainable import log_start, newest_checkpoint
+        from sweeper.engine.population import is_population
+        from sweeper.engine.trainable import copied_state, log_start, newest_checkpoint
         from sweeper.trial import resolve_trial
 
         self.load(data)
@@ -87,11 +96,21 @@ class HostActor:
         trial_dir = Path(folder)
         trial_dir.mkdir(parents=True, exist_ok=True)
         restore, source = newest_checkpoint(trial_dir)
-        start = int(restore["epoch"]) if restore is not None else 0
-        log_start(trial_dir, start, source.name if source else None)
-        metrics = dict((restore or {}).get("metrics") or {})
-        finished = restore is not None and (start >= cfg.epochs or bool(metrics.get("diverged")))
-        reply = {"node": self._node, "again": metrics or None, "finished": finished}
+        copy = copied_state(Path(copied), restore, config) if copied else None
+        start_from = copy if copy is not None else restore
+        start = int(start_from["epoch"]) if start_from is not None else 0
+        origin = f"{Path(copied).parent.name}/{Path(copied).name}" if copied else None
+        name = Path(copied).name if copied else (source.name if source else None)
+        log_start(trial_dir, start, name, origin)
+        metrics = dict((start_from or {}).get("metrics") or {})
+        finished = start_from is not None and (start >= cfg.epochs or bool(metrics.get("diverged")))
+        lineage = dict((start_from or {}).get("lineage") or {})
+        reply = {
+            "node": self._node,
+            "again": metrics or None,
+            "finished": finished,
+            "lineage": lineage,
+        }
         if finished:
             return reply
         with self._cond:
@@ -100,7 +119,10 @@ class HostActor:
             self._queues[trial_id] = deque()
             self._folders[trial_id] = trial_dir
             self._asked[trial_id] = time.monotonic()
-            self._host.add(trial_id, cfg, restore=restore)
+            if is_population(self._spec):  # its epochs go back as Ray checkpoints
+                mark = {"trial_id": trial_id, "config": dict(config)}
+                self._population[trial_id] = (mark, lineage, start_from)
+            self._host.add(trial_id, cfg, restore=start_from, new_config=copy is not None)
             self._cond.notify_all()
         return reply
 
@@ -124,7 +146,24 @@ class HostActor:
             elif not queue and trial_id in self._host.trials():
                 self._host.resume(trial_id)  # the client has it: train the next epoch
                 self._cond.notify_all()
-            return {"metrics": event.metrics, "done": event.done, "error": event.error}
+            reply = {"metrics": event.metrics, "done": event.done, "error": event.error}
+            if trial_id in self._population and event.state is not None and event.metrics:
+                reply["checkpoint"] = self._population_checkpoint(trial_id, event)
+            return reply
+
+    def _population_checkpoint(self, trial_id: str, event: Any) -> str:
+        """The epoch's state as the PBT checkpoint the client reports (a folder in the
+        trial's folder, on the storage every node sees; Ray copies it, the client removes
+        it): the same state a process trial reports (``population_state``)."""
+        from sweeper.engine.trainable import STATE_FILE, population_state, torch_save
+
+        mark, lineage, restore = self._population[trial_id]
+        metrics = {**event.metrics, **lineage}
+        state = population_state(event.state, mark, metrics, lineage, restore)
+        path = self._folders[trial_id] / f".report-{int(event.state['epoch']):06d}"
+        path.mkdir(exist_ok=True)
+        torch_save(state, path / STATE_FILE)
+        return str(path)
 
     def leave(self, trial_id: str) -> None:
         """The client is done with the trial (stopped by its scheduler, say)."""
@@ -155,7 +194,8 @@ class HostActor:
         queue = self._queues.get(trial_id)
         if queue is None:  # left while its step ran
             return
-        if event.state is not None and event.metrics is not None:
+        own = trial_id not in self._population  # PBT's go to Ray through the client
+        if own and event.state is not None and event.metrics is not None:
             save_checkpoint(self._folders[trial_id], {**event.state, "metrics": event.metrics})
         queue.append(event)
         if not event.done and trial_id in self._host.trials():
@@ -177,6 +217,7 @@ class HostActor:
         self._queues.pop(trial_id, None)
         self._folders.pop(trial_id, None)
         self._asked.pop(trial_id, None)
+        self._population.pop(trial_id, None)
         self._cond.notify_all()
 
 

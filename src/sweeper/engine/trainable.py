@@ -71,8 +71,7 @@ def ray_trainable(
         if state_fn is None:
             tune.report({**metrics, NODE_KEY: node})
         elif copies:  # a Ray checkpoint, persisted by Ray in the trial's folder
-            state = {**state_fn(), **mark, "metrics": dict(metrics), "lineage": lineage}
-            state["copies"] = int((restore or {}).get("copies", 0))
+            state = population_state(state_fn(), mark, metrics, lineage, restore)
             with tempfile.TemporaryDirectory() as tmp:
                 torch_save(state, Path(tmp) / STATE_FILE)
                 checkpoint = tune.Checkpoint.from_directory(tmp)
@@ -138,6 +137,12 @@ def copied_checkpoint(
     if checkpoint is None or Path(checkpoint.path).resolve().parent == trial_dir.resolve():
         return None
     path = Path(checkpoint.path)
+    return copied_state(path, own, config), path
+
+
+def copied_state(path: Path, own: dict[str, Any] | None, config: dict[str, Any]) -> dict[str, Any]:
+    """Another trial's checkpoint at ``path`` as this trial's state to continue from: its
+    lineage added (source, epoch, what changed), ``copies`` counted, no metrics."""
     state = _load(path / STATE_FILE)
     if state is None:
         raise RuntimeError(f"PBT copied checkpoint {path} has no readable {STATE_FILE}")
@@ -150,7 +155,21 @@ def copied_checkpoint(
     }
     state["copies"] = int((own or {}).get("copies", 0)) + 1
     state["metrics"] = {}  # the source's, not this trial's: not reported again
-    return state, path
+    return state
+
+
+def population_state(
+    state: dict[str, Any],
+    mark: dict[str, Any],
+    metrics: dict[str, Any],
+    lineage: dict[str, Any],
+    restore: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """An epoch's state as a PBT checkpoint: the trial's id and config (``mark``), its
+    metrics and lineage, and the count of copies it descends from."""
+    out = {**state, **mark, "metrics": dict(metrics), "lineage": lineage}
+    out["copies"] = int((restore or {}).get("copies", 0))
+    return out
 
 
 def torch_save(state: dict[str, Any], path: Path) -> None:
@@ -232,11 +251,15 @@ def trial_folder() -> Path:
     return path
 
 
-def log_start(trial_dir: Path, epoch: int, source: str | None) -> None:
-    """One line per start of the trial: where it continued from (an audit for resume)."""
-    line = json.dumps(
-        {"time": time.time(), "pid": os.getpid(), "epoch": epoch, "checkpoint": source}
-    )
+def log_start(
+    trial_dir: Path, epoch: int, checkpoint: str | None, copied_from: str | None = None
+) -> None:
+    """One line per start of the trial: where it continued from (an audit for resume and
+    for PBT's copies, whose checkpoint is in the source trial's folder)."""
+    entry = {"time": time.time(), "pid": os.getpid(), "epoch": epoch, "checkpoint": checkpoint}
+    if copied_from is not None:
+        entry["copied_from"] = copied_from
+    line = json.dumps(entry)
     with contextlib.suppress(OSError):
         with open(trial_dir / STARTS_FILE, "a", encoding="utf-8") as f:
             f.write(line + "\n")

@@ -70,8 +70,14 @@ def make_trainable(
 
     if pool is not None:
         from sweeper.engine.hosted_trainable import hosted_trainable
+        from sweeper.engine.population import is_population
 
-        fn = tune.with_parameters(hosted_trainable, hosts=pool.handles, data=[pool.data])
+        fn = tune.with_parameters(
+            hosted_trainable,
+            hosts=pool.handles,
+            data=[pool.data],
+            population=is_population(spec),
+        )
         return tune.with_resources(fn, {"cpu": pool.layout.client_cpus, "gpu": 0})
     if spec.model is None:
         from sweeper.engine.script_trainable import script_trainable
