@@ -67,9 +67,8 @@ def callback(tmp_path, n: int = 2, create: bool = True):
     spec = spec_from_dict({"name": "cb", "model": {"name": "mlp"}}, "test")
     if create:
         Study.create(tmp_path / "cb", spec, "test", n_trials=n)
-    cb = StudyCallback(tmp_path / "cb", n)
     out = io.StringIO()
-    cb.progress.console = Console(file=out, force_terminal=False, width=300)
+    cb = StudyCallback(tmp_path / "cb", n, console=Console(file=out, force_terminal=False, width=300))
     return cb, out
 
 
