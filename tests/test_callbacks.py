@@ -68,7 +68,9 @@ def callback(tmp_path, n: int = 2, create: bool = True):
     if create:
         Study.create(tmp_path / "cb", spec, "test", n_trials=n)
     out = io.StringIO()
-    cb = StudyCallback(tmp_path / "cb", n, console=Console(file=out, force_terminal=False, width=300))
+    cb = StudyCallback(
+        tmp_path / "cb", n, console=Console(file=out, force_terminal=False, width=300)
+    )
     return cb, out
 
 
