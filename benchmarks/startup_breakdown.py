@@ -120,9 +120,9 @@ def instrument() -> None:
     else:  # before engine/session.py
         ray.shutdown = step("ray shutdown", ray.shutdown)
     cb = "sweeper.engine.callbacks"
-    patch(cb, "StudyCallback._record", functools.partial(sink, "trial table"))
-    patch(cb, "StudyCallback._record_history", functools.partial(sink, "history"))
-    patch(cb, "StudyCallback._reconcile", functools.partial(sink, "reconcile + mirror open"))
+    patch("sweeper.sinks.table", "TableSink._record", functools.partial(sink, "trial table"))
+    patch("sweeper.sinks.table", "TableSink._history", functools.partial(sink, "history"))
+    patch(cb, "StudyCallback._begin", functools.partial(sink, "reconcile + sinks' start"))
     patch(cb, "StudyCallback.close", functools.partial(sink, "close (all sinks)"))
     patch(
         cb,
@@ -140,11 +140,19 @@ def instrument() -> None:
         functools.partial(sink, "callback: on_trial_complete", event="complete"),
     )
     patch("sweeper.sinks.mirror", "OptunaMirror.record", functools.partial(sink, "optuna mirror"))
-    for name in ("start", "log", "finish", "close", "_start", "_log", "_finish"):
+    for name in (
+        "trial_started",
+        "trial_result",
+        "trial_ended",
+        "close",
+        "_start",
+        "_log",
+        "_finish",
+    ):
         label = f"W&B {name.lstrip('_')}"
         patch("sweeper.sinks.wandb.sink", f"WandbSink.{name}", functools.partial(sink, label))
     patch("sweeper.sinks.wandb", "WandbTracker.prepare", functools.partial(sink, "W&B start-up"))
-    patch(cb, "StudyCallback._open_mirror", functools.partial(sink, "mirror open"))
+    patch("sweeper.sinks.mirror", "MirrorSink._open", functools.partial(sink, "mirror open"))
     patch("sweeper.sinks.progress", "Progress.show", functools.partial(sink, "progress line"))
 
 

@@ -67,9 +67,10 @@ def callback(tmp_path, n: int = 2, create: bool = True):
     spec = spec_from_dict({"name": "cb", "model": {"name": "mlp"}}, "test")
     if create:
         Study.create(tmp_path / "cb", spec, "test", n_trials=n)
-    cb = StudyCallback(tmp_path / "cb", n)
     out = io.StringIO()
-    cb.progress.console = Console(file=out, force_terminal=False, width=300)
+    cb = StudyCallback(
+        tmp_path / "cb", n, console=Console(file=out, force_terminal=False, width=300)
+    )
     return cb, out
 
 
@@ -136,3 +137,53 @@ def test_a_killed_drivers_running_rows_load_as_interrupted(tmp_path):
     study.write_trials([{"trial_id": "a", "number": 0, "state": "RUNNING", "epochs": 1}])
     b = TrialBook(study)
     assert b.rows["a"]["state"] is TrialState.INTERRUPTED and not b.running
+
+
+def test_a_registered_sink_gets_the_callbacks_events_and_its_failure_is_one_warning(
+    tmp_path, monkeypatch
+):
+    from sweeper.sinks import SINKS, BaseSink
+
+    class Recorder(BaseSink):
+        name = "recorder"
+        events: list[tuple[str, str]] = []
+
+        def start(self, study):
+            self.events.append(("start", ",".join(sorted(study.trials))))
+
+        def trial_started(self, event):
+            self.events.append(("started", event.trial_id))
+
+        def trial_result(self, event):
+            self.events.append(("result", f"{event.trial_id}@{event.epoch}"))
+            raise OSError("the server went away")
+
+        def trial_ended(self, event):
+            self.events.append(("ended", f"{event.trial_id}:{event.state}"))
+
+        def close(self, end):
+            self.events.append(("close", ",".join(sorted(end.interrupted))))
+
+    factories = {**SINKS._factories, "recorder": lambda context: Recorder()}
+    monkeypatch.setattr(SINKS, "_factories", factories)
+    cb, out = callback(tmp_path)
+    a, b = (SimpleNamespace(trial_id=t, config={"epochs": 2}) for t in "ab")
+    cb.on_step_begin(0, [a, b])
+    for t in (a, b):
+        cb.on_trial_start(0, [a, b], t)
+        cb.on_trial_result(0, [a, b], t, {"epoch": 1, "val_acc": 0.5})
+    cb.on_trial_result(0, [a, b], a, {"epoch": 2, "val_acc": 0.6})
+    cb.on_trial_complete(0, [a, b], a)
+    cb.close()
+    assert Recorder.events == [
+        ("start", ""), ("started", "a"), ("result", "a@1"), ("started", "b"), ("result", "b@1"),
+        ("result", "a@2"), ("ended", "a:COMPLETE"), ("close", "b"),
+    ]  # fmt: skip
+    warnings = [ln for ln in out.getvalue().splitlines() if "warning" in ln]
+    assert warnings == [
+        "sweeper: warning: the recorder sink failed (trial_result: OSError: the server went "
+        "away); the study goes on, and so does the sink",
+        "sweeper: warning: the recorder sink failed 3 times in this run",
+    ]
+    states = dict(Study(tmp_path / "cb").trials()[["trial_id", "state"]].values)
+    assert states == {"a": "COMPLETE", "b": "INTERRUPTED"}

@@ -186,8 +186,9 @@ def test_resume_reconciles_the_table_history_and_optuna_db_with_ray(tmp_path, sw
     cb.on_trial_result(0, [], c, result(1, 0.4))
     cb.on_trial_result(0, [], c, result(2, 0.45))
     cb.flush()  # the mirror is written by a thread of its own
-    assert {t.user_attrs["trial_id"] for t in cb.mirror.study.trials} == {"a"}
-    cb.mirror.close()
+    mirror = cb.sink("mirror").mirror
+    assert {t.user_attrs["trial_id"] for t in mirror.study.trials} == {"a"}
+    mirror.close()
     # -- the driver is killed; Ray's snapshot knows b (finished) and c (from epoch 1) --------
     again = pickle.loads(pickle.dumps(cb))  # what Tuner.restore hands back
     b_done = fake_trial("b", 16, "sgd", "TERMINATED", last_result=result(4, 0.64))

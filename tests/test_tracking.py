@@ -169,7 +169,7 @@ def test_callback_pickles_only_the_study_path(tmp_path, monkeypatch):
     blob = pickle.dumps(callback)
     assert b"sweeper-secret" not in blob and b"WandbTracker" not in blob
     restored = pickle.loads(blob)
-    tracker = restored.wandb.tracker
+    tracker = restored.sink("wandb").tracker
     assert tracker.settings.group == "track" and tracker.mode == "offline"
     assert tracker.settings.tags == ["unit", "mlp"]
 

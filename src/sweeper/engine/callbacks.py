@@ -1,11 +1,16 @@
 """The driver-side Ray Tune callback: Ray's trial events into the study's records.
 
 One callback turns each event into an update of the :class:`~sweeper.store.book.TrialBook`
-(the state machine), then hands the trial's row to the sinks: the trial table and history
-in the study folder, the Optuna mirror, W&B, TensorBoard and the progress line. Each event costs an
-append or two, whatever the study's size. The Optuna mirror and W&B are copies of the
-study, each written by a thread of its own (:mod:`sweeper.sinks.background`), so Ray
-Tune's control loop (and every trial waiting in ``tune.report``) never waits for them.
+(the state machine), then hands a small record of it (:mod:`sweeper.sinks.base`) to each of
+the study's sinks (:mod:`sweeper.sinks.registry`: the trial table and history, the Optuna
+mirror, W&B, TensorBoard, the progress line), each call guarded
+(:class:`~sweeper.sinks.fanout.SinkList`: only the trial table's failure stops the study).
+Each event costs an append or two, whatever the study's size; the slow sinks write on
+threads of their own, so Ray Tune's control loop (and every trial waiting in
+``tune.report``) never waits for them.
+
+On the first step of a run the book is reconciled with the trials Ray restored, and the
+sinks get the reconciled study (:class:`~sweeper.sinks.base.StudyStart`).
 
 A failed trial is one line on the terminal (its id, the error's last line, where the whole
 traceback is: ``errors/<trial id>.txt`` in the study folder); Ray's own traceback of it,
@@ -34,7 +39,14 @@ from typing import Any
 from ray.tune import Callback
 
 from sweeper.errors import SweeperError
-from sweeper.sinks.background import Background
+from sweeper.sinks.base import (
+    SinkContext,
+    StudyEnd,
+    StudyStart,
+    TrialEnded,
+    TrialResult,
+    TrialStarted,
+)
 from sweeper.states import TrialState
 from sweeper.store import Study
 from sweeper.store.book import TrialBook
@@ -58,31 +70,34 @@ def study_binding(path: Path, storage: str | None = None) -> Iterator[None]:
 class StudyCallback(Callback):
     """Keeps the book of trials and feeds the study's sinks on every trial event."""
 
-    def __init__(self, study_path: str | Path, total: int, storage: str | None = None) -> None:
+    def __init__(
+        self, study_path: str | Path, total: int, storage: str | None = None, console: Any = None
+    ) -> None:
+        """``storage``: the Optuna mirror's real URL (None: the saved spec's); ``console``:
+        where the progress and the warnings go (default: rich on stderr). Neither is
+        pickled."""
         self.study_path = str(Path(study_path).resolve())
         self.total = total
-        self._setup(storage)
+        self._setup(storage, console)
 
-    def _setup(self, storage: str | None = None) -> None:
-        from sweeper.sinks.progress import Progress
-        from sweeper.sinks.tensorboard import make_sink
-        from sweeper.sinks.wandb.sink import WandbSink
+    def _setup(self, storage: str | None = None, console: Any = None) -> None:
+        from sweeper.sinks.fanout import SinkList
+        from sweeper.sinks.progress import stderr_console
+        from sweeper.sinks.registry import SINKS
 
         if not (Path(self.study_path) / "study.json").is_file():
             raise SweeperError(f"{self.study_path}: the study folder Ray recorded is gone")
         self.study = Study(Path(self.study_path))
         self.book = TrialBook(self.study)
-        self.history_last = self.study.history_epochs()  # trial -> last epoch in history.csv
-        self.progress = Progress(self.book, self.book.spec.name, self.total)
-        self.wandb = WandbSink(self.study, self.book.spec, resumed=set(self.history_last))
-        self.tensorboard = make_sink(
-            self.study, self.book.spec, self.progress.warn, resumed=set(self.history_last)
+        self.history_epochs = self.study.history_epochs()  # trial -> last epoch in history
+        self.resumed = bool(self.book.rows or self.history_epochs)
+        self.console = stderr_console() if console is None else console
+        context = SinkContext(
+            self.book.spec, self.study, self.total, self.book, self.console, self.warn, storage
         )
-        self.mirror_url = storage  # the mirror's real URL; None: from the saved spec
-        self.mirror: Any = None  # made and used on the mirror's own thread only
-        self.mirror_thread = Background("optuna mirror", self.progress.warn)
+        self.sinks = SinkList(SINKS.build(context), self.warn)
         _OPEN.add(self)
-        self._reconciled = False
+        self._started = False  # the sinks got the study's start
 
     def __getstate__(self) -> dict[str, Any]:
         return {"study_path": self.study_path, "total": self.total}
@@ -95,46 +110,100 @@ class StudyCallback(Callback):
             self.study_path = str(path)
         self._setup(storage)
 
+    def sink(self, name: str) -> Any:
+        """The study's sink of that registry name (None: turned off)."""
+        return self.sinks.get(name)
+
+    def say(self, text: str) -> None:
+        """One line above the progress (printed as it is: no markup)."""
+        self.console.print(text, markup=False)
+
+    def warn(self, text: str) -> None:
+        self.say(f"sweeper: warning: {text}")
+
     # -- Ray events ------------------------------------------------------------------------
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        if not self._reconciled:
-            self._reconcile(trials)
-            self._reconciled = True
+        self._begin(trials)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self.progress.show()
+        self.sinks.tick()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._record(self.book.start(trial))
-        self.wandb.start(trial.trial_id, dict(trial.config or {}))
+        self._begin(trials)
+        row = self.book.start(trial)
+        self.sinks.trial_started(TrialStarted(trial.trial_id, _config(trial), dict(row)))
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        metrics = self.book.update(trial, result)
-        self._record_history(trial.trial_id, metrics)
-        self._record(self.book.rows[trial.trial_id])
-        self.wandb.log(trial.trial_id, dict(trial.config or {}), metrics)
-        self.tensorboard.log(trial.trial_id, self.book.params(trial.trial_id), metrics)
+        self._begin(trials)
+        self.sinks.trial_result(self._result(trial, self.book.update(trial, result)))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._begin(trials)
         self._finish(trial, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._begin(trials)
         error = _error_line(trial)
         self._finish(trial, error)
-        self.progress.say(f"trial {trial.trial_id} failed: {self._error_note(trial, error)}")
+        self.say(f"trial {trial.trial_id} failed: {self._error_note(trial, error)}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A failed trial Ray retries (``resources.max_failures``): one line, no traceback."""
         failures = int(getattr(trial, "num_failures", 0) or 0)
         note = self._error_note(trial, _error_line(trial))
-        self.progress.say(f"trial {trial.trial_id} failed (failure {failures}), retrying: {note}")
+        self.say(f"trial {trial.trial_id} failed (failure {failures}), retrying: {note}")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.close()
 
-    # -- the sinks -------------------------------------------------------------------------
+    # -- records -----------------------------------------------------------------------------
+    def _result(self, trial: Any, metrics: dict[str, Any]) -> TrialResult:
+        row = dict(self.book.rows[trial.trial_id])
+        return TrialResult(trial.trial_id, _config(trial), row, metrics)
+
+    def _finish(self, trial: Any, error: str | None) -> None:
+        row = dict(self.book.finish(trial, error))
+        curve = dict(self.book.curves.get(trial.trial_id, {}))
+        self.sinks.trial_ended(TrialEnded(trial.trial_id, _config(trial), row, curve))
+
+    def _begin(self, trials: list) -> None:
+        """On the first event of the session: reconcile, then start the sinks."""
+        if not self._started:
+            self._started = True
+            self.sinks.start(self._reconcile(trials))
+
+    def _reconcile(self, trials: list) -> StudyStart:
+        """Make the book agree with the trials Ray restored (first step of a run).
+
+        Rows of trials Ray does not know go (the sinks drop their records too); trials Ray
+        holds as ended get ended rows (a kill can fall between Ray's snapshot and the
+        table's record).
+        """
+        dropped = self.book.forget_unknown({t.trial_id for t in trials})
+        recovered = []
+        for trial in trials:
+            status = getattr(trial, "status", None)
+            state = self.book.rows.get(trial.trial_id, {}).get("state")
+            if status == "TERMINATED" and state not in (TrialState.COMPLETE, TrialState.PRUNED):
+                if trial.last_result:
+                    recovered.append(
+                        self._result(trial, self.book.update(trial, trial.last_result))
+                    )
+                self.book.finish(trial)
+            elif status == "ERROR" and state is not TrialState.FAIL:
+                self.book.finish(trial, _error_line(trial))
+        return StudyStart(
+            spec=self.book.spec,
+            folder=self.study.path,
+            resumed=self.resumed,
+            book=self.book.snapshot(),
+            history_epochs=dict(self.history_epochs),
+            dropped=frozenset(dropped),
+            recovered=tuple(recovered),
+        )
+
     def _error_note(self, trial: Any, error: str) -> str:
         """The error's last line, shortened, and where its whole traceback was copied."""
         short = short_error(error)
@@ -157,107 +226,23 @@ class StudyCallback(Callback):
             return Path(trial.error_file)
         return target
 
-    def _reconcile(self, trials: list) -> None:
-        """Make the study's records agree with the trials Ray restored (first step of a run).
-
-        Rows (with their history and W&B runs) of trials Ray does not know go; trials Ray
-        holds as ended get ended rows (a kill can fall between Ray's snapshot and the
-        table's record); the Optuna mirror is made to hold exactly the ended rows.
-        """
-        known = {t.trial_id for t in trials}
-        dropped = self.book.forget_unknown(known)
-        if dropped:
-            self.study.history_file.drop(sorted(dropped))
-            for trial_id in dropped:
-                self.history_last.pop(trial_id, None)
-        self.wandb.forget(known)
-        self.tensorboard.forget(known)
-        for trial in trials:
-            status = getattr(trial, "status", None)
-            state = self.book.rows.get(trial.trial_id, {}).get("state")
-            if status == "TERMINATED" and state not in (TrialState.COMPLETE, TrialState.PRUNED):
-                if trial.last_result:
-                    self._record_history(trial.trial_id, self.book.update(trial, trial.last_result))
-                self.book.finish(trial)
-            elif status == "ERROR" and state is not TrialState.FAIL:
-                self.book.finish(trial, _error_line(trial))
-        self.study.write_trials(list(self.book.rows.values()))
-        self.mirror_thread.submit(self._open_mirror, self.book.snapshot())
-
-    def _open_mirror(self, book: TrialBook) -> None:
-        """(mirror thread) Open the Optuna mirror holding exactly the ended rows of ``book``
-        (an unreachable storage: it catches up later, see CatchingUpMirror)."""
-        try:
-            from sweeper.mirror.storage import default_file, study_url
-            from sweeper.sinks.mirror import CatchingUpMirror
-
-            path = self.study.path.resolve()
-            url = self.mirror_url or study_url(book.spec.storage, path, str(path / "spec.yaml"))
-            self.mirror = CatchingUpMirror(
-                url, book, self.progress.warn, file=default_file(url, path), owner=path
-            )
-        except Exception as exc:  # noqa: BLE001 - the mirror is a record; never stop a study
-            self.progress.warn(f"optuna mirror: {exc}")
-
-    def _mirror_record(self, trial_id: str, params: dict, row: dict, curve: dict) -> None:
-        """(mirror thread) Add one ended trial to the Optuna mirror."""
-        if self.mirror is None:
-            return
-        try:
-            self.mirror.record(trial_id, params, row, curve)
-        except Exception as exc:  # noqa: BLE001 - the mirror is a record; never stop a study
-            self.progress.warn(f"optuna mirror: trial {trial_id}: {exc}")
-
-    def _close_mirror(self) -> None:
-        """(mirror thread) Close the database."""
-        if self.mirror is not None:
-            self.mirror.close()
-            self.mirror = None
-
-    def _record(self, row: dict[str, Any]) -> None:
-        """Journal the row; fold the whole table once the journal has outgrown it."""
-        if self.study.record_trial(row):
-            self.study.write_trials(list(self.book.rows.values()))
-
-    def _record_history(self, trial_id: str, metrics: dict[str, Any]) -> None:
-        """Append one epoch to history.csv; an epoch trained again voids its old rows first."""
-        if "epoch" not in metrics:
-            return  # Ray's closing result of a trial: no new epoch
-        epoch = int(metrics["epoch"])
-        if epoch <= self.history_last.get(trial_id, 0):
-            self.study.history_file.restart(trial_id, epoch)
-        self.study.append_history(trial_id, epoch, metrics)
-        self.history_last[trial_id] = epoch
-
-    def _finish(self, trial: Any, error: str | None) -> None:
-        row = self.book.finish(trial, error)
-        params = self.book.params(trial.trial_id)
-        curve = dict(self.book.curves.get(trial.trial_id, {}))
-        self.mirror_thread.submit(self._mirror_record, trial.trial_id, params, dict(row), curve)
-        self._record(row)
-        self.wandb.finish(trial.trial_id, dict(trial.config or {}), row)
-        self.tensorboard.finish(trial.trial_id, params, row)
-        self.progress.show(ended=True)
-
     def flush(self) -> None:
-        """Wait until the mirror's and W&B's threads have written everything asked so far."""
-        self.mirror_thread.flush()
-        self.wandb.background.flush()
-        self.tensorboard.background.flush()
+        """Wait until the sinks' threads have written everything asked so far."""
+        self.sinks.flush()
 
     def close(self) -> None:
-        """Fold the table, close the mirror and the W&B runs (waiting for both threads to
-        write everything asked of them), stop the progress line. A second call does nothing."""
+        """Mark the running trials interrupted, then close every sink: the table is folded,
+        the mirror and the W&B runs closed (each waits for its thread), the progress
+        stopped. A second call does nothing."""
         if self not in _OPEN:
             return
         _OPEN.discard(self)
-        self.book.interrupt()  # the driver is stopping: nothing runs its trials now
-        self.study.write_trials(list(self.book.rows.values()))
-        self.mirror_thread.submit(self._close_mirror)
-        self.mirror_thread.close()
-        self.wandb.close()
-        self.tensorboard.close()
-        self.progress.close()
+        interrupted = self.book.interrupt()  # the driver is stopping: nothing runs them now
+        end = StudyEnd(
+            {t: dict(r) for t, r in self.book.rows.items()},
+            frozenset(str(r["trial_id"]) for r in interrupted),
+        )
+        self.sinks.close(end)
 
 
 @contextlib.contextmanager
@@ -331,6 +316,11 @@ def _shown(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def _config(trial: Any) -> dict[str, Any]:
+    """The values Ray runs the trial with (a copy)."""
+    return dict(trial.config or {})
 
 
 def _error_line(trial: Any) -> str:

@@ -1,7 +1,7 @@
 """Mirror ended trials into an Optuna study so ``optuna.load_study`` (and optuna-dashboard)
 open it. Ray's OptunaSearch keeps the sampler's own state; this copy is a record, in the
 storage the spec names (:mod:`sweeper.mirror.storage`; by default ``optuna.db`` in the
-study folder).
+study folder), written by the study's ``mirror`` sink (:class:`MirrorSink`).
 
 A trial's Optuna state follows :mod:`sweeper.states`: a result (COMPLETE with a finite
 metric; every objective finite in a multi-objective study, whose Optuna study has one
@@ -30,6 +30,8 @@ from sweeper.mirror.storage import (
     open_storage,
 )
 from sweeper.search.space import recorded_distributions, recorded_params
+from sweeper.sinks.background import Background
+from sweeper.sinks.base import BaseSink, SinkContext, StudyEnd, StudyStart, TrialEnded
 from sweeper.spec import Spec
 from sweeper.states import TrialState
 
@@ -247,3 +249,66 @@ def _scalars(row: Mapping[str, Any]) -> dict[str, Any]:
         and not k.startswith("config/")
         and not _DETAIL.search(k)
     }
+
+
+class MirrorSink(BaseSink):
+    """Ended trials into the Optuna mirror, on a thread of its own (it never fails the
+    study: an unreachable storage catches up later, see :class:`CatchingUpMirror`)."""
+
+    name = "mirror"
+
+    def __init__(self, folder: Path, warn: Callable[[str], None], url: str | None = None) -> None:
+        """``url``: the mirror's real URL (None: the one the saved spec names)."""
+        self.folder = Path(folder).resolve()
+        self.url = url
+        self.warn = warn
+        self.mirror: CatchingUpMirror | None = None  # made and used on the thread only
+        self.background = Background("optuna mirror", warn)
+
+    def start(self, study: StudyStart) -> None:
+        """Open the mirror holding exactly the ended rows of the recorded trials."""
+        self.background.submit(self._open, study.book.snapshot())
+
+    def trial_ended(self, event: TrialEnded) -> None:
+        self.background.submit(
+            self._record, event.trial_id, event.params, dict(event.row), dict(event.curve)
+        )
+
+    def flush(self) -> None:
+        self.background.flush()
+
+    def close(self, end: StudyEnd) -> None:
+        """Close the database, once everything asked is written."""
+        self.background.submit(self._close)
+        self.background.close()
+
+    # -- on the mirror's thread -----------------------------------------------------------
+    def _open(self, book: Any) -> None:
+        try:
+            from sweeper.mirror.storage import default_file, study_url
+
+            path = self.folder
+            url = self.url or study_url(book.spec.storage, path, str(path / "spec.yaml"))
+            self.mirror = CatchingUpMirror(
+                url, book, self.warn, file=default_file(url, path), owner=path
+            )
+        except Exception as exc:  # noqa: BLE001 - the mirror is a record; never stop a study
+            self.warn(f"optuna mirror: {exc}")
+
+    def _record(self, trial_id: str, params: dict, row: dict, curve: dict) -> None:
+        if self.mirror is None:
+            return
+        try:
+            self.mirror.record(trial_id, params, row, curve)
+        except Exception as exc:  # noqa: BLE001 - the mirror is a record; never stop a study
+            self.warn(f"optuna mirror: trial {trial_id}: {exc}")
+
+    def _close(self) -> None:
+        if self.mirror is not None:
+            self.mirror.close()
+            self.mirror = None
+
+
+def make_sink(context: SinkContext) -> MirrorSink:
+    """Always on: the spec's ``storage`` says where (default ``optuna.db`` in the folder)."""
+    return MirrorSink(context.study.path, context.warn, context.storage)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sweeper.console import command_started
+from sweeper.sinks.base import BaseSink, SinkContext, StudyEnd, TrialEnded
 from sweeper.states import TrialState
 from sweeper.store.book import TrialBook
 
@@ -56,14 +57,10 @@ class Progress:
         clock: Callable[[], float] = time.monotonic,
         started: float | None = None,
     ) -> None:
-        if console is None:
-            from rich.console import Console
-
-            console = Console(stderr=True, highlight=False, soft_wrap=True)
         self.book = book
         self.name = name
         self.total = total
-        self.console = console
+        self.console = stderr_console() if console is None else console
         self.clock = clock
         self.t0 = command_started() if started is None else started
         self._first_start: float | None = None  # when this run's first trial started
@@ -191,3 +188,34 @@ class Progress:
             self._live = None
         if not self.console.is_jupyter and not self.console.is_terminal:
             self._show_plain(final=True)
+
+
+def stderr_console() -> Any:
+    """The driver's console: rich on stderr (the progress, and lines printed above it)."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class ProgressSink(BaseSink):
+    """The progress line as a sink: redrawn on every turn of Ray's loop and when a trial
+    ends, stopped at the end. It reads the engine's book (counts, best, work done)."""
+
+    name = "progress"
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def trial_ended(self, event: TrialEnded) -> None:
+        self.progress.show(ended=True)
+
+    def tick(self) -> None:
+        self.progress.show()
+
+    def close(self, end: StudyEnd) -> None:
+        self.progress.close()
+
+
+def make_sink(context: SinkContext) -> ProgressSink:
+    """Always on (a pipe or a log gets plain lines, only when the counts change)."""
+    return ProgressSink(Progress(context.book, context.spec.name, context.total, context.console))

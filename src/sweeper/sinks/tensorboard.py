@@ -20,30 +20,24 @@ from pathlib import Path
 from typing import Any
 
 from sweeper.sinks.background import Background
+from sweeper.sinks.base import BaseSink, SinkContext, StudyEnd, StudyStart, TrialEnded, TrialResult
 from sweeper.store import BASE_COLUMNS, PARAM_PREFIX
 
 FOLDER = "tensorboard"
 
 
-class TensorBoardSink:
+class TensorBoardSink(BaseSink):
     """Scalars per epoch, hparams at a trial's first result, the session's end at its end."""
 
-    def __init__(
-        self,
-        root: Path,
-        enabled: bool,
-        warn: Any,
-        resumed: set[str] | None = None,
-        history: Any = None,
-    ) -> None:
-        """``resumed``: the trials the study's history held epochs for when the session
-        began; ``history()`` reads that history (a frame: trial_id, epoch, metrics...)."""
+    name = "tensorboard"
+
+    def __init__(self, root: Path, warn: Any, history: Any = None) -> None:
+        """``history()`` reads the study's history (a frame: trial_id, epoch, metrics...)."""
         self.root = Path(root) / FOLDER
-        self.resumed = set(resumed or ())
+        self.resumed: set[str] = set()  # trials the history held epochs for at the start
         self.history = history or (lambda: None)
         self._before: Any = None  # the history, read at the first resumed trial's write
         self.opened: set[str] = set()  # trials given a writer this session
-        self.enabled = enabled
         self.warn = warn
         self.writers: dict[str, Any] = {}  # trial -> its open SummaryWriter
         self.last: dict[str, int] = {}  # trial -> last epoch written this session
@@ -51,24 +45,25 @@ class TensorBoardSink:
         self.tags: dict[str, set[str]] = {}  # trial -> the scalar tags its epochs gave
         self.background = Background("TensorBoard", warn)
 
-    # -- the callback's calls: queued, copies of what they are given ----------------------
-    def forget(self, known: set[str]) -> None:
-        """Delete the folders of trials Ray does not know (a resume that dropped them)."""
-        if self.enabled:
-            self.background.submit(self._forget, set(known))
+    # -- the sink's events: queued ---------------------------------------------------------
+    def start(self, study: StudyStart) -> None:
+        """Note the resumed trials; delete the folders of trials the study no longer has."""
+        self.resumed = set(study.history_epochs)
+        self.background.submit(self._forget, set(study.trials))
 
-    def log(self, trial_id: str, params: dict[str, Any], metrics: dict[str, Any]) -> None:
-        if self.enabled and "epoch" in metrics:
-            self.background.submit(self._log, trial_id, dict(params), dict(metrics))
+    def trial_result(self, event: TrialResult) -> None:
+        if event.epoch is not None:
+            self.background.submit(self._log, event.trial_id, event.params, dict(event.metrics))
 
-    def finish(self, trial_id: str, params: dict[str, Any], row: dict[str, Any]) -> None:
-        if self.enabled:
-            self.background.submit(self._finish, trial_id, dict(params), dict(row))
+    def trial_ended(self, event: TrialEnded) -> None:
+        self.background.submit(self._finish, event.trial_id, event.params, dict(event.row))
 
-    def close(self) -> None:
+    def flush(self) -> None:
+        self.background.flush()
+
+    def close(self, end: StudyEnd) -> None:
         """Close every writer and wait until everything asked is on disk."""
-        if self.enabled:
-            self.background.submit(self._close_all)
+        self.background.submit(self._close_all)
         self.background.close()
 
     # -- on the TensorBoard thread --------------------------------------------------------
@@ -208,12 +203,13 @@ def _hparam_value(value: Any) -> Any:
     return value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
-def make_sink(study: Any, spec: Any, warn: Any, resumed: set[str] | None = None) -> TensorBoardSink:
+def make_sink(context: SinkContext) -> TensorBoardSink | None:
     """The study's sink: on unless the spec says ``tensorboard: false`` (a missing package
     is a warning, never a stopped study)."""
-    enabled = bool(getattr(spec, "tensorboard", True))
-    why = available() if enabled else None
+    if not context.spec.tensorboard:
+        return None
+    why = available()
     if why is not None:
-        warn(f"TensorBoard logs off: {why}")
-    on = enabled and why is None
-    return TensorBoardSink(study.path, on, warn, resumed=resumed, history=study.history)
+        context.warn(f"TensorBoard logs off: {why}")
+        return None
+    return TensorBoardSink(context.study.path, context.warn, history=context.study.history)

@@ -2,8 +2,9 @@
 
 It runs on the driver, not in the trials: ``wandb.init`` inside a trial loses the data of
 trials that Tune stops, and W&B's settings would have to reach every worker. The W&B work
-itself is in :mod:`sweeper.sinks.wandb`; this adapter turns the book's trial events into its
-calls, and takes each run's summary from the trial's row in the book (never a file).
+itself is in :mod:`sweeper.sinks.wandb`; this sink turns the study's trial events
+(:mod:`sweeper.sinks.base`) into its calls, and takes each run's summary from the trial's
+row (never a file).
 
 The calls run on a thread of their own (:class:`~sweeper.sinks.background.Background`),
 in order: W&B's first run starts its service (seconds), and Ray Tune schedules a trial's
@@ -15,24 +16,32 @@ until every run is written.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any
 
 from sweeper.sinks.background import Background
+from sweeper.sinks.base import (
+    BaseSink,
+    SinkContext,
+    StudyEnd,
+    StudyStart,
+    TrialEnded,
+    TrialResult,
+    TrialStarted,
+)
 from sweeper.store import BASE_COLUMNS, PARAM_PREFIX, Study
 
 
-class WandbSink:
+class WandbSink(BaseSink):
     """Config at a trial's start, a history row per epoch, its row as summary at the end."""
 
-    def __init__(self, study: Study, spec: Any, resumed: Iterable[str] = ()) -> None:
-        """``resumed``: the trials the study's history held epochs for when the session
-        began; their runs get the epochs their earlier W&B records lack."""
+    name = "wandb"
+
+    def __init__(self, study: Study, spec: Any) -> None:
         from sweeper.sinks.wandb import TrackerSettings, WandbTracker
 
         self.spec = spec
         self.study = study
-        self.resumed = set(resumed)
+        self.resumed: set[str] = set()  # trials the history held epochs for at the start
         self._before: Any = None  # the history at the first resumed run's start
         w = spec.wandb
         self.tracker = WandbTracker(
@@ -52,26 +61,35 @@ class WandbSink:
         if self.opens_runs:
             self.background.submit(self.tracker.prepare)
 
-    # -- the callback's calls: queued, copies of what they are given ----------------------
-    def forget(self, known: set[str]) -> None:
-        """Drop the runs of trials Ray does not know (a resume)."""
+    # -- the sink's events: queued ---------------------------------------------------------
+    def start(self, study: StudyStart) -> None:
+        """Note the resumed trials (their runs get the epochs their earlier W&B records
+        lack); drop the runs of trials the study no longer has."""
+        self.resumed = set(study.history_epochs)
         if self.tracker.enabled:
-            self.background.submit(self.tracker.forget, set(known))
+            self.background.submit(self.tracker.forget, set(study.trials))
 
-    def start(self, trial_id: str, params: dict[str, Any]) -> None:
-        """Open the trial's run; ``params`` are its swept values (Ray's ``trial.config``)."""
+    def trial_started(self, event: TrialStarted) -> None:
+        """Open the trial's run, named and configured by its swept values."""
         if self.opens_runs:
-            self.background.submit(self._start, trial_id, dict(params))
+            self.background.submit(self._start, event.trial_id, dict(event.config))
 
-    def log(self, trial_id: str, params: dict[str, Any], metrics: dict[str, Any]) -> None:
+    def trial_result(self, event: TrialResult) -> None:
         if self.opens_runs:
-            self.background.submit(self._log, trial_id, dict(params), dict(metrics))
+            self.background.submit(
+                self._log, event.trial_id, dict(event.config), dict(event.metrics)
+            )
 
-    def finish(self, trial_id: str, params: dict[str, Any], row: dict[str, Any]) -> None:
+    def trial_ended(self, event: TrialEnded) -> None:
         if self.opens_runs:
-            self.background.submit(self._finish, trial_id, dict(params), dict(row))
+            self.background.submit(
+                self._finish, event.trial_id, dict(event.config), dict(event.row)
+            )
 
-    def close(self) -> None:
+    def flush(self) -> None:
+        self.background.flush()
+
+    def close(self, end: StudyEnd) -> None:
         """Close every run still open and wait until W&B has written them all."""
         self.background.submit(self.tracker.close)
         self.background.close()
@@ -130,3 +148,10 @@ def summary(trial_id: str, row: dict[str, Any]) -> dict[str, Any]:
     if isinstance(error, str) and error:
         out["error"] = error
     return out
+
+
+def make_sink(context: SinkContext) -> WandbSink | None:
+    """The study's sink: on unless the spec's ``wandb.mode`` is ``disabled``."""
+    if context.spec.wandb.mode == "disabled":
+        return None
+    return WandbSink(context.study, context.spec)
