@@ -143,6 +143,7 @@ def test_a_registered_sink_gets_the_callbacks_events_and_its_failure_is_one_warn
     tmp_path, monkeypatch
 ):
     from sweeper.sinks import SINKS, BaseSink
+    from sweeper.sinks.registry import SinkEntry
 
     class Recorder(BaseSink):
         name = "recorder"
@@ -164,8 +165,9 @@ def test_a_registered_sink_gets_the_callbacks_events_and_its_failure_is_one_warn
         def close(self, end):
             self.events.append(("close", ",".join(sorted(end.interrupted))))
 
-    factories = {**SINKS._factories, "recorder": lambda context: Recorder()}
-    monkeypatch.setattr(SINKS, "_factories", factories)
+    entries = SINKS._entries.copy()
+    entries.register("recorder", SinkEntry(lambda context: Recorder()))
+    monkeypatch.setattr(SINKS, "_entries", entries)
     cb, out = callback(tmp_path)
     a, b = (SimpleNamespace(trial_id=t, config={"epochs": 2}) for t in "ab")
     cb.on_step_begin(0, [a, b])

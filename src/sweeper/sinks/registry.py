@@ -16,46 +16,49 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sweeper.errors import SweeperError
+from sweeper.registry import Registry
 from sweeper.sinks.base import Sink, SinkContext
-from sweeper.suggest import edit_distance
 
 Factory = Callable[[SinkContext], "Sink | None"]
 
 
+@dataclass(frozen=True)
+class SinkEntry:
+    """A registered sink: its factory (or ``"module:function"`` path), and whether the
+    study cannot run without it."""
+
+    factory: Factory | str
+    essential: bool = False
+
+
 class SinkRegistry:
-    """Sink factories by name, in the order they were registered."""
+    """Sink factories by name, in the order they were registered (the one
+    :class:`~sweeper.registry.Registry` type underneath)."""
 
     def __init__(self) -> None:
-        self._factories: dict[str, Factory | str] = {}
-        self._essential: set[str] = set()
+        self._entries: Registry[SinkEntry] = Registry("sink", error=SweeperError)
 
     def register(self, name: str, factory: Factory | str, *, essential: bool = False) -> None:
         """Add ``factory`` (or its ``"module:function"`` path) under ``name``; a duplicate
         name raises. ``essential``: a sink the study cannot run without (its factory's
         error stops the study; any other's is a warning, and the study runs without it)."""
-        if name in self._factories:
-            raise ValueError(f"sink {name!r} is already registered")
-        self._factories[name] = factory
-        if essential:
-            self._essential.add(name)
+        self._entries.register(name, SinkEntry(factory, essential))
 
     def names(self) -> list[str]:
         """Every registered name, in feeding order."""
-        return list(self._factories)
+        return self._entries.names()
 
     def get(self, name: str) -> Factory:
-        """The factory of ``name``; an unknown name lists the valid ones, closest first."""
-        try:
-            factory = self._factories[name]
-        except KeyError:
-            valid = sorted(self._factories, key=lambda n: (edit_distance(name, n), n))
-            raise SweeperError(
-                f"unknown sink {name!r}; expected one of: {', '.join(valid)}"
-            ) from None
+        """The factory of ``name``; an unknown name lists the valid ones and the closest."""
+        factory = self._entries.get(name).factory
         return _resolve(factory) if isinstance(factory, str) else factory
+
+    def essential(self, name: str) -> bool:
+        return self._entries.get(name).essential
 
     def build(self, context: SinkContext, names: list[str] | None = None) -> list[Sink]:
         """The study's sinks (those of ``names``, default every one), in feeding order;
@@ -66,7 +69,7 @@ class SinkRegistry:
             try:
                 sink = factory(context)
             except Exception as exc:  # noqa: BLE001 - a record's failure is a warning
-                if name in self._essential:
+                if self.essential(name):
                     raise
                 context.warn(f"the {name} sink did not start ({type(exc).__name__}: {exc}); "
                              "the study goes on without it")  # fmt: skip
