@@ -213,3 +213,56 @@ def _has_history(study: Path) -> bool:
     """Whether some trial has finished an epoch (the history has a row past its header)."""
     history = study / "history.csv"
     return history.exists() and len(history.read_text().splitlines()) > 1
+
+
+def _host_pids(sid: int) -> list[int]:
+    """The study's host processes (Ray names an actor's worker ``ray::HostActor``)."""
+    from tests.support.drivers import session_pids
+
+    found = []
+    for pid in session_pids(sid):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"HostActor" in title:
+            found.append(pid)
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_host_fails_its_trials_and_ray_retries_them_from_their_checkpoints(
+    tmp_path, data_root
+):
+    import os
+    import signal
+
+    path = write_sweep(
+        tmp_path,
+        name="host_kill",
+        epochs=4,
+        resources={"executor": "host", "num_cpus": 2, "max_failures": 2},
+        data={"train_size": 2000, "val_size": 300, "test_size": 300},
+        train={"batch_size": 16, "checkpoint": True},
+    )
+    runs = tmp_path / "runs"
+    log = tmp_path / "driver.log"
+    d = Driver(["run", str(path), "--runs", str(runs)], log, harness_env(Path("/tmp")), REPO)
+    study_path = runs / "host_kill"
+    while d.elapsed() < 240 and not (_has_history(study_path) and _host_pids(d.pid)):
+        assert d.proc.poll() is None, log.read_text()[-2000:]
+        time.sleep(0.2)
+    (host,) = _host_pids(d.pid)
+    os.kill(host, signal.SIGKILL)
+    assert d.wait(timeout=400) == 0, log.read_text()[-3000:]
+    study = Study.open("host_kill", runs)
+    assert list(study.trials()["state"]) == ["COMPLETE"] * 4
+    history = study.history()
+    pairs = list(zip(history["trial_id"], history["epoch"], strict=True))
+    assert len(pairs) == len(set(pairs)) == 4 * 4
+    continued = [
+        json.loads(line)["epoch"]
+        for folder in study.tune_dir.glob("hosted_trainable_*")
+        for line in (folder / "starts.jsonl").read_text().splitlines()
+    ]
+    assert any(epoch > 0 for epoch in continued), continued  # retried from a checkpoint

@@ -50,6 +50,8 @@ WORKER_PRELOAD = (
 )
 # A script trial's worker runs no torch itself: the script imports what it needs.
 SCRIPT_PRELOAD = ("ray.tune.trainable.function_trainable", "sweeper.engine.script_trainable")
+# a hosted trial's client imports no torch (the host imports it once, in its own worker)
+CLIENT_PRELOAD = ("ray.tune.trainable.function_trainable", "sweeper.engine.hosted_trainable")
 # Ray Tune's default variables for its trainables' workers (class_cache.DEFAULT_ENV_VARS).
 TUNE_WORKER_ENV = {"PL_DISABLE_FORK": "1"}
 _WORKER_ENV: dict[str, str] = {}  # the environment this driver's Ray workers inherit

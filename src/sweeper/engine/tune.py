@@ -14,7 +14,13 @@ import warnings
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from sweeper.engine.session import SCRIPT_PRELOAD, WORKER_PRELOAD, init_ray, shutdown_ray
+from sweeper.engine.session import (
+    CLIENT_PRELOAD,
+    SCRIPT_PRELOAD,
+    WORKER_PRELOAD,
+    init_ray,
+    shutdown_ray,
+)
 from sweeper.errors import SweeperError
 from sweeper.plan import Plan
 from sweeper.signals import raise_if_stopped, sigterm_as_sigint
@@ -231,7 +237,13 @@ def run_study(
     with sigterm_as_sigint() as rearm:
         try:
             study.set_state("running", pid=os.getpid(), n_trials=plan.n_trials)
-            preload = SCRIPT_PRELOAD if spec.model is None else WORKER_PRELOAD
+            preload = (
+                SCRIPT_PRELOAD
+                if spec.model is None
+                else CLIENT_PRELOAD
+                if spec.resources.executor == "host"
+                else WORKER_PRELOAD
+            )
             cpus = spec.resources.num_cpus or os.cpu_count() or 1
             started = init_ray(cpus, spec.resources.address, preload)
             rearm()  # ray.init replaced the SIGTERM handler
