@@ -10,6 +10,7 @@ and a model that cannot be captured training eagerly inside the host.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -20,7 +21,9 @@ import torch
 from sweeper.data import load_splits
 from sweeper.spec import spec_from_dict
 from sweeper.trial import resolve_trial
+from sweeper.trial import step as fast
 from sweeper.trial.host import Host
+from sweeper.trial.lanes import Lane
 from sweeper.trial.loop import TrialContext, train_trial
 from tests.support.synthetic import image_splits
 
@@ -197,6 +200,50 @@ def test_checkpoint_of_a_finished_trial_trains_nothing(splits):
     assert not host.add("a", resolve_trial(spec, {}), restore=last.state)
     (event,) = host.step()
     assert event.done and event.error is None and event.metrics is None
+
+
+class _KeepStep:
+    """Stands in for the lane's CUDA graphs on the CPU: "capture" keeps the step function,
+    "replay" runs it on the static buffers (as a graph replays its kernels)."""
+
+    def __init__(self) -> None:
+        self.captures = 0
+
+    def side(self):
+        return contextlib.nullcontext()
+
+    def sync(self) -> None:
+        pass
+
+    def capture(self, fn):
+        self.captures += 1
+        return fn
+
+
+def test_hosted_steps_go_through_the_lanes_graphs(splits, monkeypatch):
+    """The CUDA path's bookkeeping, on the CPU: each run's step warms up, is captured by its
+    lane's backend, replays, re-captures when the schedule changes the lr; same numbers."""
+    spec = make_spec(epochs=2)
+    params = {"plain": {}, "step_lr": {**CONFIGS["adamw_step"], "batch_size": 128}}
+    reference = {name: alone(spec, splits, p) for name, p in params.items()}
+    backends = []
+
+    def graphs(lane):
+        backends.append(_KeepStep())
+        return backends[-1]
+
+    monkeypatch.setattr(fast, "wants_graph", lambda cfg, device: fast.uses_step(cfg))
+    monkeypatch.setattr(fast, "optimizer_options", lambda cfg, device: {})  # no capturable
+    monkeypatch.setattr(Lane, "graphs", graphs)
+    host = Host(splits, "cpu")
+    for name, p in params.items():
+        host.add(name, resolve_trial(spec, p))
+    steps = {name: t.runs[0] for name, t in host._trials.items()}
+    events = by_trial(host.run())
+    for name in params:
+        assert_same_metrics([e.metrics for e in events[name]], [m for m, _ in reference[name]])
+        assert steps[name].step.graphed
+    assert [b.captures for b in backends] == [1, 2]  # step_lr: the lr changed after epoch 1
 
 
 class _Raises(torch.nn.Module):
