@@ -192,14 +192,17 @@ def test_checkpoint_restored_into_a_fresh_host_continues_identically(splits):
     assert_same_metrics([m for m, _ in resumed], [m for m, _ in reference[1:]])
 
 
-def test_checkpoint_of_a_finished_trial_trains_nothing(splits):
+def test_checkpoint_of_a_finished_or_diverged_trial_trains_nothing(splits):
     spec = make_spec(epochs=1)
     host = Host(splits, "cpu")
     host.add("a", resolve_trial(spec, {}))
     (last,) = list(host.run())
     assert not host.add("a", resolve_trial(spec, {}), restore=last.state)
-    (event,) = host.step()
-    assert event.done and event.error is None and event.metrics is None
+    diverged = {**last.state, "metrics": {**last.metrics, "diverged": 1}}
+    assert not host.add("b", resolve_trial(make_spec(epochs=2), {}), restore=diverged)
+    events = host.step()
+    assert [e.trial_id for e in events] == ["a", "b"] and host.trials() == {}
+    assert all(e.done and e.error is None and e.metrics is None for e in events)
 
 
 class _KeepStep:

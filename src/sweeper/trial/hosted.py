@@ -126,7 +126,8 @@ class HostedTrial:
         lane.synchronize()  # what it made (a fold pool, say) is ready for every lane
         self.params = count_params(self.runs[0].model)
         self.train_s = float(((restore or {}).get("metrics") or {}).get("train_s", 0.0))
-        self.finished = self.epoch >= cfg.epochs
+        diverged = int(((restore or {}).get("metrics") or {}).get("diverged", 0))
+        self.finished = self.epoch >= cfg.epochs or bool(diverged)  # nothing left to train
         self._pieces: Iterator[Any] | None = None  # the epoch's steps; None at a boundary
         self._results: list[dict[str, float] | None] = []
         self._t0 = 0.0
