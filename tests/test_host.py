@@ -207,10 +207,11 @@ def test_checkpoint_of_a_finished_or_diverged_trial_trains_nothing(splits):
 
 class _KeepStep:
     """Stands in for the lane's CUDA graphs on the CPU: "capture" keeps the step function,
-    "replay" runs it on the static buffers (as a graph replays its kernels)."""
+    "replay" runs it on the static buffers (as a graph replays its kernels); with ``fail``,
+    every capture raises it."""
 
-    def __init__(self) -> None:
-        self.captures = 0
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.captures, self.fail = 0, fail
 
     def side(self):
         return contextlib.nullcontext()
@@ -219,6 +220,8 @@ class _KeepStep:
         pass
 
     def capture(self, fn):
+        if self.fail is not None:
+            raise self.fail
         self.captures += 1
         return fn
 
@@ -247,6 +250,26 @@ def test_hosted_steps_go_through_the_lanes_graphs(splits, monkeypatch):
         assert_same_metrics([e.metrics for e in events[name]], [m for m, _ in reference[name]])
         assert steps[name].step.graphed
     assert [b.captures for b in backends] == [1, 2]  # step_lr: the lr changed after epoch 1
+
+
+def test_a_failed_capture_trains_eagerly_with_one_line_naming_the_trial(
+    splits, monkeypatch, caplog
+):
+    spec = make_spec(epochs=2)
+    reference = alone(spec, splits, {})
+    monkeypatch.setattr(fast, "wants_graph", lambda cfg, device: fast.uses_step(cfg))
+    monkeypatch.setattr(fast, "optimizer_options", lambda cfg, device: {})
+    monkeypatch.setattr(Lane, "graphs", lambda lane: _KeepStep(RuntimeError("no capture\nhere")))
+    caplog.set_level(logging.WARNING, logger="sweeper.trial.step")
+    host = Host(splits, "cpu")
+    host.add("t7", resolve_trial(spec, {}))
+    events = list(host.run())
+    lines = [r.getMessage() for r in caplog.records if r.name == "sweeper.trial.step"]
+    assert lines == [
+        "trial t7: train step not captured as a CUDA graph (RuntimeError: no capture); "
+        "training eagerly"
+    ]
+    assert_same_metrics([e.metrics for e in events], [m for m, _ in reference])
 
 
 class _Raises(torch.nn.Module):
@@ -423,7 +446,7 @@ def test_uncapturable_model_trains_eagerly_in_the_host(synthetic, monkeypatch, c
     with caplog.at_level(logging.WARNING, logger="sweeper.trial.step"):
         events = by_trial(host.run())
     lines = [r.getMessage() for r in caplog.records if r.name == "sweeper.trial.step"]
-    assert len(lines) == 1 and "not captured" in lines[0], lines
+    assert len(lines) == 1 and lines[0].startswith("trial syncs: train step not captured")
     assert not trials["syncs"].runs[0].step.graphed and trials["mlp"].runs[0].step.graphed
     assert [e.metrics["epoch"] for e in events["syncs"]] == [1, 2]
     assert all(math.isfinite(e.metrics["train_loss"]) for e in events["syncs"])
