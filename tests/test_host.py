@@ -10,6 +10,7 @@ and a model that cannot be captured training eagerly inside the host.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -20,7 +21,9 @@ import torch
 from sweeper.data import load_splits
 from sweeper.spec import spec_from_dict
 from sweeper.trial import resolve_trial
+from sweeper.trial import step as fast
 from sweeper.trial.host import Host
+from sweeper.trial.lanes import Lane
 from sweeper.trial.loop import TrialContext, train_trial
 from tests.support.synthetic import image_splits
 
@@ -189,14 +192,84 @@ def test_checkpoint_restored_into_a_fresh_host_continues_identically(splits):
     assert_same_metrics([m for m, _ in resumed], [m for m, _ in reference[1:]])
 
 
-def test_checkpoint_of_a_finished_trial_trains_nothing(splits):
+def test_checkpoint_of_a_finished_or_diverged_trial_trains_nothing(splits):
     spec = make_spec(epochs=1)
     host = Host(splits, "cpu")
     host.add("a", resolve_trial(spec, {}))
     (last,) = list(host.run())
     assert not host.add("a", resolve_trial(spec, {}), restore=last.state)
-    (event,) = host.step()
-    assert event.done and event.error is None and event.metrics is None
+    diverged = {**last.state, "metrics": {**last.metrics, "diverged": 1}}
+    assert not host.add("b", resolve_trial(make_spec(epochs=2), {}), restore=diverged)
+    events = host.step()
+    assert [e.trial_id for e in events] == ["a", "b"] and host.trials() == {}
+    assert all(e.done and e.error is None and e.metrics is None for e in events)
+
+
+class _KeepStep:
+    """Stands in for the lane's CUDA graphs on the CPU: "capture" keeps the step function,
+    "replay" runs it on the static buffers (as a graph replays its kernels); with ``fail``,
+    every capture raises it."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.captures, self.fail = 0, fail
+
+    def side(self):
+        return contextlib.nullcontext()
+
+    def sync(self) -> None:
+        pass
+
+    def capture(self, fn):
+        if self.fail is not None:
+            raise self.fail
+        self.captures += 1
+        return fn
+
+
+def test_hosted_steps_go_through_the_lanes_graphs(splits, monkeypatch):
+    """The CUDA path's bookkeeping, on the CPU: each run's step warms up, is captured by its
+    lane's backend, replays, re-captures when the schedule changes the lr; same numbers."""
+    spec = make_spec(epochs=2)
+    params = {"plain": {}, "step_lr": {**CONFIGS["adamw_step"], "batch_size": 128}}
+    reference = {name: alone(spec, splits, p) for name, p in params.items()}
+    backends = []
+
+    def graphs(lane):
+        backends.append(_KeepStep())
+        return backends[-1]
+
+    monkeypatch.setattr(fast, "wants_graph", lambda cfg, device: fast.uses_step(cfg))
+    monkeypatch.setattr(fast, "optimizer_options", lambda cfg, device: {})  # no capturable
+    monkeypatch.setattr(Lane, "graphs", graphs)
+    host = Host(splits, "cpu")
+    for name, p in params.items():
+        host.add(name, resolve_trial(spec, p))
+    steps = {name: t.runs[0] for name, t in host._trials.items()}
+    events = by_trial(host.run())
+    for name in params:
+        assert_same_metrics([e.metrics for e in events[name]], [m for m, _ in reference[name]])
+        assert steps[name].step.graphed
+    assert [b.captures for b in backends] == [1, 2]  # step_lr: the lr changed after epoch 1
+
+
+def test_a_failed_capture_trains_eagerly_with_one_line_naming_the_trial(
+    splits, monkeypatch, caplog
+):
+    spec = make_spec(epochs=2)
+    reference = alone(spec, splits, {})
+    monkeypatch.setattr(fast, "wants_graph", lambda cfg, device: fast.uses_step(cfg))
+    monkeypatch.setattr(fast, "optimizer_options", lambda cfg, device: {})
+    monkeypatch.setattr(Lane, "graphs", lambda lane: _KeepStep(RuntimeError("no capture\nhere")))
+    caplog.set_level(logging.WARNING, logger="sweeper.trial.step")
+    host = Host(splits, "cpu")
+    host.add("t7", resolve_trial(spec, {}))
+    events = list(host.run())
+    lines = [r.getMessage() for r in caplog.records if r.name == "sweeper.trial.step"]
+    assert lines == [
+        "trial t7: train step not captured as a CUDA graph (RuntimeError: no capture); "
+        "training eagerly"
+    ]
+    assert_same_metrics([e.metrics for e in events], [m for m, _ in reference])
 
 
 class _Raises(torch.nn.Module):
@@ -373,7 +446,7 @@ def test_uncapturable_model_trains_eagerly_in_the_host(synthetic, monkeypatch, c
     with caplog.at_level(logging.WARNING, logger="sweeper.trial.step"):
         events = by_trial(host.run())
     lines = [r.getMessage() for r in caplog.records if r.name == "sweeper.trial.step"]
-    assert len(lines) == 1 and "not captured" in lines[0], lines
+    assert len(lines) == 1 and lines[0].startswith("trial syncs: train step not captured")
     assert not trials["syncs"].runs[0].step.graphed and trials["mlp"].runs[0].step.graphed
     assert [e.metrics["epoch"] for e in events["syncs"]] == [1, 2]
     assert all(math.isfinite(e.metrics["train_loss"]) for e in events["syncs"])

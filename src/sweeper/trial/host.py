@@ -59,8 +59,9 @@ class Event:
 
     Attributes:
         trial_id: the trial it is about.
-        metrics: a finished epoch's metrics, as ``train_trial`` reports them (None when
-            the trial failed).
+        metrics: a finished epoch's metrics, as ``train_trial`` reports them; None when
+            the trial failed, or had nothing left to train (its checkpoint was of its last
+            epoch, or of a divergence: ``done`` set, ``error`` None).
         state: the checkpoint after that epoch (``{"epoch", "runs"}``, CPU tensors) when
             the config checkpoints (``train.checkpoint``), else None.
         done: the trial left the host: its last epoch, a divergence, or a failure.
@@ -125,7 +126,7 @@ class Host:
         except Exception as exc:  # noqa: BLE001 - the trial fails, the host goes on
             self._pending.append(self._failure(trial_id, exc))
             return False
-        if trial.finished:  # a checkpoint of its last epoch: nothing to train
+        if trial.finished:  # a checkpoint of its last epoch (or a divergence): nothing to do
             self._pending.append(Event(trial_id, None, done=True))
             return False
         self._trials[trial_id] = trial

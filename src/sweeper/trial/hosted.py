@@ -49,7 +49,9 @@ class RunEpoch:
     statistics in the same order as ``Run.train_epoch``.
     """
 
-    def __init__(self, run: Run, cfg: TrialConfig, data: DeviceData, task: Any, lane: Lane):
+    def __init__(
+        self, run: Run, cfg: TrialConfig, data: DeviceData, task: Any, lane: Lane, name: str
+    ) -> None:
         self.run, self.cfg, self.task = run, cfg, task
         run.model.train()
         self.lr = run.lr()  # before the schedule's step, as RunList reports it
@@ -66,6 +68,7 @@ class RunEpoch:
                     graphs=graphs,
                     precision=cfg.precision,
                     channels_last=run.channels_last,
+                    name=f"trial {name}",
                 )
             for value in run.step.sums.values():
                 value.zero_()
@@ -126,7 +129,8 @@ class HostedTrial:
         lane.synchronize()  # what it made (a fold pool, say) is ready for every lane
         self.params = count_params(self.runs[0].model)
         self.train_s = float(((restore or {}).get("metrics") or {}).get("train_s", 0.0))
-        self.finished = self.epoch >= cfg.epochs
+        diverged = int(((restore or {}).get("metrics") or {}).get("diverged", 0))
+        self.finished = self.epoch >= cfg.epochs or bool(diverged)  # nothing left to train
         self._pieces: Iterator[Any] | None = None  # the epoch's steps; None at a boundary
         self._results: list[dict[str, float] | None] = []
         self._t0 = 0.0
@@ -160,7 +164,7 @@ class HostedTrial:
                 yield True
                 continue
             for i, run in zip(unit.indices, unit.runs, strict=True):
-                epoch = RunEpoch(run, self.cfg, self.data, self.task, self.lane)
+                epoch = RunEpoch(run, self.cfg, self.data, self.task, self.lane, self.trial_id)
                 while epoch.step():
                     yield True
                 self._results[i] = epoch.finish()

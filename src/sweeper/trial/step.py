@@ -182,6 +182,7 @@ class TrainStep:
         graphs: a capture backend (:class:`CudaGraphs`), or None to stay eager.
         precision: ``fp32`` or ``bf16`` (autocast around forward + loss).
         channels_last: image inputs in channels-last memory format.
+        name: what the fallback's log line calls the step's owner (a hosted trial's id).
     """
 
     def __init__(
@@ -194,7 +195,9 @@ class TrainStep:
         graphs: Any = None,
         precision: str = "fp32",
         channels_last: bool = False,
+        name: str = "",
     ) -> None:
+        self.name = name
         self.model, self.optimizer, self.task = model, optimizer, task
         self.batch_size = batch_size
         self.graphs = graphs
@@ -290,7 +293,8 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)  # drop grads the failed capture made
         reason = (str(exc).strip().splitlines() or [""])[0][:200]
         LOG.warning(
-            "train step not captured as a CUDA graph (%s: %s); training eagerly",
+            "%strain step not captured as a CUDA graph (%s: %s); training eagerly",
+            f"{self.name}: " if self.name else "",
             type(exc).__name__,
             reason,
         )
