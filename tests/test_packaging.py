@@ -39,3 +39,19 @@ def test_the_constraints_pin_this_machines_torch_inside_the_range():
 def test_make_and_ci_install_with_the_constraints():
     makefile = (REPO / "Makefile").read_text()
     assert "-c constraints.txt" in makefile
+
+
+def test_every_package_of_src_ships():
+    """A wheel holds the packages pyproject.toml lists (not an editable install's view)."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    src = REPO / "src" / "sweeper"
+    found = {
+        ".".join(("sweeper", *init.parent.relative_to(src).parts))
+        for init in src.rglob("__init__.py")
+    }
+    assert found - listed == set(), "packages of src/ missing from [tool.setuptools] packages"
+    assert listed - found - {"sweeper.models"} == set(), "listed packages that do not exist"
