@@ -22,7 +22,7 @@ demo: setup
 	$(BIN)/sweeper run sweeps/quickstart.yaml --force-new
 	$(BIN)/sweeper status quickstart
 
-# CI runs this (.ci/run): lint and format check first, then every test.
+# CI runs this (.ci/run): lint, format and type check first, then every test.
 test: setup lint
 	@scripts/ensure-system.sh
 	$(BIN)/python -m pytest -q --durations=15
@@ -33,6 +33,7 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) runs .cache .pytest_cache
+	rm -rf $(VENV) runs .cache .pytest_cache .mypy_cache

@@ -138,6 +138,7 @@ def test_the_pruning_scheduler_asks_the_trials_optuna_trial():
 
     from ray.tune.schedulers import TrialScheduler
 
+    from sweeper.engine import optuna_private
     from sweeper.engine.pruning import OptunaPruning
     from sweeper.engine.search import SpecSearch
     from sweeper.registry.schedulers import build_pruner
@@ -162,7 +163,7 @@ def test_the_pruning_scheduler_asks_the_trials_optuna_trial():
     assert run("good", [0.6, 0.9, 1.0, 1.0]) == (TrialScheduler.CONTINUE, 4)
     assert run("flat", [0.54, 0.54, 0.54, 0.54]) == (TrialScheduler.CONTINUE, 4)
     assert run("worse", [0.6, 0.55, 0.5, 0.5]) == (TrialScheduler.STOP, 3)
-    states = [t.state.name for t in searcher._ot_study.trials]
+    states = [t.state.name for t in optuna_private.study(searcher).trials]
     assert states == ["COMPLETE", "COMPLETE", "PRUNED"]
 
 

@@ -259,6 +259,7 @@ def test_gp_and_cmaes_draw_shaped_priors(sampler: str) -> None:
 
 
 def test_searcher_hands_trials_decoded_values_and_stops_at_target() -> None:
+    from sweeper.engine import optuna_private
     from sweeper.engine.search import SpecSearch
 
     spec = spec_from_dict(
@@ -271,7 +272,7 @@ def test_searcher_hands_trials_decoded_values_and_stops_at_target() -> None:
     )
     search = SpecSearch(spec)
     config = search.suggest("t1")
-    assert config["x"] > 0 and config["x"] != search._ot_trials["t1"].params["x"]
+    assert config["x"] > 0 and config["x"] != optuna_private.trials(search)["t1"].params["x"]
     search.on_trial_result("t1", {"loss": 0.7, "training_iteration": 1})
     assert search.suggest("t2") is not None  # 0.7 has not reached 0.5
     search.on_trial_result("t2", {"loss": 0.4, "training_iteration": 1})
@@ -381,6 +382,7 @@ def test_metric_target_ends_the_study(tmp_path: Path, ray_session, data_root) ->
 def test_impute_tells_the_sampler_a_failed_trials_value(impute, goal, told):
     """W&B's ``metric.impute``: a trial that failed after reporting is told to Optuna with
     the latest, best or worst of its values; without impute it is told as failed."""
+    from sweeper.engine import optuna_private
     from sweeper.engine.search import SpecSearch
 
     metric = {"name": "val_acc", "goal": goal, **({"impute": impute} if impute else {})}
@@ -401,7 +403,7 @@ def test_impute_tells_the_sampler_a_failed_trials_value(impute, goal, told):
     for step, value in enumerate([0.2, 0.9, 0.5], start=1):
         search.on_trial_result("a", {"val_acc": value, "training_iteration": step})
     search.on_trial_complete("a", error=True)
-    (trial,) = search._ot_study.get_trials(deepcopy=False)
+    (trial,) = optuna_private.study(search).get_trials(deepcopy=False)
     if told is None:
         assert trial.state.name == "FAIL" and trial.value is None
     else:
@@ -535,6 +537,7 @@ def test_check_notes_what_wandbs_validator_rejects(raw, note, capsys, tmp_path) 
 
 def test_impute_while_running_shows_running_trials_to_the_sampler() -> None:
     """A running trial that reported values is seen as finished with its best so far."""
+    from sweeper.engine import optuna_private
     from sweeper.engine.search import SpecSearch
     from sweeper.search.impute import RunningImputed
 
@@ -543,19 +546,19 @@ def test_impute_while_running_shows_running_trials_to_the_sampler() -> None:
          "parameters": {"x": {"min": 0.0, "max": 1.0}}}, "t",
     )  # fmt: skip
     search = SpecSearch(spec)
-    assert isinstance(search._sampler, RunningImputed)
+    study = optuna_private.study(search)
+    assert isinstance(study.sampler, RunningImputed)
     for i, losses in enumerate([[0.5, 0.2, 0.4], []]):
         search.suggest(f"t{i}")
         for step, loss in enumerate(losses, start=1):
             search.on_trial_result(f"t{i}", {"loss": loss, "training_iteration": step})
-    study = search._ot_study
-    viewed = search._sampler._view(study)._get_trials(deepcopy=False)
+    viewed = study.sampler._view(study)._get_trials(deepcopy=False)
     assert [t.state.name for t in viewed] == ["COMPLETE", "RUNNING"]
     assert viewed[0].value == pytest.approx(0.2)  # W&B: the running run's best so far
     assert [t.state.name for t in study.get_trials()] == ["RUNNING", "RUNNING"]  # unchanged
     raw = {"method": "bayes", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1, 2]}}}
     plain = SpecSearch(spec_from_dict(raw, "t"))
-    assert not isinstance(plain._sampler, RunningImputed)
+    assert not isinstance(optuna_private.study(plain).sampler, RunningImputed)
 
 
 @pytest.mark.parametrize(("strict", "decision"), [(True, "STOP"), (False, "CONTINUE")])

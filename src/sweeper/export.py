@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,9 @@ class Exported:
     note: str = ""
 
 
-def export_study(study: Study, top: int = 3, out: str | Path | None = None) -> list[Exported]:
+def export_study(
+    study: Study, top: int = 3, out: str | os.PathLike[str] | None = None
+) -> list[Exported]:
     """Export the ``top`` best finished trials of ``study`` into ``out`` (default
     ``<study>/export``); returns what was written, best first."""
     from sweeper.report import collect, context
@@ -142,7 +145,7 @@ def trial_params(spec: Any, row: dict[str, Any]) -> dict[str, Any]:
             if None not in (param.values or ()):  # null is one of the values: kept
                 continue
             value = None
-        value = value.item() if hasattr(value, "item") else value
+        value = value.item() if value is not None and hasattr(value, "item") else value
         value = received(param, value)  # "[1, 2]" read from the CSV -> [1, 2]
         if param.kind == "int_uniform":
             value = int(value)

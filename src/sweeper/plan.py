@@ -188,7 +188,7 @@ def _model_names(spec: Spec, source: str) -> list[str]:
             f"parameters.{MODEL_KEY}.values",
             f"expected registered model names, got {bad[0]!r}",
         )
-    return values
+    return [v for v in values if isinstance(v, str)]  # every one (checked above)
 
 
 def _own_model(spec: Spec, source: str) -> str:
@@ -208,6 +208,7 @@ def _check_models(spec: Spec, source: str) -> list[Any]:
     """Check every model the sweep can build and its fixed arguments; returns their entries."""
     from sweeper.models import UnknownModelError, check_model_args, get_entry
 
+    assert spec.model is not None  # make_plan checks models only for a model's sweep
     names = _model_names(spec, source)
     key = "model.name" if MODEL_KEY not in spec.parameters else f"parameters.{MODEL_KEY}.values"
     entries = []
@@ -300,6 +301,7 @@ def _check_element_values(
     spec: Spec, source: str, name: str, param: Any, entries: list[Any]
 ) -> None:
     """``channels.1``: the argument must be a list with that index, each value an element."""
+    assert spec.model is not None  # make_plan checks models only for a model's sweep
     base, _, index = name.rpartition(".")
     for entry in entries:
         arg = entry.arg_specs[base]
@@ -347,6 +349,7 @@ def _smoke_build(spec: Spec, source: str, info: Any) -> int:
     from sweeper.search.space import extremes as candidates
     from sweeper.trial.config import SWEEPABLE_TRAIN_KEYS, resolve_trial
 
+    assert spec.model is not None  # make_plan builds models only for a model's sweep
     first = {k: candidates(p)[0] for k, p in spec.parameters.items()}
     trials: list[tuple[str, dict[str, Any]]] = [("model", first)]
     for name, param in spec.parameters.items():
@@ -359,7 +362,7 @@ def _smoke_build(spec: Spec, source: str, info: Any) -> int:
             model = get_model(
                 cfg.model, in_shape=info.in_shape, num_classes=info.num_classes, **cfg.model_args
             )
-        except Exception as exc:  # a builder's own argument checks
+        except Exception as exc:  # noqa: BLE001 - a builder's own checks (user code: any error)
             swept = {k: v for k, v in params.items() if k not in SWEEPABLE_TRAIN_KEYS}
             raise SpecError(
                 source,

@@ -80,6 +80,7 @@ def best_rows(
     """The results among ``rows``, best first (ties keep their order); ``k`` of them if given."""
     results = [r for r in rows if is_result(r, metric)]
     sign = -1.0 if maximize else 1.0
+    # a result's metric is a number (is_result), never None
     results.sort(key=lambda r: sign * metric_value(r, metric))  # type: ignore[operator]
     return results if k is None else results[:k]
 

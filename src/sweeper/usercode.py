@@ -106,7 +106,7 @@ def _import_module(module: str) -> ModuleType:
         raise UserCodeError(
             f"{where(exc, None)}: import of {target} failed: {describe(exc)}"
         ) from None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the user's module may raise anything
         raise UserCodeError(
             f"{where(exc, None)}: import of {target} failed: {describe(exc)}"
         ) from None
@@ -116,6 +116,6 @@ def call(fn: Callable[..., Any], path: str | None, what: str, **kwargs: Any) -> 
     """``fn(**kwargs)``; an exception it raises becomes a one-line :class:`UserCodeError`."""
     try:
         return fn(**kwargs)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the user's function may raise anything
         path = path or inspect.getsourcefile(fn)
         raise UserCodeError(f"{where(exc, path)}: {what} raised {describe(exc)}") from None

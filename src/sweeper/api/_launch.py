@@ -72,7 +72,8 @@ def load(spec: SpecLike, overrides: list[str], name: str | None) -> tuple[Any, s
         raise SweeperError(
             f"spec: expected a sweep file's path or a dict, got {type(spec).__name__}"
         )
-    return load_spec(spec, overrides, name=name), os.fspath(spec)
+    path = os.fspath(spec)
+    return load_spec(path, overrides, name=name), path
 
 
 def prepare(

@@ -41,7 +41,8 @@ def best_records(table: Any, spec: Any, k: int = 1) -> list[dict[str, Any]]:
     records = table.to_dict(orient="records")
     if spec.objectives.multi:
         return [dict(r) for r in spec.objectives.front(records)[:k]]
-    return best_rows(records, spec.metric.name, spec.metric.goal == "maximize", k)
+    maximize = spec.metric.goal == "maximize"
+    return [dict(r) for r in best_rows(records, spec.metric.name, maximize, k)]
 
 
 def state_word(store: Any) -> str:

@@ -192,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=cmd.help,
             description=plain(cmd.handler.__doc__),
-            parents=[debug_flag(argparse.SUPPRESS), *(flags[f] for f in cmd.flags)],
+            # typeshed wants parents of the subparsers' class; any parser's flags copy over
+            parents=[debug_flag(argparse.SUPPRESS), *(flags[f] for f in cmd.flags)],  # type: ignore[list-item]
         )
         p.set_defaults(func=cmd.handler)
         if cmd.arguments is not None:

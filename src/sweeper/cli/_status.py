@@ -141,10 +141,10 @@ def print_summary(
     if spec.objectives.multi:
         out.print(front_text(front(table, spec), spec))
     else:
-        top = best(table, spec)
-        if top is not None:
+        best_row = best(table, spec)
+        if best_row is not None:
             metric = spec.metric.name
-            out.print(f"best {metric}: {top[metric]:.4f} (trial {top['trial_id']})")
+            out.print(f"best {metric}: {best_row[metric]:.4f} (trial {best_row['trial_id']})")
     out.print(mirror_text(mirror(study, spec, storage)))
 
 

@@ -20,7 +20,11 @@ from sweeper.data._api import (
     split_train_val,
     subsample,
 )
-from sweeper.data.torchvision_sets import cache_dir, idx_root  # noqa: F401 (re-exported)
+from sweeper.data.torchvision_sets import (  # noqa: F401 (cache_dir: re-exported)
+    DOWNLOAD_ERRORS,
+    cache_dir,
+    idx_root,
+)
 
 RAW_FILES = (
     "train-images-idx3-ubyte",
@@ -50,7 +54,7 @@ def read_fashion_mnist(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     try:
         train = FashionMNIST(str(tv_root), train=True, download=download)
         test = FashionMNIST(str(tv_root), train=False, download=download)
-    except Exception as exc:  # torchvision raises RuntimeError / URLError / OSError
+    except DOWNLOAD_ERRORS as exc:
         raise DataError(
             f"Fashion-MNIST not found under {root / 'FashionMNIST' / 'raw'} and it could not "
             f"be downloaded ({type(exc).__name__}); set data.root, --data-dir or "

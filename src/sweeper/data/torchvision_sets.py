@@ -22,7 +22,10 @@ import gzip
 import hashlib
 import os
 import shutil
+import tarfile
+import zipfile
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +95,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SWEEPER_CACHE_DIR", Path.home() / ".cache" / "sweeper"))
 
 
+# What torchvision raises for a set that is missing and cannot be downloaded: no files
+# (RuntimeError), no network (URLError, an OSError), a download cut short (EOFError, or
+# a bad archive).
+DOWNLOAD_ERRORS = (RuntimeError, OSError, EOFError, tarfile.TarError, zipfile.BadZipFile)
+
+
 def idx_root(root: Path, folder: str, files: tuple[str, ...]) -> tuple[Path, bool]:
     """The root to hand torchvision for IDX ``files`` of ``<root>/<folder>/raw``, and
     whether it may download there.
@@ -134,7 +143,7 @@ def _idx_files(row: TorchvisionSet, args: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
-def _present(cls: type) -> type:
+def _present(cls: Any) -> type:
     """torchvision's CIFAR or SVHN class checking that its files are there, not their md5."""
     table: dict[str, Any] = {"__module__": __name__}
     if hasattr(cls, "train_list"):
@@ -198,7 +207,7 @@ def _loader(row: TorchvisionSet) -> Any:
         args = {k: default for k, (default, _) in row.args.items()} | dict(spec.args)
         try:
             x, y, x_test, y_test = read_arrays(row, root, args)
-        except Exception as exc:  # torchvision raises RuntimeError / URLError / OSError
+        except DOWNLOAD_ERRORS as exc:
             raise DataError(
                 f"{row.info.name} not found under {_where(row, root)} and it could not be "
                 f"downloaded ({type(exc).__name__}); set data.root, --data-dir or "
@@ -223,6 +232,4 @@ def info_for(row: TorchvisionSet, args: dict[str, Any]) -> DatasetInfo:
 
 
 for _row in TORCHVISION_SETS:
-    register_dataset(_row.info, args=_row.args, info_for=lambda a, r=_row: info_for(r, a))(
-        _loader(_row)
-    )
+    register_dataset(_row.info, args=_row.args, info_for=partial(info_for, _row))(_loader(_row))

@@ -106,7 +106,10 @@ def refresh_auth() -> None:
     and Ray's core worker would end the process."""
     try:
         import ray
-        from ray._raylet import AuthenticationTokenLoader, Config
+        from ray._raylet import (  # type: ignore[attr-defined]  # compiled; its .pyi lists neither
+            AuthenticationTokenLoader,
+            Config,
+        )
     except ImportError:  # another Ray: it reads them as it does
         return
     if ray.is_initialized():

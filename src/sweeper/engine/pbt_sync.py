@@ -37,6 +37,13 @@ _PRIVATE = (
 class _ResumeSafe:
     """The two fixes (see the module) over Ray's PBT rules."""
 
+    # PBT's private state (_PRIVATE), declared for type checkers; Ray's class sets it.
+    _synch: bool
+    _time_attr: str
+    _perturbation_interval: float
+    _next_perturbation_sync: float
+    _trial_state: dict[Any, Any]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         missing = [a for a in _PRIVATE if not hasattr(self, a)]
@@ -52,7 +59,8 @@ class _ResumeSafe:
         if state is not None and isinstance(time, (int, float)) and time <= state.last_train_time:
             return TrialScheduler.CONTINUE  # a restarted trial's restored result, again
         before = self._next_perturbation_sync
-        decision = super().on_trial_result(tune_controller, trial, result)
+        # a mixin: PBT's (or PB2's) method is next in the MRO
+        decision = super().on_trial_result(tune_controller, trial, result)  # type: ignore[misc]
         if self._synch and self._next_perturbation_sync != before:  # a sync just happened
             trials = tune_controller.get_trials()
             latest = max(self._trial_state[t].last_train_time for t in trials)

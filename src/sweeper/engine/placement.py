@@ -29,7 +29,7 @@ MEMORY_FRACTION = 0.9  # of a GPU's memory that trials may plan to use
 HEADROOM = 2.0  # the probed step's peak times this: other configs may be larger
 SHARE_DIGITS = 4  # Ray's resolution for fractional resources
 # The probe's Ray task: one whole GPU, no CPU slot, a fresh worker that exits after.
-PROBE_TASK = {"num_gpus": 1, "num_cpus": 0, "max_calls": 1}
+PROBE_TASK: dict[str, Any] = {"num_gpus": 1, "num_cpus": 0, "max_calls": 1}
 
 
 @dataclass(frozen=True)

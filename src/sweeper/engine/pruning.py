@@ -7,8 +7,8 @@ study here); a trial to prune is stopped (Ray's ``STOP``) and the searcher told,
 tells Optuna PRUNED. The study folder's rule agrees: a trial stopped before its planned
 epochs is PRUNED (``store/book.py``).
 
-OptunaSearch's ``_ot_trials``/``_ot_study`` are private: sweeper pins Ray 2.60's names and
-fails loudly when they are missing.
+OptunaSearch's study and trials are private: read through :mod:`.optuna_private`, which
+checks Ray's version and fails loudly on another Ray.
 """
 
 from __future__ import annotations
@@ -18,22 +18,8 @@ from typing import Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from sweeper.engine import optuna_private
 from sweeper.engine.queue import RunnableQueue
-
-
-def optuna_searcher(tune_controller: Any) -> Any:
-    """The OptunaSearch behind Ray's search generator (and its concurrency limiter)."""
-    searcher = getattr(tune_controller.search_alg, "searcher", None)
-    while searcher is not None and not hasattr(searcher, "_ot_trials"):
-        searcher = getattr(searcher, "searcher", None)
-    if searcher is None:
-        import ray
-
-        raise RuntimeError(
-            f"Ray {ray.__version__}: no OptunaSearch with _ot_trials behind the search "
-            "algorithm; sweeper's pruners read Ray 2.60's OptunaSearch._ot_trials"
-        )
-    return searcher
 
 
 class OptunaPruning(RunnableQueue, FIFOScheduler):
@@ -47,6 +33,7 @@ class OptunaPruning(RunnableQueue, FIFOScheduler):
     """
 
     def __init__(self, pruner: Any, metric: str, epochs: int, time_attr: str = "epoch") -> None:
+        optuna_private.check_ray()  # at the study's start, not at its first result
         super().__init__()
         self._pruner = pruner
         self._epochs = epochs
@@ -57,11 +44,11 @@ class OptunaPruning(RunnableQueue, FIFOScheduler):
         value, step = result.get(self._prune_metric), result.get(self._time_attr)
         if not isinstance(value, (int, float)) or not math.isfinite(value) or step is None:
             return TrialScheduler.CONTINUE
-        searcher = optuna_searcher(tune_controller)
-        ot_trial = searcher._ot_trials.get(trial.trial_id)
+        searcher = optuna_private.optuna_searcher(tune_controller)
+        ot_trial = optuna_private.trials(searcher).get(trial.trial_id)
         if ot_trial is None:
             return TrialScheduler.CONTINUE  # not the searcher's (restored after a kill)
-        searcher._ot_study.pruner = self._pruner
+        optuna_private.study(searcher).pruner = self._pruner
         ot_trial.report(float(value), int(step))
         if int(step) >= int((trial.config or {}).get("epochs", self._epochs)):
             return TrialScheduler.CONTINUE  # its last epoch: complete, not pruned

@@ -23,6 +23,7 @@ class RunnableQueue:
             self._runnable: dict[str, Any] = {}
         return self._runnable
 
+    # A mixin: the Ray scheduler's methods come next in the MRO (the ignores below).
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         super().on_trial_add(tune_controller, trial)  # type: ignore[misc]
         self._queue()[trial.trial_id] = trial

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 from sweeper.engine.snapshot import TESTED_RAY
 from sweeper.errors import SweeperError
@@ -45,9 +46,9 @@ def relocate_experiment(tune_dir: Path) -> int:
     return rewritten
 
 
-def _storage_of(path: Path, state: object) -> object:
+def _storage_of(path: Path, state: object) -> Any:
     """The ``StorageContext`` of the pickled experiment, or a loud error."""
-    experiment = state.get("experiment") if isinstance(state, dict) else None
+    experiment: Any = state.get("experiment") if isinstance(state, dict) else None
     storage = getattr(experiment, "storage", None)
     if storage is None or not all(
         hasattr(storage, a) for a in ("storage_fs_path", "experiment_dir_name")

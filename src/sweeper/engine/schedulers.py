@@ -37,10 +37,11 @@ class BestSoFarAsha(AshaQueue):
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         value = result.get(self._metric)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
-            best = self.__dict__.setdefault("_best", {}).get(trial.trial_id)
+            bests = self.__dict__.setdefault("_best", {})
+            best = bests.get(trial.trial_id)
             if best is None or (value > best if self._mode == "max" else value < best):
                 best = value
-            self._best[trial.trial_id] = best
+            bests[trial.trial_id] = best
             result = {**result, self._metric: best}
         return super().on_trial_result(tune_controller, trial, result)
 

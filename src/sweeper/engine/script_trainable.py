@@ -98,7 +98,7 @@ def follow(launch: Launch, metric: str, report: Any, grace_s: float) -> int:
     proc = ScriptProcess(launch)
     started = time.monotonic()
     tail = MetricsTail(launch.metrics)
-    count, last, seen = 0, None, set()
+    count, last, seen = 0, None, set[str]()
     try:
         while True:
             code = proc.poll()  # before reading: every line of an ended program is read

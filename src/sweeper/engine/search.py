@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from sweeper.engine import optuna_private
 from sweeper.registry.samplers import SAMPLERS
 from sweeper.search.space import decode, distributions, make_sampler
 from sweeper.spec import Spec
@@ -37,6 +38,7 @@ class SpecSearch(OptunaSearch):
     """OptunaSearch whose suggestions are decoded configs and which stops at the target."""
 
     def __init__(self, spec: Spec) -> None:
+        optuna_private.check_ray()  # at the study's start, not at its first pruned trial
         objectives = spec.objectives
         multi = objectives.multi  # several: Ray's OptunaSearch takes lists (directions)
         super().__init__(
@@ -54,7 +56,8 @@ class SpecSearch(OptunaSearch):
         """The spec's pruner stopped this trial: tell Optuna PRUNED when it completes."""
         self._pruned.add(trial_id)
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    # Ray annotates Optional[Dict] but documents (and handles) Searcher.FINISHED, a str
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         if self.target_reached:
             return Searcher.FINISHED
         config = super().suggest(trial_id)
@@ -67,13 +70,15 @@ class SpecSearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        if trial_id in getattr(self, "_pruned", ()) and trial_id not in self._completed_trials:
+        pruned = trial_id in getattr(self, "_pruned", ())
+        if pruned and not optuna_private.told(self, trial_id):
             # Ray's OptunaSearch would tell COMPLETE with the last value: it was pruned
+            ot_trial = optuna_private.trials(self)[trial_id]
             try:
-                self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+                optuna_private.study(self).tell(ot_trial, state=TrialState.PRUNED)
             except RuntimeError:  # the grid sampler's study.stop() once the grid is done:
                 pass  # told already; Ray's own tell swallows the same (it logs any error)
-            self._completed_trials.add(trial_id)
+            optuna_private.mark_told(self, trial_id)
             return
         imputed = (
             self._spec.metric.imputed(getattr(self, "_values", {}).pop(trial_id, []))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import subprocess
 import sys
@@ -88,7 +89,7 @@ def init_ray(
                 log_to_driver=False,
                 object_store_memory=OBJECT_STORE_BYTES,
                 configure_logging=True,
-                logging_level="ERROR",
+                logging_level=logging.ERROR,
                 _temp_dir=str(_SCRATCH),
                 _system_config={"preload_python_modules": list(preload)},  # Ray 2.60 name
             )
@@ -119,7 +120,7 @@ def _join_cluster(address: str) -> None:
             _node_ip_address=_local_ip(address),
             log_to_driver=False,
             configure_logging=True,
-            logging_level="ERROR",
+            logging_level=logging.ERROR,
         )
     except AuthenticationError:  # the token at hand is not the cluster's
         raise SweeperError(guard.no_token_message(address)) from None
@@ -229,7 +230,7 @@ def _same_env_without_runtime_env() -> None:
         return original(self, trainable_cls)
 
     get._sweeper = True  # type: ignore[attr-defined]
-    cache_cls.get = get
+    cache_cls.get = get  # type: ignore[method-assign]  # Ray's class, patched (module notes)
 
 
 def shutdown_ray() -> None:

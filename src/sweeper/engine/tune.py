@@ -110,12 +110,12 @@ def build_tuner(
     from sweeper.engine.search import SpecSearch
     from sweeper.search.space import distributions
 
-    spec = plan.spec
+    spec, n_trials = plan.spec, plan.trial_budget()
     searcher = SpecSearch(spec) if distributions(spec) else None
     population = is_population(spec)  # PBT/PB2: no search algorithm (Ray refuses one)
     param_space = None
     if population:
-        searcher, param_space = initial_population(spec, plan.n_trials, at_once)
+        searcher, param_space = initial_population(spec, n_trials, at_once)
     scheduler = build_scheduler(spec)
     return tune.Tuner(
         trainable,
@@ -125,7 +125,7 @@ def build_tuner(
             mode=spec.metric.mode,
             search_alg=searcher,
             scheduler=scheduler,
-            num_samples=plan.n_trials,
+            num_samples=n_trials,
             max_concurrent_trials=None if population else at_once,
             reuse_actors=True,
         ),
@@ -154,7 +154,7 @@ def _start_hosts(spec: Spec, data: Any, placement: Placement, plan: Plan, study:
         study.set_state("running", placement={**placement.as_dict(), "executor": executor})
         return None
     cpus = float(ray.cluster_resources().get("CPU", 1))
-    layout = host_layout(spec, placement, cpus, plan.n_trials)
+    layout = host_layout(spec, placement, cpus, plan.trial_budget())
     try:
         pool = start_hosts(spec, data, layout)
     except HostStartError as exc:
@@ -226,9 +226,9 @@ def run_study(
 
     plan = replace(plan, spec=study.with_code(plan.spec))  # workers load the study's copies
     spec = plan.spec
-    plan.trial_budget()  # a one-line error when nothing bounds the trials
+    n_trials = plan.trial_budget()  # a one-line error when nothing bounds the trials
     ray_env(spec)
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = snapshot_period(plan.n_trials)  # read by fit()
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = snapshot_period(n_trials)  # read by fit()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # A restarted trial reports its restored epoch again (OptunaSearch then ignores the
     # intermediate value of a step it has, and says so): expected, not the user's concern.
@@ -236,7 +236,7 @@ def run_study(
     started, watch, pool = False, None, None
     with sigterm_as_sigint() as rearm:
         try:
-            study.set_state("running", pid=os.getpid(), n_trials=plan.n_trials)
+            study.set_state("running", pid=os.getpid(), n_trials=n_trials)
             preload = (
                 SCRIPT_PRELOAD
                 if spec.model is None
@@ -248,7 +248,7 @@ def run_study(
             started = init_ray(cpus, spec.resources.address, preload)
             rearm()  # ray.init replaced the SIGTERM handler
             watch = _watch_cluster(spec, study)
-            placement = place_on_ray(spec, plan.n_trials, data, plan.source)
+            placement = place_on_ray(spec, n_trials, data, plan.source)
             if placement.warning:
                 print(placement.warning, file=sys.stderr)
             pool = _start_hosts(spec, data, placement, plan, study)
@@ -268,7 +268,7 @@ def run_study(
                 else:
                     if resume:
                         study.reset_results()
-                    callbacks = [StudyCallback(study.path, plan.n_trials, storage)]
+                    callbacks = [StudyCallback(study.path, n_trials, storage)]
                     tuner = build_tuner(plan, study, trainable, callbacks, at_once)
                 raise_if_stopped()  # a Ctrl-C lost inside Ray's start-up still stops here
                 tuner.fit()
@@ -293,9 +293,9 @@ def run_study(
     finished = c[TrialState.COMPLETE] + c[TrialState.PRUNED]
     failed = c[TrialState.FAIL]
     reached = target_reached(spec, study)
-    interrupted = finished + failed < plan.n_trials and not reached
+    interrupted = finished + failed < n_trials and not reached
     study.set_state("interrupted" if interrupted else "finished", pid=None)
-    return RunResult(plan.n_trials, finished, failed, interrupted, reached)
+    return RunResult(n_trials, finished, failed, interrupted, reached)
 
 
 def target_reached(spec: Spec, study: Study) -> bool:

@@ -7,6 +7,7 @@ figures, and ``_write`` lays the sections out.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sweeper.errors import SweeperError
@@ -31,7 +32,7 @@ DEFAULT_OUTPUT = {"html": "report.html", "md": "report.md", "csv": "report_csv"}
 def write_report(
     study: Study,
     fmt: str = "html",
-    out: str | Path | None = None,
+    out: str | os.PathLike[str] | None = None,
     *,
     top: int = 10,
     threshold: float | None = None,

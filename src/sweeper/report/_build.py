@@ -281,7 +281,7 @@ def _vs_params(df: pd.DataFrame, ctx: ReportContext, top_ids: list[str], figures
         return sec
     categorical = [p for p in ctx.params if p in ctx.labels]
     if figures:
-        by = (categorical or [None])[0]
+        by = categorical[0] if categorical else None
         sec.figures.append(
             figs.metric_vs_params(df, ctx.metric, by, ctx.labels.get(by) if by else None, top_ids)
         )

@@ -133,7 +133,7 @@ def _load(conn: Any, ids: list[int]) -> list[Any]:
     params: dict[int, dict[str, Any]] = {i: {} for i in ids}
     dists: dict[int, dict[str, Any]] = {i: {} for i in ids}
     values: dict[int, list[float]] = {i: [] for i in ids}
-    bind = sa.bindparam("ids", expanding=True)
+    bind: Any = sa.bindparam("ids", expanding=True)
     rows = conn.execute(
         sa.text(
             "SELECT trial_id, param_name, param_value, distribution_json FROM trial_params"

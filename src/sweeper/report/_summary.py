@@ -82,6 +82,7 @@ def trial_table(
         rows = df.to_dict(orient="records")
         for i, row in enumerate(rows):
             row[_POSITION] = i
+        # several: objectives is set
         best = [row[_POSITION] for row in objectives.ranked(rows)]  # type: ignore[union-attr]
     else:  # best_rows, column-wise: results by metric (ties in table order)
         ok = result_mask(df, metric).to_numpy() if metric in df.columns else np.zeros(len(df), bool)
@@ -99,7 +100,8 @@ def trial_table(
     if "node" in df.columns and df["node"].dropna().nunique() > 1:
         cols.append("node")  # a cluster's study: where each trial ran
     cols += [col(p) for p in params]
-    cols += [metric, *(objectives.names if several else []), f"best_{metric}", *TABLE_METRICS]  # type: ignore[union-attr]
+    several_names = objectives.names if several else []  # type: ignore[union-attr]  # several: set
+    cols += [metric, *several_names, f"best_{metric}", *TABLE_METRICS]
     if "error" in df.columns and df["error"].fillna("").astype(str).str.len().gt(0).any():
         cols.append("error")
     cols = [c for c in dict.fromkeys(cols) if c in df.columns]

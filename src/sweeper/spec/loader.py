@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -201,7 +202,7 @@ def _to_spec_error(
     return SpecError(source, key, _message(err, msg, loc))
 
 
-def _loc(err: dict[str, Any]) -> list[str]:
+def _loc(err: Mapping[str, Any]) -> list[str]:
     """The key path, union branches dropped, list indices as ``values[0]``."""
     loc: list[str] = []
     for part in err["loc"]:
@@ -212,7 +213,7 @@ def _loc(err: dict[str, Any]) -> list[str]:
     return loc
 
 
-def _first_error(exc: ValidationError) -> dict[str, Any]:
+def _first_error(exc: ValidationError) -> Mapping[str, Any]:
     """Prefer the most specific error; unions report one error per branch.
 
     When every branch of a union of scalars failed on its type, the errors merge into
@@ -241,7 +242,7 @@ def _is_union_branch(part: Any) -> bool:
     )
 
 
-def _message(err: dict[str, Any], msg: str, loc: list[str]) -> str:
+def _message(err: Mapping[str, Any], msg: str, loc: list[str]) -> str:
     kind = err["type"]
     got = err.get("input")
     if kind == "extra_forbidden":
@@ -280,7 +281,7 @@ def _param_example(got: Any) -> str:
     return "{values: [...]} or {min: ..., max: ...}"
 
 
-def _unknown_key(loc: list[str], err: dict[str, Any]) -> str:
+def _unknown_key(loc: list[str], err: Mapping[str, Any]) -> str:
     key = loc[-1] if loc else "?"
     valid = _valid_keys(loc[:-1])
     hint = ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sweeper.states import TrialState, best_rows, is_result, metric_value
 
@@ -34,7 +34,7 @@ class Objectives:
         return [m.name for m in self.metrics]
 
     @property
-    def goals(self) -> list[str]:
+    def goals(self) -> list[Literal["maximize", "minimize"]]:
         return [m.goal for m in self.metrics]
 
     @property
@@ -52,8 +52,8 @@ class Objectives:
 
     def values(self, row: Mapping[str, Any]) -> list[float] | None:
         """The row's finite value of every objective, or None when one is missing."""
-        out = [metric_value(row, name) for name in self.names]
-        return None if any(v is None for v in out) else out  # type: ignore[return-value]
+        out = [v for name in self.names if (v := metric_value(row, name)) is not None]
+        return out if len(out) == len(self.names) else None
 
     def is_result(self, row: Mapping[str, Any]) -> bool:
         """COMPLETE with every objective finite (one objective: :func:`states.is_result`)."""
@@ -80,6 +80,7 @@ class Objectives:
         on_front = [
             r
             for r, v in zip(results, vals, strict=True)
+            # results only: no value list is None
             if not any(self.dominates(w, v) for w in vals)  # type: ignore[arg-type]
         ]
         return best_rows(on_front, self.first.name, self.first.goal == "maximize")

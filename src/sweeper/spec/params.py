@@ -86,7 +86,7 @@ class Param(_Strict):
 
 def _check(p: Param) -> None:
     given = p.model_fields_set - {"distribution"}
-    forms = [f for f in ("value", "values") if f in given]
+    forms: list[str] = [f for f in ("value", "values") if f in given]
     if "min" in given or "max" in given:
         forms.append("min/max")
     if len(forms) > 1 or (not forms and p.distribution is None):

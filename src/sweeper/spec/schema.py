@@ -210,7 +210,7 @@ def _wandb_top_level(raw: dict[str, Any]) -> dict[str, Any]:
     raw = metric_list(dict(raw))
     moved = {k: raw.pop(k) for k in ("project", "entity") if k in raw}
     if moved:
-        wandb = raw.get("wandb") if isinstance(raw.get("wandb"), dict) else {}
+        wandb = raw["wandb"] if isinstance(raw.get("wandb"), dict) else {}
         for key, value in moved.items():
             if key in wandb and wandb[key] != value:
                 raise ValueError(f"@{key}: {value!r} differs from wandb.{key} {wandb[key]!r}")

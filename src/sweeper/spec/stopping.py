@@ -35,6 +35,7 @@ class EarlyTerminate(_Strict):
             raise ValueError("@s: s counts rungs back from max_iter; set max_iter too")
         if self.s is not None and self.min_iter is not None:
             raise ValueError("@s: give min_iter, or max_iter and s, not both")
+        # max_iter is set (checked above)
         if self.s is not None and self.max_iter < self.eta:  # type: ignore[operator]
             raise ValueError(
                 f"@max_iter: no rung: max_iter / eta must be >= 1, "

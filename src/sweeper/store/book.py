@@ -49,6 +49,7 @@ class TrialBook:
         self.rows: dict[str, dict[str, Any]] = {}
         self.curves: dict[str, dict[int, float]] = {}
         self._next_number = 0
+        self._best: float | None = None
         self._load(study)
         self._recount()
 
@@ -102,8 +103,12 @@ class TrialBook:
         else:
             self.running.discard(str(row["trial_id"]))
         value = metric_value(row, self.metric)
-        if is_result(row, self.metric) and (
-            self._best is None or (value > self._best if self.maximize else value < self._best)
+        if (
+            value is not None
+            and is_result(row, self.metric)
+            and (
+                self._best is None or (value > self._best if self.maximize else value < self._best)
+            )
         ):
             self._best = value
 

@@ -43,11 +43,83 @@ class TrialConfig:
     train: TrainSpec
     optimizer_kwargs: dict[str, Any]
 
-    def __getattr__(self, name: str) -> Any:
-        # cfg.epochs, cfg.batch_size, ... read through to the training settings.
-        if name.startswith("__") or name == "train":
-            raise AttributeError(name)
-        return getattr(self.train, name)
+    # The training settings the trial code reads, named here so readers and type checkers
+    # see them (each is ``train``'s field of the same name).
+    @property
+    def epochs(self) -> int:
+        return self.train.epochs
+
+    @property
+    def batch_size(self) -> int:
+        return self.train.batch_size
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self.train.eval_batch_size
+
+    @property
+    def seed(self) -> int:
+        return self.train.seed
+
+    @property
+    def repeats(self) -> int:
+        return self.train.repeats
+
+    @property
+    def cv_folds(self) -> int | None:
+        return self.train.cv_folds
+
+    @property
+    def optimizer(self) -> str:
+        return self.train.optimizer
+
+    @property
+    def lr_schedule(self) -> str:
+        return self.train.lr_schedule
+
+    @property
+    def lr_step_size(self) -> int:
+        return self.train.lr_step_size
+
+    @property
+    def lr_gamma(self) -> float:
+        return self.train.lr_gamma
+
+    @property
+    def augment(self) -> str:
+        return self.train.augment
+
+    @property
+    def device(self) -> str:
+        return self.train.device
+
+    @property
+    def precision(self) -> str:
+        return self.train.precision
+
+    @property
+    def channels_last(self) -> bool | str:
+        return self.train.channels_last
+
+    @property
+    def compile(self) -> bool:
+        return self.train.compile
+
+    @property
+    def fuse(self) -> bool:
+        return self.train.fuse
+
+    @property
+    def checkpoint(self) -> bool:
+        return self.train.checkpoint
+
+    @property
+    def log_grad_mean(self) -> bool:
+        return self.train.log_grad_mean
+
+    @property
+    def per_class(self) -> bool:
+        return self.train.per_class
 
 
 def preset_train_defaults(model: str) -> dict[str, Any]:
@@ -94,6 +166,7 @@ def resolve_trial(spec: Spec, params: dict[str, Any]) -> TrialConfig:
     swept_train = {k: v for k, v in params.items() if k in SWEEPABLE_TRAIN_KEYS}
     layers = {**preset_train_defaults(model), **explicit, **swept_train}
     train = TrainSpec.model_validate({**spec.train.model_dump(), **layers})
+    assert spec.model is not None  # ensure_model above refuses a spec without a model
     model_args = dict(spec.model.args)
     swept_args = {
         k: v for k, v in params.items() if k not in SWEEPABLE_TRAIN_KEYS and k != MODEL_KEY

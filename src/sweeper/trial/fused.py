@@ -97,7 +97,7 @@ class FusedGroup:
                 self.base.eval()
                 with torch.inference_mode():
                     self._forward(params, buffers, xb)
-        except Exception as err:  # noqa: BLE001  (any failure: the loop can still train it)
+        except Exception as err:  # noqa: BLE001 - any failure: the loop can still train it
             first = (str(err).strip().splitlines() or [""])[0]
             return f"{type(err).__name__}: {first.split('. ')[0][:160]}"
         return None
@@ -196,8 +196,8 @@ class FusedGroup:
             for r, run in enumerate(self.runs):
                 for name, t in run.model.named_parameters():
                     t.copy_(self.params[name][r])
-                for name, t in run.model.named_buffers():
-                    t.copy_(self.buffers[name][r])
+                for name, b in run.model.named_buffers():
+                    b.copy_(self.buffers[name][r])
         stacked = self.optimizer.state_dict()
         shapes = [(len(self.runs), *shape) for shape in self.shapes]
         for r, run in enumerate(self.runs):

@@ -90,7 +90,9 @@ class Run:
             out["grad_mean"] = self.grad_sum / self.grad_steps
         return out
 
-    def _batches(self, cfg: TrialConfig, data: DeviceData) -> Iterator[tuple[torch.Tensor, ...]]:
+    def _batches(
+        self, cfg: TrialConfig, data: DeviceData
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled, augmented mini-batches ``(b, ...)``; the last may be smaller."""
         x, y, _ = self.train_set
         order = self.order()
@@ -99,7 +101,7 @@ class Run:
             yield data.augment(x[batch], y[batch], cfg.augment, self.generator)
 
     def _eager_epoch(
-        self, cfg: TrialConfig, task: Any, batches: Iterator[tuple[torch.Tensor, ...]]
+        self, cfg: TrialConfig, task: Any, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
     ) -> dict[str, torch.Tensor]:
         sums: dict[str, torch.Tensor] = {}
         for xb, yb in batches:

@@ -69,7 +69,7 @@ def _sequential(module: nn.Sequential, prefix: str) -> Layer | None:
 
     def run(params: dict[str, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
         for layer in layers:
-            h = layer(params, h)  # type: ignore[misc]
+            h = layer(params, h)  # type: ignore[misc]  # no layer is None (checked above)
         return h
 
     return run

@@ -275,7 +275,8 @@ class TrainStep:
 
     def _capture(self) -> None:
         """(Re-)capture the step on the static buffers; on failure, eager for good."""
-        sx, sy = self.static  # type: ignore[misc]
+        assert self.static is not None  # staged before the first capture
+        sx, sy = self.static
         self.graphs.sync()  # the old graph's replays are done before it goes
         self._replay = None
         # grads allocated by the captured backward come from the graph's private pool

@@ -30,6 +30,7 @@ import signal
 import sys
 import threading
 import time
+from typing import IO
 
 TESTED_WANDB = "0.31."
 # The run classes whose ``log`` is wrapped, by module: W&B's run, and the one that
@@ -61,7 +62,7 @@ class _Writer:
     def __init__(self, path: str) -> None:
         self.path = path
         self.lock = threading.Lock()
-        self.file = None
+        self.file: IO[str] | None = None
 
     def write(self, record: dict) -> None:
         line = json.dumps(record) + "\n"
