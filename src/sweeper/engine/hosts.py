@@ -262,7 +262,7 @@ def start_hosts(spec: Any, data: Any, layout: Any) -> HostPool:
     pool = HostPool(handles, layout, ref)
     try:
         ray.get([h.load.remote([ref]) for h in pool.handles])
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to start is one line: the cause
         pool.stop()
         from sweeper.trial.probe import failure_reason
 

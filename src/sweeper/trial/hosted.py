@@ -55,7 +55,7 @@ class RunEpoch:
         self.run, self.cfg, self.task = run, cfg, task
         run.model.train()
         self.lr = run.lr()  # before the schedule's step, as RunList reports it
-        self.batches: Iterator[tuple[torch.Tensor, ...]] = run._batches(cfg, data)
+        self.batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = run._batches(cfg, data)
         self.sums: dict[str, torch.Tensor] = {}
         if fast.uses_step(cfg):
             if run.step is None:
