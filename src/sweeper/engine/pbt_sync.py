@@ -14,14 +14,20 @@ checkpointed epochs. Two things then stall a study, and both are fixed here:
   their time, no paused trial is below it, and Ray Tune waits forever
   (ray-project/ray#48616, not in 2.60). The next sync time now is past the latest one.
 
+A third is not about resume: a bottom trial exploited while the save of its sync epoch is
+still in flight is stopped by Ray with a STOP cached for that save, which then ends the
+copy one epoch later (:meth:`_ResumeSafe._exploit`).
+
 Reads PBT's private ``_synch``, ``_time_attr``, ``_perturbation_interval``,
-``_next_perturbation_sync`` and ``_trial_state``, checked when the scheduler is made.
+``_next_perturbation_sync`` and ``_trial_state``, checked when the scheduler is made, and
+the trial's ``temporary_state.saving_to`` (Ray 2.60).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 from ray.tune.schedulers.pb2 import PB2
 
@@ -67,6 +73,21 @@ class _ResumeSafe:
             if self._next_perturbation_sync <= latest:
                 self._next_perturbation_sync = latest + self._perturbation_interval
         return decision
+
+    def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
+        """Ray's exploit, without the stale STOP a save in flight left behind.
+
+        A trial still running here has just reported its sync epoch and is saving it on
+        the way to its pause. Ray pauses it without that save (its result is discarded,
+        the copy replaces the state), but its stop, seeing the save, caches a STOP for
+        when the save resolves; none will, so the STOP waits for the copy's next save
+        and ends the trial then, an epoch after the copy (sweeper shows it PRUNED, and
+        synchronous PBT may wait for it forever). With the save dropped first, the stop
+        caches nothing.
+        """
+        if trial.status != Trial.PAUSED and trial.is_saving:
+            trial.temporary_state.saving_to = None
+        super()._exploit(tune_controller, trial, trial_to_clone)
 
 
 class SyncedPBT(_ResumeSafe, PopulationBasedTraining):

@@ -12,7 +12,8 @@ On any (re)start the trial continues from the newest readable checkpoint in its 
 and reports that epoch once more first (its result may have died with the driver; the
 study keeps each epoch once), so no epoch is trained twice and none is missing from the
 history. A trial whose checkpoint is its final epoch trains nothing. Every start is
-logged to ``starts.jsonl`` in the trial's folder (``{"time", "pid", "epoch", "checkpoint"}``).
+logged to ``starts.jsonl`` in the trial's folder (``{"time", "pid", "epoch", "checkpoint"}``;
+a PBT copy's line adds ``copied_from``: the source trial's folder and checkpoint).
 
 Under PBT/PB2 (``engine/population.py``) a trial's state must travel as a Ray checkpoint:
 each epoch's state is reported with ``tune.report(..., checkpoint=...)`` instead (Ray keeps
@@ -60,7 +61,8 @@ def ray_trainable(
     if copied is not None:
         restore, folder = copied
     start_epoch = int(restore["epoch"]) if restore is not None else 0
-    log_start(trial_dir, start_epoch, folder.name if folder else None)
+    source = f"{folder.parent.name}/{folder.name}" if copied is not None else None
+    log_start(trial_dir, start_epoch, folder.name if folder else None, source)
 
     node = node_name()
     lineage = dict((restore or {}).get("lineage") or {})
