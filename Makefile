@@ -22,17 +22,15 @@ demo: setup
 	$(BIN)/sweeper run sweeps/quickstart.yaml --force-new
 	$(BIN)/sweeper status quickstart
 
-# CI runs this (.ci/run): lint and format check first, then every test, in two processes
-# (pytest-xdist; the end-to-end tests use about one of the two cores each). A file's tests
-# stay in one process, so its module fixtures (a study, a cluster) are built once. Passive
-# OpenMP waits: torch's idle threads sleep instead of spinning against the other process's
-# (spinning, a 2.5 s xor training took 150-400 s).
+# CI runs this (.ci/run): lint and format check first, then every test. OpenMP threads wait
+# passively: torch's idle threads sleep instead of spinning against other processes (the
+# fast tests on a busy 2-core machine: 65 s, against 163 s spinning).
 test: setup lint
 	@scripts/ensure-system.sh
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q --durations=15 -n 2 --dist loadfile
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q --durations=15
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check $(LINTED)
