@@ -22,15 +22,13 @@ demo: setup
 	$(BIN)/sweeper run sweeps/quickstart.yaml --force-new
 	$(BIN)/sweeper status quickstart
 
-# CI runs this (.ci/run): lint and format check first, then every test. OpenMP threads wait
-# passively: torch's idle threads sleep instead of spinning against other processes (the
-# fast tests on a busy 2-core machine: 65 s, against 163 s spinning).
+# CI runs this (.ci/run): lint and format check first, then every test.
 test: setup lint
 	@scripts/ensure-system.sh
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15
 
 test-fast: setup
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check $(LINTED)
