@@ -55,15 +55,50 @@ def cluster_env(tmp_path_factory, auth: str = "token") -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def cluster(tmp_path_factory):
-    c = LocalCluster(_short_temp(tmp_path_factory), cluster_env(tmp_path_factory))
+class SharedCluster:
+    """The module's two-node cluster (a head and a worker, one CPU each), shared by the
+    tests that take ``cluster``: started on first use, and again only when a test left a
+    node dead that the next one needs (starting one costs ~10 s of ``ray start``)."""
+
+    def __init__(self, tmp_path_factory) -> None:
+        self.tmp_path_factory = tmp_path_factory
+        self.env = cluster_env(tmp_path_factory)
+        self.current: LocalCluster | None = None
+
+    def get(self, workers: int = 1) -> LocalCluster:
+        c = self.current
+        if c is None or not c.nodes[0].alive() or sum(n.alive() for n in c.nodes[1:]) < workers:
+            self.stop()
+            c = self.current = LocalCluster(_short_temp(self.tmp_path_factory), self.env)
+            c.start_head(num_cpus=1)
+            c.add_worker(num_cpus=1)
+        return c
+
+    def stop(self) -> None:
+        if self.current is not None:
+            self.current.stop()
+            self.current = None
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory):
+    shared = SharedCluster(tmp_path_factory)
     try:
-        c.start_head(num_cpus=1)
-        c.add_worker(num_cpus=1)
-        yield c
+        yield shared
     finally:
-        c.stop()
+        shared.stop()
+
+
+@pytest.fixture
+def cluster(shared_cluster):
+    """A head and a live worker (the module's cluster: see :class:`SharedCluster`)."""
+    return shared_cluster.get(workers=1)
+
+
+@pytest.fixture
+def cluster_head(shared_cluster):
+    """A live head, its worker dead or alive (the module's cluster)."""
+    return shared_cluster.get(workers=0)
 
 
 def _short_temp(tmp_path_factory) -> Path:
@@ -161,8 +196,9 @@ def test_a_dead_worker_nodes_trials_finish_on_the_head(cluster, tmp_path):
 
 @pytest.mark.slow
 def test_a_lost_cluster_interrupts_the_study_in_one_line_and_it_resumes_on_a_new_one(
-    cluster, tmp_path, tmp_path_factory
+    cluster_head, tmp_path, tmp_path_factory
 ):
+    cluster = cluster_head  # the head is what this test kills; a worker may be left or not
     spec = sweep(tmp_path, epochs=60, batch=4)
     driver = run(cluster, tmp_path, spec)
     study = tmp_path / "runs" / "cluster"
