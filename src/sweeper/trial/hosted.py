@@ -153,6 +153,16 @@ class HostedTrial:
             self._pieces = None
             return self._end_epoch()
 
+    def finish_epoch(self, result: dict[str, float], t0: float) -> dict[str, Any]:
+        """End an epoch that a cross-trial group trained (``trial/host_fusion.py``) from its
+        train results ``{"lr", train_*}`` (this trial's one run): evaluate and report as
+        :meth:`advance` does. ``t0``: when the epoch began."""
+        if not self.at_boundary or len(self.runs) != 1:
+            raise RuntimeError(f"trial {self.trial_id}: no fused epoch to finish here")
+        with self.lane.active():
+            self._results, self._t0 = [dict(result)], t0
+            return self._end_epoch()
+
     def _epoch(self) -> Iterator[bool]:
         """The epoch's steps, in ``train_trial``'s order: units in turn, a plain unit's runs
         in turn (a batch per step), a fused group's whole epoch as one step."""

@@ -1,0 +1,204 @@
+"""Same-shape fusion across hosted trials: one stacked step for trials of one architecture.
+
+Inside one trial, ``trial/fused.py`` trains a config's runs as one stacked model with one
+optimizer. Across trials (issue 24 point 3) a :class:`TrialGroup` trains whole hosted
+trials (``trial/hosted.py``) that share the architecture (model name and arguments, so
+parameter shapes), the batch size and the training set, as one stacked model for one
+epoch: each member keeps its own optimizer kind, lr, momentum, weight decay and LR
+schedule (:class:`~sweeper.trial.stacked_optim.StackedOptimizer`), its own generator and
+data order (its run's permutation; one index gather per step from the host's shared
+data). The forward is :func:`~sweeper.trial.stacked.stacked_forward` (batched matmuls:
+plain layer stacks, the MLP families).
+
+The host (``Host(fuse=True)``) forms the groups each round from its running trials that
+are at an epoch boundary (:func:`plan`): members join and leave at epoch boundaries, as
+their schedulers pause, stop or resume them. A group stacks its members' parameters and
+optimizer state from their own torch models and optimizers, trains the epoch, and writes
+everything back into them (torch's own state format); each member then evaluates and
+reports alone (``HostedTrial.finish_epoch``), so its metrics, events and checkpoints
+(``{"epoch", "runs": [Run.state()]}``) are those of an unfused trial. Stacking anew each
+epoch costs a copy of the parameters and optimizer state per member and epoch.
+
+What fuses (:func:`fusion_key`): single-run trials (no repeats, no folds) of a model
+:func:`stacked_forward` takes, without dropout (its draws would differ from the trial's
+own), fp32, no augmentation, no ``log_grad_mean``, optimizers Adam/AdamW/SGD without
+amsgrad, nesterov, dampening. Anything else trains unfused, as it would without fusion.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from sweeper.trial.fused import _metrics_per_run
+from sweeper.trial.run import add_stats
+from sweeper.trial.stacked import stacked_forward
+from sweeper.trial.stacked_optim import StackedOptimizer, supported
+
+if TYPE_CHECKING:
+    from sweeper.trial.hosted import HostedTrial
+
+LOG = logging.getLogger(__name__)
+MIN_MEMBERS = 2  # a group of one trains unfused (the same numbers, no stacking copies)
+
+
+def why_not(trial: HostedTrial) -> str | None:
+    """Why ``trial`` cannot join a cross-trial group (one line), or None."""
+    cfg = trial.cfg
+    if len(trial.runs) != 1:
+        return "several runs (repeats or folds)"
+    if cfg.precision != "fp32" or cfg.augment != "none" or cfg.log_grad_mean:
+        return "bf16, augmentation or log_grad_mean"
+    run = trial.runs[0]
+    if run.channels_last:
+        return "channels_last"
+    reason = supported(cfg.optimizer, run.optimizer.param_groups[0])
+    if reason is not None or len(run.optimizer.param_groups) != 1:
+        return reason or "several param groups"
+    if any(isinstance(m, nn.Dropout) and m.p > 0 for m in run.model.modules()):
+        return "dropout"
+    if stacked_forward(run.model) is None:
+        return f"model {cfg.model} is not a plain layer stack"
+    return None
+
+
+def fusion_key(trial: HostedTrial) -> tuple | None:
+    """What members of one group share, or None when ``trial`` cannot fuse."""
+    if why_not(trial) is not None:
+        return None
+    cfg, run = trial.cfg, trial.runs[0]
+    x, _, idx = run.train_set
+    shapes = tuple((n, tuple(p.shape)) for n, p in run.model.named_parameters())
+    args = repr(sorted(cfg.model_args.items()))
+    n = len(idx) if idx is not None else len(x)
+    return (cfg.model, args, shapes, cfg.batch_size, id(x), n, str(run.device))
+
+
+def plan(trials: Iterable[HostedTrial], keys: dict[str, tuple | None]) -> list[list[HostedTrial]]:
+    """Groups of at least :data:`MIN_MEMBERS` trials at an epoch boundary with one key
+    (``keys``: each trial's :func:`fusion_key`, cached by the caller), in the trials' order."""
+    groups: dict[tuple, list[HostedTrial]] = {}
+    for trial in trials:
+        key = keys.get(trial.trial_id)
+        if key is not None and trial.at_boundary and not trial.finished:
+            groups.setdefault(key, []).append(trial)
+    return [g for g in groups.values() if len(g) >= MIN_MEMBERS]
+
+
+class TrialGroup:
+    """Hosted trials of one :func:`fusion_key` trained for one epoch as one stacked model."""
+
+    def __init__(self, members: Sequence[HostedTrial]) -> None:
+        self.members = list(members)
+        self.runs = [m.runs[0] for m in self.members]
+        first = self.runs[0]
+        self.names = [n for n, _ in first.model.named_parameters()]
+        self.forward = stacked_forward(first.model)
+        with torch.no_grad():
+            self.params = {
+                n: torch.stack([r.model.get_parameter(n).detach() for r in self.runs])
+                .clone()
+                .requires_grad_(True)
+                for n in self.names
+            }
+        groups = [r.optimizer.param_groups[0] for r in self.runs]
+        self.optimizer = StackedOptimizer(
+            [self.params[n] for n in self.names], [m.cfg.optimizer for m in self.members], groups
+        )
+        for r, run in enumerate(self.runs):
+            self.optimizer.load_member(r, run.optimizer)
+
+    def train_epoch(self, data: Any, task: Any, batch_size: int) -> list[dict[str, float]]:
+        """One epoch of every member: ``{"lr", train metrics}`` each, as ``RunEpoch`` has
+        them; the parameters and optimizer state written back into each member's run, its
+        schedule stepped."""
+        lrs = [run.lr() for run in self.runs]
+        self.optimizer.set_lr(lrs)
+        orders = torch.stack([run.order() for run in self.runs])  # (R, n), each its own
+        x, y, _ = self.runs[0].train_set
+        plist = [self.params[n] for n in self.names]
+        sums: dict[str, torch.Tensor] = {}
+        for start in range(0, orders.shape[1], batch_size):
+            sel = orders[:, start : start + batch_size]  # (R, B)
+            logits = self.forward(self.params, {}, x[sel])  # (R, B, C)
+            losses, stats = task.stacked_loss_and_stats(logits, y[sel])
+            # the sum of each member's mean loss: member r's slice gets exactly its gradient
+            grads = torch.autograd.grad(losses.sum(), plist)
+            self.optimizer.step(grads)
+            add_stats(sums, stats)
+        self._write_back()
+        out = [
+            {"lr": lr, **m}
+            for lr, m in zip(
+                lrs, _metrics_per_run(task, sums, "train", len(self.runs)), strict=True
+            )
+        ]
+        return out
+
+    def _write_back(self) -> None:
+        """Parameters and optimizer state into each member's model and optimizer; the
+        schedules' step (on the members' own optimizers, which hold their lrs)."""
+        with torch.no_grad():
+            for r, run in enumerate(self.runs):
+                for name, t in run.model.named_parameters():
+                    t.copy_(self.params[name][r])
+                self.optimizer.store_member(r, run.optimizer)
+                run.step = None  # a captured step would hold the old state tensors
+        with warnings.catch_warnings():  # the members' optimizers did not step themselves
+            warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*")
+            for run in self.runs:
+                if run.scheduler is not None:
+                    run.scheduler.step()
+
+
+def train_group(
+    members: Sequence[HostedTrial], data: Any, task: Any
+) -> list[Callable[[], dict[str, Any]]]:
+    """Train one epoch of ``members`` as a :class:`TrialGroup`; per member, what ends its
+    epoch (``HostedTrial.finish_epoch``: its own evaluation and metrics; what raises there
+    fails that member alone).
+
+    Raises what the stacked epoch raised, with every member's generators put back as they
+    were (its runs untouched: the caller may train them unfused instead).
+    """
+    t0 = time.perf_counter()
+    saved = [_generator_states(m.runs[0]) for m in members]
+    lanes = [m.lane for m in members]
+    try:
+        with lanes[0].active():
+            _wait(lanes[0], lanes[1:])
+            group = TrialGroup(members)
+            results = group.train_epoch(data, task, members[0].cfg.batch_size)
+        for lane in lanes[1:]:
+            _wait(lane, [lanes[0]])
+    except Exception:
+        for member, states in zip(members, saved, strict=True):
+            _set_generator_states(member.runs[0], states)
+        raise
+    return [partial(m.finish_epoch, res, t0) for m, res in zip(members, results, strict=True)]
+
+
+def _wait(lane: Any, others: Sequence[Any]) -> None:
+    """``lane``'s stream waits for the others' queued work (CUDA; nothing on the CPU)."""
+    if lane.stream is None:
+        return
+    for other in others:
+        lane.stream.wait_stream(other.stream)
+
+
+def _generator_states(run: Any) -> list[torch.Tensor]:
+    gens = [run.generator] + ([run.order_generator] if run.order_generator is not run.generator else [])  # fmt: skip
+    return [g.get_state() for g in gens]
+
+
+def _set_generator_states(run: Any, states: list[torch.Tensor]) -> None:
+    gens = [run.generator] + ([run.order_generator] if run.order_generator is not run.generator else [])  # fmt: skip
+    for g, s in zip(gens, states, strict=True):
+        g.set_state(s)
