@@ -15,7 +15,7 @@ import copy
 import pytest
 import torch
 
-from sweeper.trial import resolve_trial
+from sweeper.trial import host_fusion, resolve_trial
 from sweeper.trial.host import Host
 from sweeper.trial.host_fusion import TrialGroup, fusion_key, why_not
 from sweeper.trial.loop import TrialContext, train_trial
@@ -97,10 +97,25 @@ def test_stacked_optimizer_matches_torch_optim():
                 torch.testing.assert_close(got[i][key], value, rtol=0, atol=1e-6)
 
 
-def test_fused_trials_equal_unfused_and_train_trial(synthetic):
+def groups_trained(monkeypatch):
+    """The sizes of the groups ``train_group`` trains, as they come."""
+    sizes = []
+    train = host_fusion.train_group
+
+    def spy(members, *args):
+        sizes.append(len(members))
+        return train(members, *args)
+
+    monkeypatch.setattr(host_fusion, "train_group", spy)
+    return sizes
+
+
+def test_fused_trials_equal_unfused_and_train_trial(synthetic, monkeypatch):
     spec = make_spec(epochs=3)
     _, apart = hosted(synthetic, MEMBERS, fuse=False)
+    sizes = groups_trained(monkeypatch)
     host, fused = hosted(synthetic, MEMBERS, fuse=True)
+    assert sizes == [len(MEMBERS)] * 3  # every epoch of every trial in one group
     for name, params in MEMBERS.items():
         assert_same_metrics(metrics(fused[name]), metrics(apart[name]))
         assert_same_metrics(metrics(fused[name]), alone(spec, synthetic, params))
@@ -119,8 +134,9 @@ def test_fused_trials_equal_unfused_and_train_trial(synthetic):
                 torch.testing.assert_close(opt_got["state"][i][key], value, rtol=0, atol=1e-5)
 
 
-def test_members_leave_pause_and_rejoin_between_epochs(synthetic):
+def test_members_leave_pause_and_rejoin_between_epochs(synthetic, monkeypatch):
     spec = make_spec(epochs=3)
+    sizes = groups_trained(monkeypatch)
     names = ["adam", "sgd_mom", "adamw_step"]
     host = Host(synthetic, "cpu", fuse=True)
     for name in names:
@@ -133,6 +149,7 @@ def test_members_leave_pause_and_rejoin_between_epochs(synthetic):
     state = host.state("sgd_mom")
     host.resume("sgd_mom")  # one epoch behind adam: both run (apart or together)
     seen += list(host.run())
+    assert sizes[0] == 3 and 2 in sizes[1:]  # adam and sgd_mom fused again, epochs apart
     events = by_trial(seen)
     assert len(events["adamw_step"]) == 1 and len(events["adam"]) == len(events["sgd_mom"]) == 3
     for name in ("adam", "sgd_mom"):
@@ -143,8 +160,9 @@ def test_members_leave_pause_and_rejoin_between_epochs(synthetic):
     assert_same_metrics(metrics(list(solo.run())), metrics(events["sgd_mom"][1:]))
 
 
-def test_what_does_not_fuse_trains_unfused(synthetic):
+def test_what_does_not_fuse_trains_unfused(synthetic, monkeypatch):
     spec = make_spec(epochs=2)
+    sizes = groups_trained(monkeypatch)
     others = {
         "dropout": {"dropout": 0.2},
         "wide": {"width": 64},  # another shape: a group of its own, alone
@@ -153,6 +171,7 @@ def test_what_does_not_fuse_trains_unfused(synthetic):
         "adam2": {"lr": 2e-3},
     }
     host, fused = hosted(synthetic, others, fuse=True, spec=spec)
+    assert sizes == [2, 2]  # adam and adam2; the others alone
     _, apart = hosted(synthetic, others, fuse=False, spec=spec)
     for name in others:
         assert_same_metrics(metrics(fused[name]), metrics(apart[name]))

@@ -222,7 +222,11 @@ class Host:
         return ids
 
     def _advance(self, trial: HostedTrial) -> Event | None:
-        return self._epoch_event(trial, trial.advance)
+        if self._keys.get(trial.trial_id) is None:
+            return self._epoch_event(trial, trial.advance)
+        # a trial that could fuse but has no partner this round trains its whole epoch, so
+        # trials of one key stay at epoch boundaries together and fuse from the next round
+        return self._epoch_event(trial, lambda: _whole_epoch(trial))
 
     def _epoch_event(self, trial: HostedTrial, advance) -> Event | None:
         """``advance()`` (one step; an epoch's metrics or None), then the epoch's event."""
@@ -261,3 +265,10 @@ class Host:
         self._keys.pop(trial_id, None)
         with contextlib.suppress(RuntimeError):  # a failed trial's stream may hold the error
             trial.lane.synchronize()  # its queued work is done before its memory goes
+
+
+def _whole_epoch(trial: HostedTrial) -> dict[str, Any]:
+    """The rest of ``trial``'s epoch, step after step; its metrics."""
+    while (metrics := trial.advance()) is None:
+        pass
+    return metrics
