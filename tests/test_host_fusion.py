@@ -73,20 +73,19 @@ def test_stacked_optimizer_matches_torch_optim():
     for (kind, kwargs), tensors in zip(members, start, strict=True):
         params = [t.clone().requires_grad_() for t in tensors]
         reference.append((params, getattr(torch.optim, TORCH[kind])(params, **kwargs)))
-    stacked = [torch.stack([s[i] for s in start]) for i in range(len(shapes))]
-    opt = StackedOptimizer(
-        stacked, [k for k, _ in members], [o.param_groups[0] for _, o in reference]
-    )
+    flat = torch.stack([torch.cat([t.flatten() for t in tensors]) for tensors in start])  # (R, P)
+    kinds = [k for k, _ in members]
+    opt = StackedOptimizer(flat, shapes, kinds, [o.param_groups[0] for _, o in reference])
     for _ in range(30):
-        grads = [torch.randn(len(members), *s) for s in shapes]
+        grads = torch.randn_like(flat)
         for r, (params, optimizer) in enumerate(reference):
-            for p, g in zip(params, grads, strict=True):
-                p.grad = g[r].clone()
+            for p, g in zip(params, grads[r].split([p.numel() for p in params]), strict=True):
+                p.grad = g.view(p.shape).clone()
             optimizer.step()
         opt.step(grads)
     for r, (params, optimizer) in enumerate(reference):
-        for p, s in zip(params, stacked, strict=True):
-            torch.testing.assert_close(s[r], p.detach(), rtol=0, atol=1e-6)
+        want = torch.cat([p.detach().flatten() for p in params])
+        torch.testing.assert_close(flat[r], want, rtol=0, atol=1e-6)
         # the state goes back in torch's own format: the torch optimizer takes it as it is
         fresh = getattr(torch.optim, TORCH[members[r][0]])(params, **members[r][1])
         opt.store_member(r, fresh)

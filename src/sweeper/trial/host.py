@@ -215,7 +215,7 @@ class Host:
             )
             self._keys.update(dict.fromkeys(ids))
             return []
-        for trial, finish in zip(group, finishes, strict=True):
+        for trial, finish in finishes:
             event = self._epoch_event(trial, finish)
             if event is not None:
                 events.append(event)

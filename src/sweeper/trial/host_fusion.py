@@ -28,6 +28,7 @@ amsgrad, nesterov, dampening. Anything else trains unfused, as it would without 
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -40,7 +41,7 @@ from torch import nn
 from sweeper.trial.fused import _metrics_per_run
 from sweeper.trial.run import add_stats
 from sweeper.trial.stacked import stacked_forward
-from sweeper.trial.stacked_optim import StackedOptimizer, supported
+from sweeper.trial.stacked_optim import StackedOptimizer, family_order, supported
 
 if TYPE_CHECKING:
     from sweeper.trial.hosted import HostedTrial
@@ -96,22 +97,30 @@ class TrialGroup:
     """Hosted trials of one :func:`fusion_key` trained for one epoch as one stacked model."""
 
     def __init__(self, members: Sequence[HostedTrial]) -> None:
-        self.members = list(members)
+        order = family_order([m.cfg.optimizer for m in members])  # Adam-like, then SGD
+        self.members = [members[i] for i in order]
         self.runs = [m.runs[0] for m in self.members]
         first = self.runs[0]
         self.names = [n for n, _ in first.model.named_parameters()]
         self.forward = stacked_forward(first.model)
-        with torch.no_grad():
-            self.params = {
-                n: torch.stack([r.model.get_parameter(n).detach() for r in self.runs])
-                .clone()
-                .requires_grad_(True)
-                for n in self.names
-            }
+        with torch.no_grad():  # one (R, P) tensor; each stacked parameter a leaf view of it
+            self.flat = torch.cat(
+                [
+                    torch.stack([r.model.get_parameter(n).detach().reshape(-1) for r in self.runs])
+                    for n in self.names
+                ],
+                dim=1,
+            )
+        shapes = [tuple(first.model.get_parameter(n).shape) for n in self.names]
+        self.params, offset = {}, 0
+        for name, shape in zip(self.names, shapes, strict=True):
+            size = math.prod(shape)
+            view = self.flat[:, offset : offset + size].view(len(self.runs), *shape)
+            self.params[name] = view.requires_grad_(True)
+            offset += size
         groups = [r.optimizer.param_groups[0] for r in self.runs]
-        self.optimizer = StackedOptimizer(
-            [self.params[n] for n in self.names], [m.cfg.optimizer for m in self.members], groups
-        )
+        kinds = [m.cfg.optimizer for m in self.members]
+        self.optimizer = StackedOptimizer(self.flat, shapes, kinds, groups)
         for r, run in enumerate(self.runs):
             self.optimizer.load_member(r, run.optimizer)
 
@@ -131,7 +140,7 @@ class TrialGroup:
             losses, stats = task.stacked_loss_and_stats(logits, y[sel])
             # the sum of each member's mean loss: member r's slice gets exactly its gradient
             grads = torch.autograd.grad(losses.sum(), plist)
-            self.optimizer.step(grads)
+            self.optimizer.step(torch.cat([g.flatten(1) for g in grads], dim=1))  # (R, P)
             add_stats(sums, stats)
         self._write_back()
         out = [
@@ -160,15 +169,16 @@ class TrialGroup:
 
 def train_group(
     members: Sequence[HostedTrial], data: Any, task: Any
-) -> list[Callable[[], dict[str, Any]]]:
-    """Train one epoch of ``members`` as a :class:`TrialGroup`; per member, what ends its
-    epoch (``HostedTrial.finish_epoch``: its own evaluation and metrics; what raises there
+) -> list[tuple[HostedTrial, Callable[[], dict[str, Any]]]]:
+    """Train one epoch of ``members`` as a :class:`TrialGroup`; per member (Adam-like
+    first, then SGD), the member and what ends its epoch (``HostedTrial.finish_epoch``: its own evaluation and metrics; what raises there
     fails that member alone).
 
     Raises what the stacked epoch raised, with every member's generators put back as they
     were (its runs untouched: the caller may train them unfused instead).
     """
     t0 = time.perf_counter()
+    members = [members[i] for i in family_order([m.cfg.optimizer for m in members])]
     saved = [_generator_states(m.runs[0]) for m in members]
     lanes = [m.lane for m in members]
     try:
@@ -182,7 +192,7 @@ def train_group(
         for member, states in zip(members, saved, strict=True):
             _set_generator_states(member.runs[0], states)
         raise
-    return [partial(m.finish_epoch, res, t0) for m, res in zip(members, results, strict=True)]
+    return [(m, partial(m.finish_epoch, res, t0)) for m, res in zip(members, results, strict=True)]
 
 
 def _wait(lane: Any, others: Sequence[Any]) -> None:
