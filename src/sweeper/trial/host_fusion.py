@@ -15,7 +15,8 @@ are at an epoch boundary (:func:`plan`): members join and leave at epoch boundar
 their schedulers pause, stop or resume them. A group stacks its members' parameters and
 optimizer state from their own torch models and optimizers, trains the epoch, and writes
 everything back into them (torch's own state format); each member then evaluates and
-reports alone (``HostedTrial.finish_epoch``), so its metrics, events and checkpoints
+reports alone (``HostedTrial.finish_epoch``; the validation pass is one stacked forward
+for all members over the shared val set), so its metrics, events and checkpoints
 (``{"epoch", "runs": [Run.state()]}``) are those of an unfused trial. Stacking anew each
 epoch costs a copy of the parameters and optimizer state per member and epoch.
 
@@ -79,7 +80,8 @@ def fusion_key(trial: HostedTrial) -> tuple | None:
     shapes = tuple((n, tuple(p.shape)) for n, p in run.model.named_parameters())
     args = repr(sorted(cfg.model_args.items()))
     n = len(idx) if idx is not None else len(x)
-    return (cfg.model, args, shapes, cfg.batch_size, id(x), n, str(run.device))
+    val = (id(run.val_set[0]), cfg.eval_batch_size)  # the group evaluates them together
+    return (cfg.model, args, shapes, cfg.batch_size, id(x), n, val, str(run.device))
 
 
 def plan(trials: Iterable[HostedTrial], keys: dict[str, tuple | None]) -> list[list[HostedTrial]]:
@@ -151,6 +153,22 @@ class TrialGroup:
         ]
         return out
 
+    @torch.inference_mode()
+    def evaluate_val(self, task: Any, batch_size: int) -> list[dict[str, float]]:
+        """Every member's ``val_*`` metrics in one stacked pass over the shared val set
+        (``Run.evaluate``'s sums, per member)."""
+        x, y, idx = self.runs[0].val_set
+        n = len(idx) if idx is not None else len(x)
+        sums: dict[str, torch.Tensor] = {}
+        for start in range(0, n, batch_size):
+            sel = (
+                slice(start, start + batch_size) if idx is None else idx[start : start + batch_size]
+            )
+            logits = self.forward(self.params, {}, x[sel].unsqueeze(0))  # (R, B, C)
+            yb = y[sel].expand(len(self.runs), *y[sel].shape)
+            add_stats(sums, task.stacked_stats(logits, yb))
+        return _metrics_per_run(task, sums, "val", len(self.runs))
+
     def _write_back(self) -> None:
         """Parameters and optimizer state into each member's model and optimizer; the
         schedules' step (on the members' own optimizers, which hold their lrs)."""
@@ -186,13 +204,17 @@ def train_group(
             _wait(lanes[0], lanes[1:])
             group = TrialGroup(members)
             results = group.train_epoch(data, task, members[0].cfg.batch_size)
+            vals = group.evaluate_val(task, members[0].cfg.eval_batch_size)
         for lane in lanes[1:]:
             _wait(lane, [lanes[0]])
     except Exception:
         for member, states in zip(members, saved, strict=True):
             _set_generator_states(member.runs[0], states)
         raise
-    return [(m, partial(m.finish_epoch, res, t0)) for m, res in zip(members, results, strict=True)]
+    return [
+        (m, partial(m.finish_epoch, res, t0, val))
+        for m, res, val in zip(members, results, vals, strict=True)
+    ]
 
 
 def _wait(lane: Any, others: Sequence[Any]) -> None:
