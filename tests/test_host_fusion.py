@@ -15,6 +15,7 @@ import copy
 import pytest
 import torch
 
+from sweeper.errors import SpecError
 from sweeper.trial import host_fusion, resolve_trial
 from sweeper.trial.host import Host
 from sweeper.trial.host_fusion import TrialGroup, fusion_key, why_not
@@ -195,6 +196,14 @@ def test_a_group_that_raises_trains_its_members_unfused(synthetic, monkeypatch):
     for name in configs:
         assert_same_metrics(metrics(fused[name]), metrics(apart[name]))
         assert all(e.error is None for e in fused[name])
+
+
+def test_spec_key_fuse_trials():
+    assert make_spec().train.fuse_trials is False
+    assert make_spec(fuse_trials=True).train.fuse_trials is True
+    with pytest.raises(SpecError, match="fuse_trials") as err:
+        make_spec(fuse_trials="yes")
+    assert len(str(err.value).strip().splitlines()) == 1
 
 
 @pytest.mark.gpu

@@ -62,7 +62,12 @@ class HostActor:
 
         with self._cond:
             if self._host is None:
-                self._host = Host(ray.get(data[0]), device=self._device, num_threads=self._threads)
+                self._host = Host(
+                    ray.get(data[0]),
+                    device=self._device,
+                    num_threads=self._threads,
+                    fuse=self._spec.train.fuse_trials,
+                )
                 threading.Thread(target=self._loop, name="sweeper-host", daemon=True).start()
         return {"node": self._node, "device": str(self._host.device)}
 
