@@ -219,3 +219,34 @@ def test_fused_trials_on_cuda_match_unfused(synthetic):
                 assert got[key] == pytest.approx(want[key], rel=1e-3), key
             for key in ("train_acc", "val_acc"):
                 assert abs(got[key] - want[key]) <= 0.01, key
+
+
+@pytest.mark.slow
+def test_a_hosted_study_with_fuse_trials_trains_each_config_as_alone(tmp_path, data_root):
+    from sweeper.cli import main
+    from sweeper.store import Study
+    from tests.support.sweeps import write_sweep
+    from tests.test_hosted import alone as alone_on_disk
+
+    path = write_sweep(
+        tmp_path,
+        name="fusedhosts",
+        epochs=2,
+        parameters={"width": None, "optimizer": {"values": ["adam", "sgd"]}},
+        train={"fuse_trials": True},
+        resources={"executor": "host", "num_cpus": 2},
+        data={"train_size": 1000, "val_size": 300, "test_size": 300},
+    )
+    runs = tmp_path / "runs"
+    assert main(["run", str(path), "--runs", str(runs), "--wandb", "disabled"]) == 0
+    study = Study.open("fusedhosts", runs)
+    rows = study.trials()
+    assert list(rows["state"]) == ["COMPLETE"] * 2
+    history, spec = study.history(), study.spec()
+    assert spec.train.fuse_trials is True
+    for _, row in rows.iterrows():
+        want = alone_on_disk(spec, {"optimizer": row["config/optimizer"]})
+        got = history[history["trial_id"] == row["trial_id"]].sort_values("epoch")
+        for (_, epoch), metrics in zip(got.iterrows(), want, strict=True):
+            for key in ("train_loss", "val_loss", "val_acc"):
+                assert epoch[key] == pytest.approx(metrics[key], abs=1e-5), key
