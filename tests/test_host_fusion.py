@@ -22,6 +22,7 @@ from sweeper.trial.host_fusion import TrialGroup, fusion_key, why_not
 from sweeper.trial.loop import TrialContext, train_trial
 from sweeper.trial.stacked_optim import StackedOptimizer
 from tests.support.synthetic import image_splits
+from tests.test_fused import float64  # noqa: F401 - a fixture
 from tests.test_host import assert_same_metrics, by_trial, make_spec
 
 # one architecture (mlp depth 2, width 32), one batch size; own optimizer, lr, schedule
@@ -158,6 +159,26 @@ def test_members_leave_pause_and_rejoin_between_epochs(synthetic, monkeypatch):
     solo = Host(synthetic, "cpu")
     solo.add("sgd_mom", resolve_trial(spec, MEMBERS["sgd_mom"]), restore=copy.deepcopy(state))
     assert_same_metrics(metrics(list(solo.run())), metrics(events["sgd_mom"][1:]))
+
+
+@pytest.mark.usefixtures("float64")
+def test_conv_trials_with_batch_norm_fuse_through_vmap(synthetic, monkeypatch):
+    # float64 (as tests/test_fused.py): in float32 a few steps of batch norm at lr 0.1 move
+    # val_loss by ~1e-4 under any change of rounding (batched convolutions round their own way)
+    lenet = {"name": "lenet", "args": {"channels": [4, 8], "fc": [16], "batch_norm": True}}
+    spec = make_spec(epochs=2, model=lenet)
+    # SGD only: a conv bias before batch norm has a zero gradient up to rounding, which
+    # Adam's g / sqrt(v) turns into full steps of noise (fused or not, any rounding moves it)
+    configs = {k: MEMBERS[k] for k in ("sgd_mom", "sgd")}
+    _, apart = hosted(synthetic, configs, fuse=False, spec=spec)
+    sizes = groups_trained(monkeypatch)
+    _, fused = hosted(synthetic, configs, fuse=True, spec=spec)
+    assert sizes == [2, 2]
+    for name in configs:
+        assert_same_metrics(metrics(fused[name]), metrics(apart[name]))
+        want, got = apart[name][-1].state["runs"][0], fused[name][-1].state["runs"][0]
+        for key, value in want["model"].items():  # batch-norm statistics included
+            torch.testing.assert_close(got["model"][key], value, rtol=0, atol=1e-5)
 
 
 def test_what_does_not_fuse_trains_unfused(synthetic, monkeypatch):

@@ -7,8 +7,9 @@ parameter shapes), the batch size and the training set, as one stacked model for
 epoch: each member keeps its own optimizer kind, lr, momentum, weight decay and LR
 schedule (:class:`~sweeper.trial.stacked_optim.StackedOptimizer`), its own generator and
 data order (its run's permutation; one index gather per step from the host's shared
-data). The forward is :func:`~sweeper.trial.stacked.stacked_forward` (batched matmuls:
-plain layer stacks, the MLP families).
+data). The forward is :func:`~sweeper.trial.stacked.stacked_forward` (batched matmuls)
+for a plain layer stack (the MLP families), else ``vmap`` of ``functional_call`` (convs,
+batch norm: each member's statistics its own buffers).
 
 The host (``Host(fuse=True)``) forms the groups each round from its running trials that
 are at an epoch boundary (:func:`plan`): members join and leave at epoch boundaries, as
@@ -20,14 +21,16 @@ for all members over the shared val set), so its metrics, events and checkpoints
 (``{"epoch", "runs": [Run.state()]}``) are those of an unfused trial. Stacking anew each
 epoch costs a copy of the parameters and optimizer state per member and epoch.
 
-What fuses (:func:`fusion_key`): single-run trials (no repeats, no folds) of a model
-:func:`stacked_forward` takes, without dropout (its draws would differ from the trial's
-own), fp32, no augmentation, no ``log_grad_mean``, optimizers Adam/AdamW/SGD without
-amsgrad, nesterov, dampening. Anything else trains unfused, as it would without fusion.
+What fuses (:func:`fusion_key`): single-run trials (no repeats, no folds) without dropout
+(its draws would differ from the trial's own) or tied weights, fp32, no augmentation, no
+``log_grad_mean``, no channels-last, optimizers Adam/AdamW/SGD without amsgrad, nesterov,
+dampening. Anything else trains unfused, as it would without fusion; a model ``vmap``
+cannot take fails its group's first epoch, and its members train unfused from then on.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -39,9 +42,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from sweeper.trial.fused import _metrics_per_run
+from sweeper.trial.fused import _has_tied_tensors, _metrics_per_run
 from sweeper.trial.run import add_stats
-from sweeper.trial.stacked import stacked_forward
+from sweeper.trial.stacked import shared, stacked_forward
 from sweeper.trial.stacked_optim import StackedOptimizer, family_order, supported
 
 if TYPE_CHECKING:
@@ -64,10 +67,10 @@ def why_not(trial: HostedTrial) -> str | None:
     reason = supported(cfg.optimizer, run.optimizer.param_groups[0])
     if reason is not None or len(run.optimizer.param_groups) != 1:
         return reason or "several param groups"
-    if any(isinstance(m, nn.Dropout) and m.p > 0 for m in run.model.modules()):
+    if any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in run.model.modules()):
         return "dropout"
-    if stacked_forward(run.model) is None:
-        return f"model {cfg.model} is not a plain layer stack"
+    if _has_tied_tensors(run.model):
+        return "tied weights"
     return None
 
 
@@ -104,7 +107,12 @@ class TrialGroup:
         self.runs = [m.runs[0] for m in self.members]
         first = self.runs[0]
         self.names = [n for n, _ in first.model.named_parameters()]
-        self.forward = stacked_forward(first.model)
+        self.forward, self.forward_shared, self.base = _forwards(first.model)
+        with torch.no_grad():  # batch-norm statistics, each member's own: (R, *shape)
+            self.buffers = {
+                n: torch.stack([r.model.get_buffer(n) for r in self.runs])
+                for n, _ in first.model.named_buffers()
+            }
         with torch.no_grad():  # one (R, P) tensor; each stacked parameter a leaf view of it
             self.flat = torch.cat(
                 [
@@ -136,9 +144,10 @@ class TrialGroup:
         x, y, _ = self.runs[0].train_set
         plist = [self.params[n] for n in self.names]
         sums: dict[str, torch.Tensor] = {}
+        self.base.train()
         for start in range(0, orders.shape[1], batch_size):
             sel = orders[:, start : start + batch_size]  # (R, B)
-            logits = self.forward(self.params, {}, x[sel])  # (R, B, C)
+            logits = self.forward(self.params, self.buffers, x[sel])  # (R, B, C)
             losses, stats = task.stacked_loss_and_stats(logits, y[sel])
             # the sum of each member's mean loss: member r's slice gets exactly its gradient
             grads = torch.autograd.grad(losses.sum(), plist)
@@ -160,11 +169,12 @@ class TrialGroup:
         x, y, idx = self.runs[0].val_set
         n = len(idx) if idx is not None else len(x)
         sums: dict[str, torch.Tensor] = {}
+        self.base.eval()
         for start in range(0, n, batch_size):
             sel = (
                 slice(start, start + batch_size) if idx is None else idx[start : start + batch_size]
             )
-            logits = self.forward(self.params, {}, x[sel].unsqueeze(0))  # (R, B, C)
+            logits = self.forward_shared(self.params, self.buffers, x[sel])  # (R, B, C)
             yb = y[sel].expand(len(self.runs), *y[sel].shape)
             add_stats(sums, task.stacked_stats(logits, yb))
         return _metrics_per_run(task, sums, "val", len(self.runs))
@@ -176,6 +186,8 @@ class TrialGroup:
             for r, run in enumerate(self.runs):
                 for name, t in run.model.named_parameters():
                     t.copy_(self.params[name][r])
+                for name, t in run.model.named_buffers():
+                    t.copy_(self.buffers[name][r])
                 self.optimizer.store_member(r, run.optimizer)
                 run.step = None  # a captured step would hold the old state tensors
         with warnings.catch_warnings():  # the members' optimizers did not step themselves
@@ -183,6 +195,25 @@ class TrialGroup:
             for run in self.runs:
                 if run.scheduler is not None:
                     run.scheduler.step()
+
+
+def _forwards(model: nn.Module) -> tuple[Any, Any, nn.Module]:
+    """``(forward, forward_shared, base)``: the stacked forward of ``model``'s members for
+    inputs ``(R, B, ...)`` and for one shared input ``(B, ...)``, and the module whose
+    train/eval mode they follow. A plain layer stack gets batched matmuls
+    (:func:`stacked_forward`); any other model ``vmap`` of ``functional_call`` over a
+    structure-only copy (batch-norm statistics updated per member through the buffers)."""
+    from torch.func import functional_call, vmap
+
+    direct = stacked_forward(model)
+    if direct is not None:
+        return direct, shared(direct), model
+    base = copy.deepcopy(model).to("meta")
+
+    def forward(params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(base, (params, buffers), (x,))
+
+    return vmap(forward), vmap(forward, in_dims=(0, 0, None)), base
 
 
 def train_group(

@@ -67,7 +67,9 @@ class StackedOptimizer:
         device, n = flat.device, len(kinds)
         self.a = sum(k in ADAM_LIKE for k in kinds)  # rows [0, a): Adam-like; [a, R): SGD
 
-        def col(values: Sequence[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        self.dtype = flat.dtype  # where torch rounds a Python scalar: the parameters' dtype
+
+        def col(values: Sequence[float], dtype: torch.dtype = flat.dtype) -> torch.Tensor:
             return torch.tensor(list(values), dtype=dtype, device=device).view(-1, 1)
 
         wd = [float(g.get("weight_decay", 0.0)) for g in groups]
@@ -78,8 +80,8 @@ class StackedOptimizer:
         betas = [tuple(g.get("betas", (0.9, 0.999))) for g in groups]
         self.beta1 = col([b[0] for b in betas], torch.float64)
         self.beta2 = col([b[1] for b in betas], torch.float64)
-        self.one_minus_b1 = (1 - self.beta1).float()
-        self.b2, self.one_minus_b2 = self.beta2.float(), (1 - self.beta2).float()
+        self.one_minus_b1 = (1 - self.beta1).to(self.dtype)
+        self.b2, self.one_minus_b2 = self.beta2.to(self.dtype), (1 - self.beta2).to(self.dtype)
         self.eps = col([g.get("eps", 1e-8) for g in groups])
         self.momentum = col([g.get("momentum", 0.0) if k == "sgd" else 0.0 for k, g in zip(kinds, groups, strict=True)])  # fmt: skip
         self.has_momentum = self.momentum != 0
@@ -105,9 +107,9 @@ class StackedOptimizer:
 
     def _adam(self, p: torch.Tensor, g: torch.Tensor, rows: slice) -> None:
         t, lr = self.step_count[rows], self.lr[rows]
-        neg_step = (-(lr / (1 - self.beta1[rows] ** t))).float()
-        bc2_sqrt = (1 - self.beta2[rows] ** t).sqrt().float()
-        decay = (1 - lr * self.wd_decoupled[rows]).float()
+        neg_step = (-(lr / (1 - self.beta1[rows] ** t))).to(self.dtype)
+        bc2_sqrt = (1 - self.beta2[rows] ** t).sqrt().to(self.dtype)
+        decay = (1 - lr * self.wd_decoupled[rows]).to(self.dtype)
         g = g + self.wd_l2[rows] * p
         m, v = self.exp_avg, self.exp_avg_sq
         m.lerp_(g, self.one_minus_b1[rows].expand_as(m))
@@ -120,7 +122,7 @@ class StackedOptimizer:
         buf = self.buf
         buf.copy_(torch.where(self.has_buf, buf * self.momentum[rows] + g, g))
         d = torch.where(self.has_momentum[rows], buf, g)
-        p.add_((-self.lr[rows]).float() * d)
+        p.add_((-self.lr[rows]).to(self.dtype) * d)
         self.has_buf.fill_(True)
 
     # -- torch.optim's state, member by member ------------------------------------------------
