@@ -159,6 +159,11 @@ def test_members_leave_pause_and_rejoin_between_epochs(synthetic, monkeypatch):
     solo = Host(synthetic, "cpu")
     solo.add("sgd_mom", resolve_trial(spec, MEMBERS["sgd_mom"]), restore=copy.deepcopy(state))
     assert_same_metrics(metrics(list(solo.run())), metrics(events["sgd_mom"][1:]))
+    # and a process trial (train_trial) resumes from it too
+    reports = []
+    ctx = TrialContext(synthetic, lambda m, s: reports.append(m), restore=copy.deepcopy(state))
+    train_trial(resolve_trial(spec, MEMBERS["sgd_mom"]), ctx)
+    assert_same_metrics(reports, metrics(events["sgd_mom"][1:]))
 
 
 @pytest.mark.usefixtures("float64")

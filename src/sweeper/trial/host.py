@@ -143,7 +143,11 @@ class Host:
         self._trials[trial_id] = trial
         self._modes[trial_id] = RUNNING
         if self.fuse:
-            self._keys[trial_id] = host_fusion.fusion_key(trial)
+            try:
+                self._keys[trial_id] = host_fusion.fusion_key(trial)
+            except Exception as exc:  # noqa: BLE001 - it trains unfused
+                LOG.warning("trial %s trains unfused: %s: %s", trial_id, type(exc).__name__, exc)
+                self._keys[trial_id] = None
         if hold:
             self._holds.add(trial_id)
         return True
