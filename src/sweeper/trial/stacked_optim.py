@@ -5,7 +5,7 @@ stacked model ``(R, *shape)``; unlike the runs of one config (``trial/fused.py``
 optimizer for all), each member keeps its own optimizer kind, lr, momentum, betas, eps and
 weight decay. :class:`StackedOptimizer` does torch.optim's single-tensor update (the CPU
 path; ``amsgrad``, ``maximize``, ``nesterov`` and ``dampening`` aside) with every
-hyperparameter a ``(R, 1, ..., 1)`` tensor, so one update serves members of every kind:
+hyperparameter an ``(R, 1)`` tensor, so one update serves many members:
 
 * Adam: ``g += wd * p``; ``m.lerp_(g, 1 - b1)``; ``v = b2 * v + (1 - b2) * g * g``;
   ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
@@ -15,12 +15,12 @@ hyperparameter a ``(R, 1, ..., 1)`` tensor, so one update serves members of ever
 
 The members' parameters are one flat ``(R, P)`` tensor (every layer concatenated), the
 Adam-like members' rows first: each family's update is a few dozen element-wise operations
-on its rows, whatever the number of layers. Scalars that torch
-computes in Python (bias corrections, ``lr * wd``) are computed in float64 on the device
-and rounded to float32 where torch rounds them; the step counts are device tensors, so a
-step reads nothing back to the host (static shapes, no ``.item()``: capturable in
-principle). Against torch.optim on the CPU the parameters agree to about 1e-7 (float32
-roundings of fused multiply-adds differ: ``tests/test_host_fusion.py``).
+on its rows, whatever the number of layers. Scalars that torch computes in Python (bias
+corrections, ``lr * wd``) are computed in float64 on the device and rounded to the
+parameters' dtype where torch rounds them; the step counts are device tensors, so a step
+reads nothing back to the host (static shapes, no ``.item()``: capturable in principle).
+Against torch.optim on the CPU the parameters agree to about 1e-7 in float32 (torch's
+``add(alpha=)`` is a fused multiply-add, rounded once: ``tests/test_host_fusion.py``).
 """
 
 from __future__ import annotations
