@@ -29,6 +29,7 @@ from typing import Any
 STALE_S = 300.0  # a trial whose client has not asked for its epoch this long is dropped
 WAIT_S = 1.0  # one `next` call waits at most this long (the client asks again)
 HOST_RESTARTS = 3
+FUSE_GRACE_S = 0.05  # train.fuse_trials: how long a host waits for clients to take epochs
 
 
 class HostActor:
@@ -62,7 +63,12 @@ class HostActor:
 
         with self._cond:
             if self._host is None:
-                self._host = Host(ray.get(data[0]), device=self._device, num_threads=self._threads)
+                self._host = Host(
+                    ray.get(data[0]),
+                    device=self._device,
+                    num_threads=self._threads,
+                    fuse=self._spec.train.fuse_trials,
+                )
                 threading.Thread(target=self._loop, name="sweeper-host", daemon=True).start()
         return {"node": self._node, "device": str(self._host.device)}
 
@@ -184,8 +190,19 @@ class HostActor:
                     self._cond.wait(5.0)
                 if self._stopped:
                     return
-                for event in self._host.step():
+                events = self._host.step()
+                for event in events:
                     self._deliver(event)
+                if events and self._host.fuse:
+                    self._await_clients()
+
+    def _await_clients(self) -> None:
+        """Wait (at most :data:`FUSE_GRACE_S`) until the clients took the epochs handed out,
+        so their trials resume together and trials of one shape meet at the next round's
+        epoch boundary, where the host fuses them (``train.fuse_trials``)."""
+        deadline = time.monotonic() + FUSE_GRACE_S
+        while any(self._queues.values()) and (left := deadline - time.monotonic()) > 0:
+            self._cond.wait(left)
 
     def _deliver(self, event: Any) -> None:
         from sweeper.engine.trainable import save_checkpoint

@@ -88,6 +88,8 @@ class TrainSpec(_Strict):
         raise ValueError(f"expected true, false or 'auto', got {describe_value(value)}")
 
     fuse: StrictBool = True  # train repeats/folds as one vmapped stack (trial/fused.py)
+    # hosted trials of one shape as one stacked step (trial/host_fusion.py; a host's setting)
+    fuse_trials: StrictBool = False
 
     @field_validator("optimizer")
     @classmethod

@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 from sweeper.data import Splits
+from sweeper.trial import host_fusion
 from sweeper.trial import step as fast
 from sweeper.trial.config import TrialConfig
 from sweeper.trial.hosted import HostedTrial
@@ -82,9 +83,17 @@ class Host:
         splits: the study's data (every hosted trial trains on it).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         num_threads: CPU threads for torch, or None to leave torch's setting.
+        fuse: train trials of one architecture and batch size as one stacked step
+            (``trial/host_fusion.py``); off by default.
     """
 
-    def __init__(self, splits: Splits, device: str = "auto", num_threads: int | None = None):
+    def __init__(
+        self,
+        splits: Splits,
+        device: str = "auto",
+        num_threads: int | None = None,
+        fuse: bool = False,
+    ):
         if num_threads:
             torch.set_num_threads(max(1, int(num_threads)))
         self.device = resolve_device(device)
@@ -97,6 +106,8 @@ class Host:
         self._modes: dict[str, str] = {}
         self._pending: list[Event] = []  # failures at join, handed out by the next step()
         self._holds: set[str] = set()  # trials that pause after each epoch
+        self.fuse = bool(fuse)
+        self._keys: dict[str, tuple | None] = {}  # each trial's fusion key (None: alone)
 
     # -- joining and leaving -----------------------------------------------------------------
     def add(
@@ -131,6 +142,12 @@ class Host:
             return False
         self._trials[trial_id] = trial
         self._modes[trial_id] = RUNNING
+        if self.fuse:
+            try:
+                self._keys[trial_id] = host_fusion.fusion_key(trial)
+            except Exception as exc:  # noqa: BLE001 - it trains unfused
+                LOG.warning("trial %s trains unfused: %s: %s", trial_id, type(exc).__name__, exc)
+                self._keys[trial_id] = None
         if hold:
             self._holds.add(trial_id)
         return True
@@ -173,7 +190,12 @@ class Host:
     def step(self) -> list[Event]:
         """One round: every running trial takes one step. The events of the round."""
         events, self._pending = self._pending, []
-        for trial_id in [t for t, m in self._modes.items() if m != PAUSED]:
+        active = [t for t, m in self._modes.items() if m != PAUSED]
+        fused: set[str] = set()
+        if self.fuse:
+            for group in host_fusion.plan([self._trials[t] for t in active], self._keys):
+                fused.update(self._advance_group(group, events))
+        for trial_id in [t for t in active if t not in fused]:
             event = self._advance(self._trials[trial_id])
             if event is not None:
                 events.append(event)
@@ -184,10 +206,37 @@ class Host:
         while self.busy:
             yield from self.step()
 
+    def _advance_group(self, group: list[HostedTrial], events: list[Event]) -> list[str]:
+        """One epoch of a fused group (``trial/host_fusion.py``); its members' events go
+        to ``events``. The ids it trained: none when the stacked epoch raised (logged; its
+        members then train unfused from this round on)."""
+        ids = [t.trial_id for t in group]
+        try:
+            finishes = host_fusion.train_group(group, self.data, self.task)
+        except Exception as exc:  # noqa: BLE001 - they train unfused instead
+            LOG.warning(
+                "fused trials %s train apart: %s: %s", ", ".join(ids), type(exc).__name__, exc
+            )
+            self._keys.update(dict.fromkeys(ids))
+            return []
+        for trial, finish in finishes:
+            event = self._epoch_event(trial, finish)
+            if event is not None:
+                events.append(event)
+        return ids
+
     def _advance(self, trial: HostedTrial) -> Event | None:
+        if self._keys.get(trial.trial_id) is None:
+            return self._epoch_event(trial, trial.advance)
+        # a trial that could fuse but has no partner this round trains its whole epoch, so
+        # trials of one key stay at epoch boundaries together and fuse from the next round
+        return self._epoch_event(trial, lambda: _whole_epoch(trial))
+
+    def _epoch_event(self, trial: HostedTrial, advance) -> Event | None:
+        """``advance()`` (one step; an epoch's metrics or None), then the epoch's event."""
         trial_id = trial.trial_id
         try:
-            metrics = trial.advance()
+            metrics = advance()
             if metrics is None:
                 return None
             state = trial.state() if trial.cfg.checkpoint else None
@@ -217,5 +266,13 @@ class Host:
         trial = self._trials.pop(trial_id)
         self._modes.pop(trial_id)
         self._holds.discard(trial_id)
+        self._keys.pop(trial_id, None)
         with contextlib.suppress(RuntimeError):  # a failed trial's stream may hold the error
             trial.lane.synchronize()  # its queued work is done before its memory goes
+
+
+def _whole_epoch(trial: HostedTrial) -> dict[str, Any]:
+    """The rest of ``trial``'s epoch, step after step; its metrics."""
+    while (metrics := trial.advance()) is None:
+        pass
+    return metrics

@@ -153,6 +153,19 @@ class HostedTrial:
             self._pieces = None
             return self._end_epoch()
 
+    def finish_epoch(
+        self, result: dict[str, float], t0: float, val: dict[str, float] | None = None
+    ) -> dict[str, Any]:
+        """End an epoch that a cross-trial group trained (``trial/host_fusion.py``) from its
+        train results ``{"lr", train_*}`` (this trial's one run) and, when the group
+        evaluated it, its ``val_*`` metrics: evaluate (what is left) and report as
+        :meth:`advance` does. ``t0``: when the epoch began."""
+        if not self.at_boundary or len(self.runs) != 1:
+            raise RuntimeError(f"trial {self.trial_id}: no fused epoch to finish here")
+        with self.lane.active():
+            self._results, self._t0 = [dict(result)], t0
+            return self._end_epoch(None if val is None else [val])
+
     def _epoch(self) -> Iterator[bool]:
         """The epoch's steps, in ``train_trial``'s order: units in turn, a plain unit's runs
         in turn (a batch per step), a fused group's whole epoch as one step."""
@@ -169,11 +182,12 @@ class HostedTrial:
                     yield True
                 self._results[i] = epoch.finish()
 
-    def _end_epoch(self) -> dict[str, Any]:
+    def _end_epoch(self, val: list[dict[str, float]] | None = None) -> dict[str, Any]:
         """Evaluate and put together the epoch's metrics, as ``train_trial`` does."""
         cfg, data, task, units = self.cfg, self.data, self.task, self.units
         results = list(self._results)
-        val = _per_run(units, lambda u: u.evaluate(None, cfg.eval_batch_size, task, "val"))
+        if val is None:  # else evaluated already (a fused group's, one per run)
+            val = _per_run(units, lambda u: u.evaluate(None, cfg.eval_batch_size, task, "val"))
         for res, v in zip(results, val, strict=True):
             res.update(v)  # type: ignore[union-attr]
         diverged = any(not math.isfinite(r["train_loss"]) for r in results)  # type: ignore[index]
