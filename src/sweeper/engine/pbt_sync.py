@@ -87,7 +87,7 @@ class _ResumeSafe:
         """
         if trial.status != Trial.PAUSED and trial.is_saving:
             trial.temporary_state.saving_to = None
-        super()._exploit(tune_controller, trial, trial_to_clone)
+        super()._exploit(tune_controller, trial, trial_to_clone)  # type: ignore[misc]  # a mixin: PBT is next in the MRO
 
 
 class SyncedPBT(_ResumeSafe, PopulationBasedTraining):

@@ -61,7 +61,7 @@ def ray_trainable(
     if copied is not None:
         restore, folder = copied
     start_epoch = int(restore["epoch"]) if restore is not None else 0
-    source = f"{folder.parent.name}/{folder.name}" if copied is not None else None
+    source = f"{copied[1].parent.name}/{copied[1].name}" if copied is not None else None
     log_start(trial_dir, start_epoch, folder.name if folder else None, source)
 
     node = node_name()

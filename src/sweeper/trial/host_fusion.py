@@ -186,8 +186,8 @@ class TrialGroup:
             for r, run in enumerate(self.runs):
                 for name, t in run.model.named_parameters():
                     t.copy_(self.params[name][r])
-                for name, t in run.model.named_buffers():
-                    t.copy_(self.buffers[name][r])
+                for name, b in run.model.named_buffers():
+                    b.copy_(self.buffers[name][r])
                 self.optimizer.store_member(r, run.optimizer)
                 run.step = None  # a captured step would hold the old state tensors
         with warnings.catch_warnings():  # the members' optimizers did not step themselves
