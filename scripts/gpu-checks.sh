@@ -51,7 +51,8 @@ activate() {  # the bundle (call 1 carries it; call 2 finds it unpacked in /tmp/
 
 tests() {
   activate
-  timeout 200 "$py" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py tests/test_host.py 2>&1 | tee "$out/tests.txt"
+  timeout 200 "$py" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py tests/test_host.py \
+    tests/test_host_fusion.py 2>&1 | tee "$out/tests.txt"
   timeout 60 "$py" -m pytest -q -p no:cacheprovider tests/test_step.py tests/test_placement.py \
     -m "not slow" 2>&1 | tail -5 | tee -a "$out/tests.txt"
 }
