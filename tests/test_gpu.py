@@ -304,7 +304,9 @@ def test_check_prints_the_gpu_placement(tmp_path, capsys):
     sweep.write_text(AUTO_SWEEP)
     assert main(["check", str(sweep)]) == 0
     out = capsys.readouterr().out
-    assert "resources    cuda: " in out and "trials per GPU" in out
+    assert "resources    cuda: 1 host (GPU each, " in out and "executor host" in out
+    assert main(["check", str(sweep), "--set", "resources.executor=process"]) == 0
+    assert "trials per GPU" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -317,6 +319,7 @@ def test_auto_gpus_pack_trials_from_a_probe(tmp_path, ray_session):
     placement = study.meta()["placement"]
     assert placement["device"] == "cuda" and placement["trials_per_gpu"] == 4
     assert placement["gpus"] == 0.25 and placement["trial_bytes"] > 0
+    assert placement["executor"] == "host" and placement["hosts"]["hosts"] == 1
     df = study.trials()
     assert len(df) == 4 and set(df["state"]) == {"COMPLETE"}
 

@@ -213,8 +213,13 @@ def test_check_prints_the_fallback_when_the_probe_raises(tmp_path, capsys, monke
     warnings = [line for line in err.splitlines() if line.strip()]
     assert len(warnings) == 1 and warnings[0].startswith("warning: the GPU probe failed ("), err
     assert "1/8 of a GPU" in warnings[0] and "Traceback" not in err
+    # the default executor on a GPU is the host: it holds what the fallback allows
+    assert "resources    cuda: 1 host (GPU each, 2 trials at a time each; set by fallback)" in out
+    assert "executor host" in out
+    assert main(["check", str(sweep), "--set", "resources.executor=process"]) == 0
+    out = capsys.readouterr().out
     assert "resources    cuda: 1 x GPU, 8 trials per GPU (0.125 GPU" in out
-    assert "set by fallback" in out
+    assert "set by fallback" in out and "executor process" in out
 
 
 def test_a_raising_probe_is_named_in_the_warning(tmp_path, capsys, monkeypatch):
@@ -229,7 +234,8 @@ def test_a_raising_probe_is_named_in_the_warning(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(probe, "probe_gpu", oom)
     sweep = tmp_path / "x.yaml"
     sweep.write_text(XOR_AUTO)
-    assert main(["check", str(sweep), "--set", "resources.max_trials_per_gpu=4"]) == 0
+    assert main(["check", str(sweep), "--set", "resources.max_trials_per_gpu=4",
+                 "--set", "resources.executor=process"]) == 0  # fmt: skip
     out, err = capsys.readouterr()
     assert err.strip() == (
         "warning: the GPU probe failed (OutOfMemoryError: CUDA out of memory. Tried to "

@@ -54,11 +54,14 @@ class HostLayout:
     def at_once(self) -> int:
         return self.hosts * self.per_host
 
-    def describe(self) -> str:
+    def describe(self, bound: str | None = None) -> str:
+        """``N hosts (...), K trials at a time``; ``bound``: what chose the trials a GPU
+        host holds (the probe's memory, the cap, the fallback after a failed probe)."""
         where = "GPU" if self.host_gpus else f"{self.host_cpus:g} CPUs"
+        chose = f"; set by {bound}" if bound else ""
         return (
             f"{self.hosts} host{'s' if self.hosts > 1 else ''} ({where} each, "
-            f"{self.per_host} trials at a time each), {self.at_once} trials at a time"
+            f"{self.per_host} trials at a time each{chose}), {self.at_once} trials at a time"
         )
 
     def as_dict(self) -> dict[str, Any]:
