@@ -118,7 +118,7 @@ def alone(spec, params: dict) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_a_hosted_study_trains_each_config_as_it_trains_alone(tmp_path, data_root):
+def test_a_hosted_study_trains_each_config_as_it_trains_alone(tmp_path, data_root, ray_session):
     path = write_sweep(
         tmp_path,
         name="hosted",
@@ -151,7 +151,7 @@ def test_a_hosted_study_trains_each_config_as_it_trains_alone(tmp_path, data_roo
 
 
 @pytest.mark.slow
-def test_asha_stops_hosted_trials_early(tmp_path, data_root):
+def test_asha_stops_hosted_trials_early(tmp_path, data_root, ray_session):
     path = write_sweep(
         tmp_path,
         name="hosted_asha",
