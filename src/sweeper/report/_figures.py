@@ -174,25 +174,13 @@ def curves(hist: pd.DataFrame, names: dict[str, str]) -> Any:
     from plotly.colors import qualitative
     from plotly.subplots import make_subplots
 
-    go = _go()
     keys = [pair for pair in CURVE_PANELS if any(m in hist.columns for m in pair)]
     fig = make_subplots(rows=1, cols=len(keys), subplot_titles=[" / ".join(p) for p in keys])
     palette = qualitative.Plotly
     for i, (trial_id, rows) in enumerate(hist.groupby("trial_id", sort=False)):
         color = palette[i % len(palette)]
         label = names.get(trial_id, trial_id)
-        for c, pair in enumerate(keys, start=1):
-            for key, dash in zip(pair, ("dot", "solid"), strict=True):
-                if key not in rows or rows[key].isna().all():
-                    continue
-                fig.add_trace(
-                    go.Scatter(x=rows["epoch"], y=rows[key], mode="lines+markers",
-                               line={"color": color, "dash": dash}, marker={"size": 4},
-                               name=label, legendgroup=trial_id,
-                               showlegend=(c == 1 and dash == "solid"),
-                               hovertemplate=f"{label}<br>{key} %{{y:.4f}} @ epoch %{{x}}<extra></extra>"),
-                    row=1, col=c,
-                )  # fmt: skip
+        _trial_curves(fig, rows, keys, trial_id, label, color)
     whole = {"dtick": 1} if hist["epoch"].max() <= 20 else {}  # integer epochs
     for c in range(1, len(keys) + 1):
         fig.update_xaxes(title_text="epoch", row=1, col=c, **whole)
@@ -318,18 +306,7 @@ def curves_summary(hist: pd.DataFrame, names: dict[str, str], top_ids: list[str]
     for trial_id, rows in sorted(top.groupby("trial_id"), key=lambda g: rank[g[0]]):
         color = palette[rank[trial_id] % len(palette)]
         label = names.get(trial_id, trial_id)
-        for c, pair in enumerate(keys, start=1):
-            for key, dash in zip(pair, ("dot", "solid"), strict=True):
-                if key not in rows or rows[key].isna().all():
-                    continue
-                fig.add_trace(
-                    go.Scatter(x=rows["epoch"].to_numpy(), y=rows[key].to_numpy(),
-                               mode="lines+markers", line={"color": color, "dash": dash},
-                               marker={"size": 4}, name=label, legendgroup=trial_id,
-                               showlegend=(c == 1 and dash == "solid"),
-                               hovertemplate=f"{label}<br>{key} %{{y:.4f}} @ epoch %{{x}}<extra></extra>"),
-                    row=1, col=c,
-                )  # fmt: skip
+        _trial_curves(fig, rows, keys, trial_id, label, color)
     whole = {"dtick": 1} if hist["epoch"].max() <= 20 else {}
     for c in range(1, len(keys) + 1):
         fig.update_xaxes(title_text="epoch", row=1, col=c, **whole)
@@ -354,3 +331,20 @@ def threshold_histogram(table: pd.DataFrame, metric: str, threshold: float, maxi
     fig.update_yaxes(title_text="trials")
     sign = "≥" if maximize else "≤"
     return _layout(fig, f"Epochs to reach {metric} {sign} {threshold:g}: {len(table):,} trials")
+
+
+def _trial_curves(fig: Any, rows: Any, keys: Any, trial_id: str, label: str, color: str) -> None:
+    """One trial's train (dotted) and validation (solid) curves, a subplot per metric pair."""
+    go = _go()
+    for c, pair in enumerate(keys, start=1):
+        for key, dash in zip(pair, ("dot", "solid"), strict=True):
+            if key not in rows or rows[key].isna().all():
+                continue
+            fig.add_trace(
+                go.Scatter(x=rows["epoch"].to_numpy(), y=rows[key].to_numpy(),
+                           mode="lines+markers", line={"color": color, "dash": dash},
+                           marker={"size": 4}, name=label, legendgroup=trial_id,
+                           showlegend=(c == 1 and dash == "solid"),
+                           hovertemplate=f"{label}<br>{key} %{{y:.4f}} @ epoch %{{x}}<extra></extra>"),
+                row=1, col=c,
+            )  # fmt: skip

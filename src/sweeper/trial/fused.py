@@ -194,10 +194,7 @@ class FusedGroup:
         """Each run's :meth:`Run.state`, the stacked tensors written back into its run first."""
         with torch.no_grad():
             for r, run in enumerate(self.runs):
-                for name, t in run.model.named_parameters():
-                    t.copy_(self.params[name][r])
-                for name, b in run.model.named_buffers():
-                    b.copy_(self.buffers[name][r])
+                unstack_into(run.model, self.params, self.buffers, r)
         stacked = self.optimizer.state_dict()
         shapes = [(len(self.runs), *shape) for shape in self.shapes]
         for r, run in enumerate(self.runs):
@@ -222,6 +219,15 @@ class FusedGroup:
         self.optimizer.load_state_dict(stack_optimizer_state(per_run, self.shapes))
         if self.scheduler is not None and self.runs[0].scheduler is not None:
             self.scheduler.load_state_dict(self.runs[0].scheduler.state_dict())
+
+
+def unstack_into(model: torch.nn.Module, params: dict, buffers: dict, r: int) -> None:
+    """Member ``r`` of stacked parameters and buffers (``name -> (R, *shape)``) copied into
+    ``model``'s own tensors (call under ``torch.no_grad()``)."""
+    for name, t in model.named_parameters():
+        t.copy_(params[name][r])
+    for name, b in model.named_buffers():
+        b.copy_(buffers[name][r])
 
 
 def _per_element(key: str, value: Any, shape: tuple[int, ...]) -> bool:

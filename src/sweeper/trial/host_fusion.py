@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from sweeper.trial.fused import _has_tied_tensors, _metrics_per_run
+from sweeper.trial.fused import _has_tied_tensors, _metrics_per_run, unstack_into
 from sweeper.trial.run import add_stats
 from sweeper.trial.stacked import shared, stacked_forward
 from sweeper.trial.stacked_optim import StackedOptimizer, family_order, supported
@@ -184,10 +184,7 @@ class TrialGroup:
         schedules' step (on the members' own optimizers, which hold their lrs)."""
         with torch.no_grad():
             for r, run in enumerate(self.runs):
-                for name, t in run.model.named_parameters():
-                    t.copy_(self.params[name][r])
-                for name, b in run.model.named_buffers():
-                    b.copy_(self.buffers[name][r])
+                unstack_into(run.model, self.params, self.buffers, r)
                 self.optimizer.store_member(r, run.optimizer)
                 run.step = None  # a captured step would hold the old state tensors
         with warnings.catch_warnings():  # the members' optimizers did not step themselves
