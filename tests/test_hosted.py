@@ -42,9 +42,14 @@ def test_host_and_process_are_taken_as_asked(tmp_path):
     assert choose_executor(process, GPU) == "process"
 
 
-def test_pbt_runs_on_hosts_too(tmp_path):
+def test_pbt_runs_as_processes_and_asking_for_a_host_is_one_line(tmp_path):
     pbt = {"name": "pbt", "perturbation_interval": 1}
-    assert choose_executor(spec_with(tmp_path, scheduler=pbt), GPU) == "host"
+    assert choose_executor(spec_with(tmp_path, scheduler=pbt), GPU) == "process"
+    host = spec_with(tmp_path, scheduler=pbt, resources={"executor": "host"})
+    with pytest.raises(SpecError) as err:
+        choose_executor(host, GPU, "s.yaml")
+    assert "resources.executor" in str(err.value) and "pbt" in str(err.value)
+    assert "expected auto or process" in str(err.value)
 
 
 def test_asking_a_program_for_a_host_is_one_line(tmp_path):

@@ -246,18 +246,3 @@ def test_pb2_copies_a_top_trial_and_records_its_lineage(tmp_path, ray_session):
     config["train"]["seed"] = 1
     study, df = run_sweep(tmp_path, config)
     check_lineage(study, df, explore_keeps=False)
-
-
-@pytest.mark.slow
-def test_pbt_copies_between_hosted_trials(tmp_path, ray_session):
-    """The same PBT study on a host (``resources.executor: host``): each epoch's state goes
-    back to Ray as a checkpoint the host writes, an exploit continues from the source's."""
-    scheduler = {"name": "pbt", "perturbation_interval": 2, "quantile_fraction": 0.5,
-                 "synch": True}  # fmt: skip
-    config = pbt_sweep("pbt_hosted", scheduler)
-    config["resources"]["executor"] = "host"
-    study, df = run_sweep(tmp_path, config)
-    assert study.meta()["placement"]["executor"] == "host"
-    check_lineage(study, df, explore_keeps=True)
-    leftovers = list(study.tune_dir.glob("*/.report-*"))
-    assert leftovers == []  # each reported checkpoint folder was removed
