@@ -87,7 +87,7 @@ def test_gpu_hosts_one_per_gpu_holding_the_probed_count(tmp_path):
 def test_cpu_hosts_leave_half_a_core_to_the_clients(tmp_path):
     layout = host_layout(spec_with(tmp_path), CPU, num_cpus=2, n_trials=8)
     assert (layout.hosts, layout.host_gpus) == (1, 0.0)
-    assert layout.host_cpus == 1.5 and layout.per_host == 4
+    assert layout.host_cpus == 1.5 and layout.per_host == 2
     eight = host_layout(spec_with(tmp_path), CPU, num_cpus=8, n_trials=64)
     assert eight.hosts == 2 and eight.host_cpus == 3.75
 

@@ -28,6 +28,10 @@ from sweeper.registry.schedulers import POPULATION
 AUTO_ON_CPU = False  # see the module's docstring
 CPUS_PER_HOST = 4  # on the CPU, one host per this many cores (at least one host)
 CLIENT_CPUS = 0.5  # all of a study's clients together; the hosts get the rest
+# On the CPU a host steps its trials on its own threads one at a time: two keep it busy (one
+# steps while the other's client takes its epoch), and each more costs a client process
+# (a Ray worker importing Ray Tune, about 2 CPU-s: benchmarks/cpu_by_process.py).
+TRIALS_PER_CPU_HOST = 2
 SHARE_DIGITS = 4
 
 
@@ -108,7 +112,7 @@ def host_layout(spec: Any, placement: Any, num_cpus: float, n_trials: int) -> Ho
     else:
         hosts = max(1, math.floor(num_cpus / CPUS_PER_HOST))
         host_cpus = max(0.5, (num_cpus - CLIENT_CPUS) / hosts)
-        per_host = max(2, 2 * math.ceil(host_cpus))
+        per_host = TRIALS_PER_CPU_HOST
         host_gpus = 0.0
     per_host = max(1, min(per_host, math.ceil(n_trials / hosts)))
     if res.max_concurrent is not None:
