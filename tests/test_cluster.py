@@ -200,7 +200,9 @@ def test_a_lost_cluster_interrupts_the_study_in_one_line_and_it_resumes_on_a_new
 ):
     cluster = cluster_head  # the head is what this test kills; a worker may be left or not
     spec = sweep(tmp_path, epochs=60, batch=4)
-    driver = run(cluster, tmp_path, spec)
+    env = {**cluster.env, "SWEEPER_CLUSTER_WATCH_S": "1"}  # a lost head noticed in ~3 s
+    driver = Driver(["run", str(spec), "--out", str(tmp_path / "runs"), "--address",
+                     cluster.address], tmp_path / "driver.log", env, tmp_path)  # fmt: skip
     study = tmp_path / "runs" / "cluster"
     _wait_for(lambda: any(int(r["epochs"] or 0) >= 3 for r in _table(study)), driver)
     cluster.nodes[0].kill()  # the head: its GCS, and with it the cluster

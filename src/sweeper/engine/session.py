@@ -145,9 +145,11 @@ class ClusterWatch:
     engine mark the study interrupted and say so in one line first.
     """
 
-    def __init__(self, on_lost: Any, period: float = 3.0, misses: int = 3) -> None:
+    def __init__(self, on_lost: Any, period: float | None = None, misses: int = 3) -> None:
         import ray
 
+        if period is None:  # SWEEPER_CLUSTER_WATCH_S: seconds between two looks (default 3)
+            period = float(os.environ.get("SWEEPER_CLUSTER_WATCH_S") or 3.0)
         self.address = ray.get_runtime_context().gcs_address
         self._on_lost, self._period, self._misses = on_lost, period, misses
         self._stop = threading.Event()
