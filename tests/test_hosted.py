@@ -42,14 +42,9 @@ def test_host_and_process_are_taken_as_asked(tmp_path):
     assert choose_executor(process, GPU) == "process"
 
 
-def test_pbt_runs_as_processes_and_asking_for_a_host_is_one_line(tmp_path):
+def test_pbt_runs_on_hosts_too(tmp_path):
     pbt = {"name": "pbt", "perturbation_interval": 1}
-    assert choose_executor(spec_with(tmp_path, scheduler=pbt), GPU) == "process"
-    host = spec_with(tmp_path, scheduler=pbt, resources={"executor": "host"})
-    with pytest.raises(SpecError) as err:
-        choose_executor(host, GPU, "s.yaml")
-    assert "resources.executor" in str(err.value) and "pbt" in str(err.value)
-    assert "expected auto or process" in str(err.value)
+    assert choose_executor(spec_with(tmp_path, scheduler=pbt), GPU) == "host"
 
 
 def test_asking_a_program_for_a_host_is_one_line(tmp_path):
@@ -102,6 +97,75 @@ def test_check_names_the_executor(tmp_path, capsys, data_root):
     path = write_sweep(tmp_path, resources={"executor": "host", "num_cpus": 2})
     assert main(["check", str(path)]) == 0
     assert "executor host" in capsys.readouterr().out
+
+
+# -- the host's actor, driven directly (no Ray) ---------------------------------------------
+
+
+@pytest.fixture
+def host_actor(tmp_path, monkeypatch):
+    """A factory of ``HostActor``s called in this process: its node name and data given, so
+    no Ray is needed; each is stopped after the test."""
+    from sweeper.data import load_splits
+    from sweeper.engine import trainable
+    from sweeper.engine.hosts import HostActor
+    from sweeper.spec import spec_from_dict
+
+    monkeypatch.setattr(trainable, "node_name", lambda: "here")
+    made = []
+
+    def make(epochs: int, scheduler: dict | None = None) -> tuple[HostActor, list]:
+        sweep = {
+            "name": "a",
+            "method": "grid",
+            "parameters": {"lr": {"values": [0.05, 0.01]}},
+            "model": {"name": "xor_mlp", "args": {"depth": 1, "width": 8}},
+            "data": {"name": "xor", "train_size": 200},
+            "train": {"epochs": epochs, "batch_size": 100},
+        }
+        spec = spec_from_dict({**sweep, **({"scheduler": scheduler} if scheduler else {})}, "a")
+        made.append(HostActor(spec, "cpu", 1))
+        return made[-1], [load_splits(spec.data, tmp_path)]
+
+    yield make
+    for actor in made:
+        actor.stop()
+
+
+def test_a_late_leave_from_a_replaced_client_keeps_the_trial(tmp_path, host_actor):
+    """Tune paused a trial (PBT's sync) and kept its client's actor in its cache, the old
+    client still inside ``tune.report``; it resumed the trial in a new client elsewhere, and
+    the old client left only when its cached actor was reused, after the new join. That
+    leave dropped the new client's trial: the new client found it gone and failed, and
+    synchronous PBT, its other trials paused at the sync, waited for it forever."""
+    actor, data = host_actor(epochs=3)
+    folder = str(tmp_path / "t")
+    actor.join("t", {"lr": 0.05}, folder, data, client="old")
+    assert actor.next("t", wait_s=60, client="old")["metrics"]["epoch"] == 1
+    again = actor.join("t", {"lr": 0.05}, folder, data, client="new")  # its epoch-1 checkpoint
+    assert again["again"]["epoch"] == 1
+    actor.leave("t", client="old")  # late
+    assert actor.held() == 1
+    assert actor.next("t", wait_s=60, client="old") == {"gone": True, "replaced": True}
+    reply = actor.next("t", wait_s=60, client="new")
+    assert reply["metrics"]["epoch"] == 2 and not reply["done"]
+    actor.leave("t", client="new")
+    assert actor.held() == 0 and actor.next("t", client="new") == {"gone": True}
+
+
+def test_under_pbt_every_epoch_goes_back_as_a_checkpoint_the_last_too(tmp_path, host_actor):
+    """As a process trial reports it: the last epoch's state too (a copy at the last sync
+    then copies that epoch, not the one before)."""
+    import torch
+
+    actor, data = host_actor(epochs=2, scheduler={"name": "pbt", "perturbation_interval": 1})
+    actor.join("t", {"lr": 0.05}, str(tmp_path / "t"), data, client="c")
+    replies = [actor.next("t", wait_s=60, client="c") for _ in range(2)]
+    assert [r["done"] for r in replies] == [False, True]
+    for epoch, reply in enumerate(replies, 1):
+        state = torch.load(Path(reply["checkpoint"]) / "state.pt", map_location="cpu")
+        assert state["epoch"] == epoch and state["trial_id"] == "t"
+    assert actor.held() == 0
 
 
 # -- end to end on Ray -----------------------------------------------------------------------

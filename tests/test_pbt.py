@@ -108,6 +108,52 @@ def test_a_restarted_trials_restored_result_does_not_pause_it_again(fixed):
     assert again == ("CONTINUE" if fixed else "PAUSE")  # Ray: paused, chosen, forever
 
 
+@pytest.mark.parametrize("fixed", [False, True], ids=["ray", "sweeper"])
+def test_a_trial_that_fails_before_the_sync_does_not_hold_the_others_there(fixed):
+    """a and b wait paused at the sync (epoch 2); c, the last to come, fails at epoch 1.
+    Ray's synchronous PBT syncs only on the last trial's result: it then ran nothing,
+    forever (a hosted study on CI). Now the sync happens and a paused trial runs."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    from sweeper.engine.pbt_sync import SyncedPBT
+
+    cls = SyncedPBT if fixed else PopulationBasedTraining
+    pbt = cls(time_attr="epoch", metric="val_acc", mode="max", perturbation_interval=2,
+              quantile_fraction=0.5, synch=True, hyperparam_mutations={"lr": [0.1, 0.01]},
+              log_config=False)  # fmt: skip
+    a, b, c = (Trial("xor", config={"lr": 0.1}, stub=True) for _ in range(3))
+    controller = _Controller([a, b, c])
+    for t in (a, b, c):
+        pbt.on_trial_add(controller, t)
+        t.set_status(Trial.RUNNING)
+    assert pbt.on_trial_result(controller, c, {"epoch": 1, "val_acc": 0.6}) == "CONTINUE"
+    for t, acc in ((a, 0.9), (b, 0.5)):
+        assert pbt.on_trial_result(controller, t, {"epoch": 2, "val_acc": acc}) == "PAUSE"
+        t.set_status(Trial.PAUSED)
+    c.set_status(Trial.ERROR)
+    chosen = pbt.choose_trial_to_run(controller)
+    if not fixed:  # Ray 2.60: nothing to run, the study never ends
+        assert chosen is None and pbt._next_perturbation_sync == 2
+        return
+    assert chosen in (a, b) and pbt._next_perturbation_sync == 4
+    assert pbt._trial_state[b].last_perturbation_time == 2  # synced (a's copy: no checkpoint)
+    assert pbt.choose_trial_to_run(controller) in (a, b)  # and it stays chosen
+
+
+def test_a_running_trial_still_syncs_the_others_itself():
+    """While one trial still runs toward the sync, the paused ones wait for its result."""
+    from ray.tune.experiment import Trial
+
+    pbt, a, b, controller = _two_trials(fixed=True)
+    a.set_status(Trial.RUNNING)
+    assert pbt.on_trial_result(controller, a, {"epoch": 2, "val_acc": 0.8}) == "PAUSE"
+    a.set_status(Trial.PAUSED)
+    b.set_status(Trial.RUNNING)
+    pbt._trial_state[b].last_train_time = 1
+    assert pbt.choose_trial_to_run(controller) is None and pbt._next_perturbation_sync == 2
+
+
 def _ray_controller(trials: list) -> object:
     """Ray's own TuneController pause and stop code over stub trials, each running on an
     actor that is kept for reuse (sweeper sets ``reuse_actors``); no Ray is started."""
@@ -246,3 +292,18 @@ def test_pb2_copies_a_top_trial_and_records_its_lineage(tmp_path, ray_session):
     config["train"]["seed"] = 1
     study, df = run_sweep(tmp_path, config)
     check_lineage(study, df, explore_keeps=False)
+
+
+@pytest.mark.slow
+def test_pbt_copies_between_hosted_trials(tmp_path, ray_session):
+    """The same PBT study on a host (``resources.executor: host``): each epoch's state goes
+    back to Ray as a checkpoint the host writes, an exploit continues from the source's."""
+    scheduler = {"name": "pbt", "perturbation_interval": 2, "quantile_fraction": 0.5,
+                 "synch": True}  # fmt: skip
+    config = pbt_sweep("pbt_hosted", scheduler)
+    config["resources"]["executor"] = "host"
+    study, df = run_sweep(tmp_path, config)
+    assert study.meta()["placement"]["executor"] == "host"
+    check_lineage(study, df, explore_keeps=True)
+    leftovers = list(study.tune_dir.glob("*/.report-*"))
+    assert leftovers == []  # each reported checkpoint folder was removed

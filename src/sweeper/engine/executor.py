@@ -9,9 +9,9 @@
   ``engine/hosts.py``); each Tune trial is a light client (``engine/hosted_trainable.py``)
   that imports no torch and asks for no GPU.
 - ``auto`` (the default): the host where it applies and pays: on GPUs, for registered
-  models and own ``nn.Module`` builders under any scheduler but PBT/PB2; the process
-  elsewhere (a ``program`` and PBT/PB2 are always processes: a synchronous PBT study on
-  hosts stalled once in CI, so hosts do not take PBT until that is found). On the CPU ``auto`` stays with the process until the
+  models and own ``nn.Module`` builders under any scheduler (PBT/PB2 included: a hosted
+  trial's epochs go back to Ray as checkpoints the host writes); the process elsewhere (a
+  ``program`` is always a process). On the CPU ``auto`` stays with the process until the
   CPU benchmark (``benchmarks/sweep_throughput.py --ways bare,sweeper-host,...``) shows
   the host faster.
 """
@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sweeper.errors import SpecError
-from sweeper.registry.schedulers import POPULATION
 
 AUTO_ON_CPU = False  # see the module's docstring
 CPUS_PER_HOST = 4  # on the CPU, one host per this many cores (at least one host)
@@ -94,11 +93,6 @@ def choose_executor(spec: Any, placement: Any, source: str = "") -> str:
 def _why_not_host(spec: Any) -> str | None:
     if spec.model is None:
         return "runs registered models and own nn.Module builders; a program runs as processes"
-    if spec.scheduler is not None and spec.scheduler.name in POPULATION:
-        return (
-            f"does not run {spec.scheduler.name} yet (a synchronous PBT study on a host "
-            "stalled once in CI)"
-        )
     return None
 
 

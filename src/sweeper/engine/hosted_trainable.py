@@ -7,11 +7,17 @@ restored epoch once more after a restart). Ray Tune schedules, stops and retries
 trial; when Tune stops it (ASHA, say) the client leaves the host. A trial the host failed
 raises here, one line, so Tune records the failure (and retries it within
 ``resources.max_failures``).
+
+Each run of this function is one client with a name of its own (``client``): when Tune
+resumes a paused trial on another actor while the old client still waits in its cached
+actor, the host holds the trial for the new client, and the old one's late ``leave`` (or
+``next``) cannot take it away (``engine/hosts.py``).
 """
 
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +46,10 @@ def hosted_trainable(
     folder = trial_folder()
     copied = _copied(folder) if population else None
     host = _least_loaded(hosts)
-    joined = ray.get(host.join.remote(trial_id, dict(config), str(folder), data, copied))
+    client = uuid.uuid4().hex
+    joined = ray.get(
+        host.join.remote(trial_id, dict(config), str(folder), data, copied, client=client)
+    )
     node, lineage = joined["node"], joined.get("lineage") or {}
     if joined["again"]:
         tune.report({**joined["again"], NODE_KEY: node})
@@ -49,11 +58,13 @@ def hosted_trainable(
     stopping = _stop_flag()
     try:
         while True:
-            event = ray.get(host.next.remote(trial_id))
+            event = ray.get(host.next.remote(trial_id, client=client))
             if event is None:
                 if stopping.is_set():  # Tune stopped the trial: leave (the actor is reused)
                     return
                 continue  # still training its epoch
+            if event.get("replaced"):  # Tune runs the trial in a newer client now
+                return
             if event.get("gone"):
                 raise HostedTrialError(f"the host lost trial {trial_id} (it restarted?)")
             if event["error"]:
@@ -64,7 +75,7 @@ def hosted_trainable(
                 return
     finally:
         try:
-            host.leave.remote(trial_id)
+            host.leave.remote(trial_id, client=client)
         except Exception:  # noqa: BLE001 - a dead host holds nothing to leave
             pass
 

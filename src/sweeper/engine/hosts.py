@@ -9,6 +9,14 @@ thread trains. After an epoch the trial waits (paused) until its client has take
 epoch, so a host never runs ahead of its scheduler by more than the epoch under way, and a
 client that vanished leaves a paused trial that is dropped after ``STALE_S``.
 
+A trial id can have two clients over time: Tune pauses a trial (PBT's sync, an exploit), may
+keep its client's actor in its cache with the old client still inside ``tune.report``, and
+resumes the trial on another actor; the old client leaves only when its actor is reused or
+ended, which can be long after the new one joined. So each client names itself (``client``)
+at ``join``, and the host holds the trial for the newest one: a ``leave`` or ``next`` from a
+client that was replaced is ignored (``{"gone": True, "replaced": True}`` for ``next``),
+never dropping the new client's trial.
+
 Checkpoints stay the trial's own: the host writes ``checkpoint_<epoch>/state.pt`` in the
 trial's folder (the same files and rules as ``engine/trainable.py``), before the client
 reports the epoch, and a trial (re)joining continues from the newest one there. A host
@@ -45,6 +53,7 @@ class HostActor:
         self._queues: dict[str, deque[Any]] = {}
         self._folders: dict[str, Path] = {}
         self._asked: dict[str, float] = {}
+        self._clients: dict[str, str] = {}  # the client each trial is held for (its newest)
         self._population: dict[str, tuple[dict[str, Any], dict[str, Any], Any]] = {}
         self._node = node_name()
         self._stopped = False
@@ -56,6 +65,7 @@ class HostActor:
         ``data`` is ``[ref]``: the reference travels inside a list, so no constructor
         argument lives in Ray's object store and Ray can restart a dead host; the
         restarted host loads the data at its first join (each client brings the list).
+        The data themselves in the list are taken as they are (a host driven directly).
         """
         import ray
 
@@ -63,8 +73,9 @@ class HostActor:
 
         with self._cond:
             if self._host is None:
+                splits = data[0]
                 self._host = Host(
-                    ray.get(data[0]),
+                    ray.get(splits) if isinstance(splits, ray.ObjectRef) else splits,
                     device=self._device,
                     num_threads=self._threads,
                     fuse=self._spec.train.fuse_trials,
@@ -84,9 +95,11 @@ class HostActor:
         folder: str,
         data: list[Any],
         copied: str | None = None,
+        client: str = "",
     ) -> dict[str, Any]:
         """Take a trial from its newest checkpoint in ``folder`` (or from scratch), or,
-        under PBT, from another trial's checkpoint ``copied`` (an exploit).
+        under PBT, from another trial's checkpoint ``copied`` (an exploit), for ``client``
+        (a name unique to this client: a trial held for an earlier one is taken from it).
 
         Returns ``{"node", "again", "finished", "lineage"}``: ``again`` the restored epoch's
         metrics, to be reported once more (the driver may never have seen them);
@@ -120,8 +133,9 @@ class HostActor:
         if finished:
             return reply
         with self._cond:
-            if trial_id in self._queues:  # a retry after its client died: start again
+            if trial_id in self._queues:  # a paused trial resumed, or a retry: start again
                 self._leave(trial_id)
+            self._clients[trial_id] = client
             self._queues[trial_id] = deque()
             self._folders[trial_id] = trial_dir
             self._asked[trial_id] = time.monotonic()
@@ -132,29 +146,37 @@ class HostActor:
             self._cond.notify_all()
         return reply
 
-    def next(self, trial_id: str, wait_s: float = WAIT_S) -> dict[str, Any] | None:
-        """The trial's next finished epoch (``{"metrics", "done", "error"}``), or None when
-        none came within ``wait_s`` (ask again); ``{"gone": True}`` for an unknown trial."""
+    def next(
+        self, trial_id: str, wait_s: float = WAIT_S, client: str = ""
+    ) -> dict[str, Any] | None:
+        """The trial's next finished epoch (``{"metrics", "done", "error"}``, and under
+        PBT ``"checkpoint"``), or None when none came within ``wait_s`` (ask again);
+        ``{"gone": True}`` for an unknown trial, with ``"replaced"`` when the trial is
+        held for a newer client than ``client``."""
         deadline = time.monotonic() + wait_s
         with self._cond:
-            queue = self._queues.get(trial_id)
-            if queue is None:
-                return {"gone": True}
-            self._asked[trial_id] = time.monotonic()
-            while not queue:
+            while True:
+                if self._clients.get(trial_id, client) != client:
+                    return {"gone": True, "replaced": True}
+                queue = self._queues.get(trial_id)
+                if queue is None:
+                    return {"gone": True}
+                self._asked[trial_id] = time.monotonic()
+                if queue:
+                    break
                 left = deadline - time.monotonic()
-                if left <= 0 or trial_id not in self._queues:
-                    return None if trial_id in self._queues else {"gone": True}
+                if left <= 0:
+                    return None
                 self._cond.wait(left)
             event = queue.popleft()
+            reply = {"metrics": event.metrics, "done": event.done, "error": event.error}
+            if trial_id in self._population and event.state is not None and event.metrics:
+                reply["checkpoint"] = self._population_checkpoint(trial_id, event)
             if event.done:
                 self._forget(trial_id)
             elif not queue and trial_id in self._host.trials():
                 self._host.resume(trial_id)  # the client has it: train the next epoch
                 self._cond.notify_all()
-            reply = {"metrics": event.metrics, "done": event.done, "error": event.error}
-            if trial_id in self._population and event.state is not None and event.metrics:
-                reply["checkpoint"] = self._population_checkpoint(trial_id, event)
             return reply
 
     def _population_checkpoint(self, trial_id: str, event: Any) -> str:
@@ -171,10 +193,12 @@ class HostActor:
         torch_save(state, path / STATE_FILE)
         return str(path)
 
-    def leave(self, trial_id: str) -> None:
-        """The client is done with the trial (stopped by its scheduler, say)."""
+    def leave(self, trial_id: str, client: str = "") -> None:
+        """The client is done with the trial (stopped by its scheduler, say); nothing
+        when the trial is held for a newer client (this one's leave came late)."""
         with self._cond:
-            self._leave(trial_id)
+            if self._clients.get(trial_id, client) == client:
+                self._leave(trial_id)
 
     def stop(self) -> None:
         with self._cond:
@@ -234,6 +258,7 @@ class HostActor:
         self._queues.pop(trial_id, None)
         self._folders.pop(trial_id, None)
         self._asked.pop(trial_id, None)
+        self._clients.pop(trial_id, None)
         self._population.pop(trial_id, None)
         self._cond.notify_all()
 

@@ -18,6 +18,12 @@ A third is not about resume: a bottom trial exploited while the save of its sync
 still in flight is stopped by Ray with a STOP cached for that save, which then ends the
 copy one epoch later (:meth:`_ResumeSafe._exploit`).
 
+A fourth: synchronous PBT syncs on the result of the last trial to reach the sync time.
+When that trial fails (or ends) instead, the others stay paused at the sync, none is below
+it, and Ray Tune waits forever with nothing running. The sync now happens as soon as every
+live trial is paused at it (:meth:`_ResumeSafe.choose_trial_to_run`), so a failed trial
+shows as a failure, not as a study that never ends.
+
 Reads PBT's private ``_synch``, ``_time_attr``, ``_perturbation_interval``,
 ``_next_perturbation_sync`` and ``_trial_state``, checked when the scheduler is made, and
 the trial's ``temporary_state.saving_to`` (Ray 2.60).
@@ -68,11 +74,40 @@ class _ResumeSafe:
         # a mixin: PBT's (or PB2's) method is next in the MRO
         decision = super().on_trial_result(tune_controller, trial, result)  # type: ignore[misc]
         if self._synch and self._next_perturbation_sync != before:  # a sync just happened
-            trials = tune_controller.get_trials()
-            latest = max(self._trial_state[t].last_train_time for t in trials)
-            if self._next_perturbation_sync <= latest:
-                self._next_perturbation_sync = latest + self._perturbation_interval
+            self._past_latest(tune_controller)
         return decision
+
+    def _past_latest(self, tune_controller: Any) -> None:
+        trials = tune_controller.get_trials()
+        latest = max(self._trial_state[t].last_train_time for t in trials)
+        if self._next_perturbation_sync <= latest:
+            self._next_perturbation_sync = latest + self._perturbation_interval
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        """Ray's choice; in synchronous mode, when every live trial waits paused at the
+        sync (the last one to come failed or ended), the sync first, as Ray's result rule
+        does it when the last one reports."""
+        chosen = super().choose_trial_to_run(tune_controller)  # type: ignore[misc]
+        if chosen is not None or not self._synch:
+            return chosen
+        live = tune_controller.get_live_trials()
+        waiting = [
+            t
+            for t in live
+            if t.status == Trial.PAUSED
+            and self._trial_state[t].last_train_time >= self._next_perturbation_sync
+        ]
+        if not live or len(waiting) < len(live):
+            return None  # a trial still runs (its result syncs) or none is left
+        lower, upper = self._quantiles()  # type: ignore[attr-defined]
+        middle = [t for t in tune_controller.get_trials() if t not in lower and t not in upper]
+        time = max(self._trial_state[t].last_train_time for t in live)
+        for t in upper + middle + lower:  # the strong ones saved before the weak copy them
+            self._trial_state[t].last_perturbation_time = time
+            self._checkpoint_or_exploit(t, tune_controller, upper, lower)  # type: ignore[attr-defined]
+        self._next_perturbation_sync += self._perturbation_interval
+        self._past_latest(tune_controller)
+        return super().choose_trial_to_run(tune_controller)  # type: ignore[misc]
 
     def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
         """Ray's exploit, without the stale STOP a save in flight left behind.
