@@ -191,7 +191,7 @@ def test_what_does_not_fuse_trains_unfused(synthetic, monkeypatch):
     sizes = groups_trained(monkeypatch)
     others = {
         "dropout": {"dropout": 0.2},
-        "wide": {"width": 64},  # another shape: a group of its own, alone
+        "wide": {"width": 256},  # too wide to pad with the width-32 pair: alone
         "batch": {"batch_size": 64},
         "adam": {},
         "adam2": {"lr": 2e-3},
