@@ -4,8 +4,8 @@ MLPs that differ only in hidden widths train as one padded stacked model: each m
 per-epoch metrics, final parameters and optimizer state equal the same trial hosted unfused
 (within 1e-5; the batched matmuls sum in another order), the padded entries stay exactly
 zero through Adam, AdamW and SGD with momentum and weight decay, a group whose padding would
-cost too much is not formed, and a checkpoint of a padded epoch restores into unfused
-trials. Sigmoid activations: a padded hidden unit outputs sigmoid(0) = 0.5, so only the
+cost too much is not formed (and the CPU pads nothing by default: ``pad_on_cpu`` lends it
+the CUDA bound), and a checkpoint of a padded epoch restores into unfused trials. Sigmoid activations: a padded hidden unit outputs sigmoid(0) = 0.5, so only the
 gradient mask keeps its outgoing weights at zero. Synthetic data, two small epochs.
 """
 
@@ -17,24 +17,18 @@ import pytest
 import torch
 from torch import nn
 
-from sweeper.trial import resolve_trial
+from sweeper.trial import padding, resolve_trial
 from sweeper.trial.host import Host
 from sweeper.trial.host_fusion import TrialGroup, fusion_key, plan
 from sweeper.trial.loop import TrialContext, train_trial
-from sweeper.trial.padding import (
-    MAX_PAD_COST,
-    group_by_cost,
-    pad_cost,
-    param_shapes,
-    width_family,
-)
+from sweeper.trial.padding import group_by_cost, pad_cost, param_shapes, width_family
 from tests.support.synthetic import image_splits
 from tests.test_host import assert_same_metrics, make_spec
 from tests.test_host_fusion import alone, groups_trained, hosted, metrics
 
 SIGMOID = {"name": "mlp", "args": {"depth": 2, "width": 32, "activation": "sigmoid"}}
 # three widths, one per optimizer family (weight decay in each): padded, 1.40x their own
-# parameters (within MAX_PAD_COST; 16/32/48 would be 1.52x)
+# parameters (within the CUDA bound, 1.5; 16/32/48 would be 1.52x)
 WIDTHS = {
     "w24_adam": {"width": 24, "lr": 3e-3, "weight_decay": 1e-3},
     "w32_sgd": {
@@ -53,6 +47,13 @@ WIDTHS = {
 @pytest.fixture(scope="module")
 def synthetic():
     return image_splits(train=600, val=200, test=200)
+
+
+@pytest.fixture
+def pad_on_cpu(monkeypatch):
+    """The CUDA bound on the CPU too (by default the CPU pads nothing: it did not pay)."""
+    monkeypatch.setitem(padding.MAX_PAD_COST, "cpu", padding.MAX_PAD_COST["cuda"])
+    return padding.MAX_PAD_COST["cpu"]
 
 
 def mlp_shapes(*widths, d_in=784, d_out=10):
@@ -77,7 +78,8 @@ def test_width_family_and_the_cost_rule():
     assert pad_cost([mlp_shapes(w, w) for w in (24, 32, 48)]) == pytest.approx(1.402, abs=1e-3)
     assert pad_cost([mlp_shapes(w, w) for w in (16, 32, 48)]) == pytest.approx(1.519, abs=1e-3)
     assert pad_cost([mlp_shapes(w, w) for w in (32, 32)]) == 1.0
-    assert pad_cost([mlp_shapes(w, w) for w in (16, 256)]) > MAX_PAD_COST
+    assert pad_cost([mlp_shapes(w, w) for w in (16, 256)]) > padding.MAX_PAD_COST["cuda"]
+    assert padding.pad_limit("cpu") == 1.0 and padding.pad_limit("cuda:0") == 1.5
     # one exact shape stays together; the widest go first; a class joins where it fits
     items = [256, 32, 32, 48, 16]
     groups = group_by_cost(items, lambda w: mlp_shapes(w, w), limit=1.6)
@@ -89,7 +91,7 @@ def spec_of(epochs=2):
     return make_spec(epochs=epochs, model=SIGMOID)
 
 
-def test_padded_group_equals_each_trial_unfused(synthetic, monkeypatch):
+def test_padded_group_equals_each_trial_unfused(synthetic, monkeypatch, pad_on_cpu):
     spec = spec_of()
     _, apart = hosted(synthetic, WIDTHS, fuse=False, spec=spec)
     sizes = groups_trained(monkeypatch)
@@ -148,7 +150,7 @@ def test_without_the_mask_sigmoid_padding_moves(synthetic):
     assert (group.flat[pad] != 0).any()
 
 
-def test_a_group_whose_padding_costs_too_much_is_not_formed(synthetic, monkeypatch):
+def test_a_group_whose_padding_costs_too_much_is_not_formed(synthetic, monkeypatch, pad_on_cpu):
     spec = make_spec(epochs=1)
     configs = {"narrow": {"width": 16}, "wide": {"width": 256}}
     sizes = groups_trained(monkeypatch)
@@ -162,10 +164,18 @@ def test_a_group_whose_padding_costs_too_much_is_not_formed(synthetic, monkeypat
         host.add(name, resolve_trial(spec, {"width": width}))
     groups = plan(host._trials.values(), host._keys)
     assert [[t.trial_id for t in g] for g in groups] == [["b", "c", "d"]]
-    assert pad_cost([param_shapes(t.runs[0].model) for t in groups[0]]) <= MAX_PAD_COST
+    assert pad_cost([param_shapes(t.runs[0].model) for t in groups[0]]) <= pad_on_cpu
 
 
-def test_checkpoint_of_a_padded_epoch_restores_unfused(synthetic, monkeypatch):
+def test_the_cpu_pads_nothing_by_default(synthetic):
+    host = Host(synthetic, "cpu", fuse=True)
+    for name, params in {**WIDTHS, "w32_again": {"width": 32}}.items():
+        host.add(name, resolve_trial(spec_of(), params))
+    groups = plan(host._trials.values(), host._keys)
+    assert [[t.trial_id for t in g] for g in groups] == [["w32_sgd", "w32_again"]]
+
+
+def test_checkpoint_of_a_padded_epoch_restores_unfused(synthetic, monkeypatch, pad_on_cpu):
     spec = spec_of()
     sizes = groups_trained(monkeypatch)
     _, fused = hosted(synthetic, WIDTHS, fuse=True, spec=spec)

@@ -3,7 +3,8 @@
 Inside one trial, ``trial/fused.py`` trains a config's runs as one stacked model with one
 optimizer. Across trials (issue 24 point 3) a :class:`TrialGroup` trains whole hosted
 trials (``trial/hosted.py``) that share the architecture (model name and arguments, so
-parameter shapes), the batch size and the training set, as one stacked model for one
+parameter shapes; for a plain layer stack, the MLPs, only the width family: hidden widths
+may differ, see below), the batch size and the training set, as one stacked model for one
 epoch: each member keeps its own optimizer kind, lr, momentum, weight decay and LR
 schedule (:class:`~sweeper.trial.stacked_optim.StackedOptimizer`), its own generator and
 data order (its run's permutation; one index gather per step from the host's shared
@@ -20,6 +21,20 @@ reports alone (``HostedTrial.finish_epoch``; the validation pass is one stacked 
 for all members over the shared val set), so its metrics, events and checkpoints
 (``{"epoch", "runs": [Run.state()]}``) are those of an unfused trial. Stacking anew each
 epoch costs a copy of the parameters and optimizer state per member and epoch.
+
+Different widths (``trial/padding.py``): MLPs that differ only in hidden widths (same
+layers, activations, input and output sizes) share a key; :func:`plan` splits a key's
+trials into groups whose zero-padded parameter count stays within ``padding.MAX_PAD_COST``
+times the members' own (per device type: 1.5 on CUDA; 1.0 on the CPU, where padding did not
+pay, so there only exact shapes fuse by default; trials of one exact shape are never split). A padded group holds
+each member's parameters in the top-left block of the widest member's shapes, zero
+elsewhere; padded hidden units have zero incoming weights and bias and zero outgoing
+weights, so they add nothing to the real outputs (whatever ``act(0)``), and their
+gradients are zeroed before every step, so the padding stays exactly zero through Adam,
+AdamW and SGD (zero gradient, zero state: zero update, weight decay of zero included). Each
+member's real block (parameters and optimizer state) goes back into its own model and
+optimizer after the epoch: it trains as the narrower model alone would, up to the order
+in which batched matmuls sum. Convolutional models fuse by exact shape only.
 
 What fuses (:func:`fusion_key`): single-run trials (no repeats, no folds) without dropout
 (its draws would differ from the trial's own) or tied weights, fp32, no augmentation, no
@@ -43,7 +58,13 @@ import torch
 from torch import nn
 
 from sweeper.trial.fused import _has_tied_tensors, _metrics_per_run, unstack_into
-from sweeper.trial.padding import Padding, group_by_cost, param_shapes, width_family
+from sweeper.trial.padding import (
+    Padding,
+    group_by_cost,
+    pad_limit,
+    param_shapes,
+    width_family,
+)
 from sweeper.trial.run import add_stats
 from sweeper.trial.stacked import shared, stacked_forward
 from sweeper.trial.stacked_optim import StackedOptimizer, family_order, supported
@@ -98,7 +119,7 @@ def plan(trials: Iterable[HostedTrial], keys: dict[str, tuple | None]) -> list[l
     """Groups of at least :data:`MIN_MEMBERS` trials at an epoch boundary with one key
     (``keys``: each trial's :func:`fusion_key`, cached by the caller), in the trials' order;
     one key's trials of different widths split where padding them together would cost
-    more than ``padding.MAX_PAD_COST`` (``padding.group_by_cost``)."""
+    more than ``padding.MAX_PAD_COST`` allows on their device (``padding.group_by_cost``)."""
     buckets: dict[tuple, list[HostedTrial]] = {}
     for trial in trials:
         key = keys.get(trial.trial_id)
@@ -107,7 +128,7 @@ def plan(trials: Iterable[HostedTrial], keys: dict[str, tuple | None]) -> list[l
     return [
         group
         for bucket in buckets.values()
-        for group in group_by_cost(bucket, _shapes)
+        for group in group_by_cost(bucket, _shapes, pad_limit(bucket[0].runs[0].device))
         if len(group) >= MIN_MEMBERS
     ]
 

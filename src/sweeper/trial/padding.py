@@ -21,7 +21,8 @@ zero. That leaves each member's outputs exactly its own:
   asserts it), and the real block trains as the narrower model alone would (up to the
   order in which the batched matmuls sum: 1e-5 in the tests, not bit for bit).
 
-Padding costs arithmetic: :data:`MAX_PAD_COST` bounds it (:func:`group_by_cost`).
+Padding costs arithmetic: :data:`MAX_PAD_COST` bounds it per device type
+(:func:`group_by_cost`; on the CPU, where it did not pay, it pads nothing by default).
 Normalization layers and dropout never get here: :func:`width_family` takes only what
 ``stacked_forward`` runs (``Linear``, ``Flatten``, dropout, element-wise activations; no
 buffers), and ``host_fusion.why_not`` keeps dropout out.
@@ -38,12 +39,16 @@ from torch import nn
 
 from sweeper.trial.stacked import stacked_forward
 
-# A padded group forms only where R * (padded parameters) <= MAX_PAD_COST * (the members'
-# own parameters summed). On the CPU the stacked step is matmul-bound (a batched matmul
-# costs what its members' plain ones do), and fusing same-shape MLPs measured 1.41x the
-# unfused host's speed (benchmarks/RESULTS.md): fusing pays while the padded arithmetic
-# stays under that gain, so 1.5 (the widths benchmark there shows where it breaks even).
-MAX_PAD_COST = 1.5
+# A padded group forms only where R x (padded parameters) <= MAX_PAD_COST[device type] x
+# (the members' own parameters, summed); a device type not listed pads nothing (1.0: exact
+# shapes only). The CPU: 1.0, measured (benchmarks/RESULTS.md, host_cpu.py --configs-from
+# widths): its stacked step is matmul-bound, so padding costs its share of arithmetic, and
+# padded groups used 0.93x the unfused host's CPU time at widths 16..72 (groups of 1.20x and
+# 1.41x) but 1.41x at widths 32..256 (1.22x, 1.40x) and 2.15x with all eight at 1.91x.
+# CUDA: 1.5, not measured yet; there a small MLP's step is a few dozen launch-bound kernels
+# (issue 24), so the padded arithmetic costs far less than its share, and 1.5 bounds the
+# waste to half the members' own work.
+MAX_PAD_COST = {"cpu": 1.0, "cuda": 1.5}
 Shape = tuple[int, ...]
 T = TypeVar("T")
 
@@ -94,17 +99,21 @@ def pad_cost(members: Sequence[Sequence[Shape]]) -> float:
     return padded / sum(math.prod(s) for shapes in members for s in shapes)
 
 
+def pad_limit(device: torch.device | str) -> float:
+    """The :func:`pad_cost` a padded group on ``device`` may have (:data:`MAX_PAD_COST`)."""
+    return MAX_PAD_COST.get(torch.device(device).type, 1.0)
+
+
 def group_by_cost(
-    items: Sequence[T], shapes_of: Callable[[T], Sequence[Shape]], limit: float | None = None
+    items: Sequence[T], shapes_of: Callable[[T], Sequence[Shape]], limit: float
 ) -> list[list[T]]:
     """``items`` (one width family) split into groups whose :func:`pad_cost` is at most
-    ``limit`` (:data:`MAX_PAD_COST` when None), each group in ``items``' order.
+    ``limit`` (:func:`pad_limit`), each group in ``items``' order.
 
     The items of one exact shape stay together (a same-shape group is never split to pad
     another); the shapes go largest first (own parameter count) into the first group they
     fit, else start one. Groups of one item are returned too (the caller trains them alone).
     """
-    limit = MAX_PAD_COST if limit is None else limit
     classes: dict[tuple[Shape, ...], list[int]] = {}
     for pos, item in enumerate(items):
         classes.setdefault(tuple(tuple(s) for s in shapes_of(item)), []).append(pos)
