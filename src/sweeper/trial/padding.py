@@ -17,7 +17,7 @@ zero. That leaves each member's outputs exactly its own:
   moments stay ``b1 * 0 + (1 - b1) * 0 = 0`` and ``b2 * 0 + (1 - b2) * 0 = 0``, so the step
   ``lr * 0 / (sqrt(0) + eps)`` is 0; L2 weight decay adds ``wd * 0``; AdamW's decoupled
   decay scales 0 by ``1 - lr * wd``; SGD's momentum buffer stays ``momentum * 0 + 0``.
-  So padded entries stay exactly zero, step after step (``tests/test_host_fusion.py``
+  So padded entries stay exactly zero, step after step (``tests/test_host_padding.py``
   asserts it), and the real block trains as the narrower model alone would (up to the
   order in which the batched matmuls sum: 1e-5 in the tests, not bit for bit).
 
