@@ -43,8 +43,8 @@ from sweeper.trial.stacked import stacked_forward
 # (the members' own parameters, summed); a device type not listed pads nothing (1.0: exact
 # shapes only). The CPU: 1.0, measured (benchmarks/RESULTS.md, host_cpu.py --configs-from
 # widths): its stacked step is matmul-bound, so padding costs its share of arithmetic, and
-# padded groups used 0.93x the unfused host's CPU time at widths 16..72 (groups of 1.20x and
-# 1.41x) but 1.41x at widths 32..256 (1.22x, 1.40x) and 2.15x with all eight at 1.91x.
+# padded groups took 1.06x the unfused host's CPU time at widths 16..72 (groups padded 1.20x
+# and 1.41x), 1.47x at widths 32..256 (1.22x, 1.40x) and 2.15x with all eight at 1.91x.
 # CUDA: 1.5, not measured yet; there a small MLP's step is a few dozen launch-bound kernels
 # (issue 24), so the padded arithmetic costs far less than its share, and 1.5 bounds the
 # waste to half the members' own work.
