@@ -20,6 +20,13 @@ The same configs (the first ``--configs`` of the sweep file's grid, as in
 depth 2, width 32, batch 256) with different optimizers and lrs (:data:`SAME_ARCH`), the
 case fusion is for; the grid's first configs differ in batch size and optimizer family.
 
+``--configs-from widths`` trains 8 configs of ONE depth (MLP depth 2, batch 256) whose
+hidden widths differ (``--widths``: 32, 64, ..., 256) with mixed optimizers (:data:`MIXED`): ``fused``
+pads them to the widest member of their group (``trial/padding.py``) where the padded
+parameter count stays within ``padding.MAX_PAD_COST["cpu"]`` times their own (1.0 by
+default: no padding on the CPU; ``--max-pad-cost`` sets another bound for the run); the
+table's note prints the groups that bound forms.
+
 Timed: the training only (data loaded once, before any way; the host's set-up, model
 building included, is inside its time). The ways alternate over ``--repeats`` rounds and the
 table shows medians. Prints one Markdown table and the machine; paste both into
@@ -28,6 +35,7 @@ benchmarks/RESULTS.md.
     python benchmarks/host_cpu.py                          # 8 configs x 8 epochs, 10k images
     python benchmarks/host_cpu.py --repeats 3 --threads 1
     python benchmarks/host_cpu.py --configs-from same-arch --ways bare,host,fused
+    python benchmarks/host_cpu.py --configs-from widths --ways host,fused --max-pad-cost 2
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ WAYS = {
     "bare": "bare loop, one trial after another",
     "loop": "train_trial, one after another",
     "host": "one host, all trials at once",
-    "fused": "one host, same shapes fused",
+    "fused": "one host, fused (same shapes; widths padded)",
 }
 # one architecture and batch size (the grid's first), 8 optimizer settings
 SAME_ARCH = [
@@ -64,6 +72,27 @@ SAME_ARCH = [
         ("sgd", {"lr": 0.01, "momentum": 0.0}),
     ]
 ]
+
+# one depth and batch size, 8 hidden widths (--widths), mixed optimizers (Adam, AdamW, SGD)
+WIDTHS = tuple(range(32, 257, 32))
+MIXED = [
+    ("adam", {"lr": 1e-3}),
+    ("sgd", {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4}),
+    ("adamw", {"lr": 1e-3, "weight_decay": 0.01}),
+    ("adam", {"lr": 3e-4}),
+    ("sgd", {"lr": 0.1, "momentum": 0.9}),
+    ("adamw", {"lr": 2e-3, "weight_decay": 0.05}),
+    ("adam", {"lr": 1e-3, "weight_decay": 1e-4}),
+    ("sgd", {"lr": 0.01, "momentum": 0.0}),
+]
+
+
+def width_configs(widths: tuple[int, ...]) -> list[dict]:
+    """MLP depth 2, batch 256, one config per width, the optimizers of :data:`MIXED` in turn."""
+    return [
+        {"depth": 2, "width": w, "batch_size": 256, "optimizer": opt, **kw}
+        for w, (opt, kw) in zip(widths, MIXED * len(widths), strict=False)
+    ]
 
 
 def run_bare(spec, configs, data) -> tuple[float, list[float]]:
@@ -109,7 +138,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--data-dir", default=os.environ.get("SWEEPER_DATA_DIR"))
     ap.add_argument("--threads", type=int, default=1, help="torch threads (both ways)")
     ap.add_argument("--repeats", type=int, default=3, help="rounds of both ways; medians")
-    ap.add_argument("--configs-from", choices=("grid", "same-arch"), default="grid")
+    ap.add_argument("--configs-from", choices=("grid", "same-arch", "widths"), default="grid")
+    ap.add_argument(
+        "--widths",
+        default=",".join(map(str, WIDTHS)),
+        help="--configs-from widths: the hidden widths, comma-separated",
+    )
+    ap.add_argument(
+        "--max-pad-cost",
+        type=float,
+        default=None,
+        help="fused: the padded/own parameter bound of a CPU group (default: padding.MAX_PAD_COST)",
+    )
     ap.add_argument(
         "--ways", default=",".join(WAYS), help="comma-separated, of: " + ", ".join(WAYS)
     )
@@ -125,8 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.configs_from == "grid":
         configs = grid_configs(args.sweep)[: args.configs]
+    elif args.configs_from == "widths":
+        configs = width_configs(tuple(int(w) for w in args.widths.split(",")))[: args.configs]
     else:
         configs = SAME_ARCH[: args.configs]
+    if args.max_pad_cost is not None:
+        from sweeper.trial import padding
+
+        padding.MAX_PAD_COST["cpu"] = args.max_pad_cost  # this benchmark's process only
     ways = [w.strip() for w in args.ways.split(",")]
     if unknown := set(ways) - set(WAYS):
         raise SystemExit(f"--ways: unknown {sorted(unknown)}; expected some of {list(WAYS)}")
@@ -140,9 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     splits = load_splits(spec.data, spec.data.root)
     data = resident(spec)
     walls: dict[str, list[float]] = {way: [] for way in ways}
+    cpus: dict[str, list[float]] = {way: [] for way in ways}
     accs: dict[str, list[float]] = {}
     for r in range(args.repeats):
         for way in ways if r % 2 == 0 else ways[::-1]:
+            cpu0 = time.process_time()
             if way == "bare":
                 wall, acc = run_bare(spec, configs, data)
             elif way == "loop":
@@ -150,9 +198,12 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 wall, acc = run_host(spec, configs, splits, fuse=way == "fused")
             walls[way].append(wall)
+            cpus[way].append(time.process_time() - cpu0)
             accs[way] = acc
             print(f"round {r + 1}: {way} {wall:.1f} s", file=sys.stderr)
-    print_table(walls, accs, len(configs), args.epochs)
+    print_table(walls, accs, len(configs), args.epochs, cpus)
+    if "fused" in ways:
+        print(f"\n{padded_groups(spec, configs, splits)}")
     load = os.getloadavg()
     print(
         f"\nconfigs: {args.configs_from}; machine: {machine()}; {args.threads} torch thread(s); train size "
@@ -162,26 +213,53 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def print_table(walls: dict, accs: dict, n_configs: int, epochs: int) -> None:
+def print_table(walls: dict, accs: dict, n_configs: int, epochs: int, cpus: dict) -> None:
+    """The table; ``cpus``: the process's CPU seconds per run (what a loaded machine's
+    other work moves least, with one torch thread)."""
     base = statistics.median(walls["bare" if "bare" in walls else next(iter(walls))])
     print(f"\n{n_configs} configs x {epochs} epochs, training only (data loaded before)\n")
     print(
-        "| way | wall s (median) | fastest s | all runs s | trial-epochs/s (median) "
-        "| / bare | best val acc |"
+        "| way | wall s (median) | fastest s | all runs s | CPU s (median) "
+        "| trial-epochs/s (median) | / bare | best val acc |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for way in walls:
         label, wall = WAYS[way], statistics.median(walls[way])
         runs = ", ".join(f"{w:.1f}" for w in walls[way])
         rate = n_configs * epochs / wall
         print(
-            f"| {label} | {wall:.1f} | {min(walls[way]):.1f} | {runs} | {rate:.2f} "
-            f"| {wall / base:.2f}x "
+            f"| {label} | {wall:.1f} | {min(walls[way]):.1f} | {runs} "
+            f"| {statistics.median(cpus[way]):.1f} | {rate:.2f} | {wall / base:.2f}x "
             f"| {max(accs[way]):.4f} |"
         )
     first = next(iter(accs.values()))
     worst = max(abs(a - b) for acc in accs.values() for a, b in zip(first, acc, strict=True))
     print(f"\nlargest difference of a config's final val acc between the ways: {worst:.2g}")
+
+
+def padded_groups(spec, configs, splits) -> str:
+    """One line: the groups ``plan`` forms from ``configs`` at the first epoch boundary,
+    each as its members' positions and its padded/own parameter count."""
+    from sweeper.trial import padding, resolve_trial
+    from sweeper.trial.host import Host
+    from sweeper.trial.host_fusion import plan
+
+    host = Host(splits, "cpu", fuse=True)
+    for i, params in enumerate(configs):
+        host.add(str(i), resolve_trial(spec, params))
+    trials = list(host._trials.values())
+    shapes = {t.trial_id: padding.param_shapes(t.runs[0].model) for t in trials}
+    parts = [
+        f"[{', '.join(t.trial_id for t in g)}] "
+        f"{padding.pad_cost([shapes[t.trial_id] for t in g]):.2f}x"
+        for g in plan(trials, host._keys)
+    ]
+    every = padding.pad_cost(list(shapes.values()))
+    return (
+        f"fused groups (config positions, padded/own parameters; bound "
+        f"{padding.pad_limit('cpu')}): {'; '.join(parts) or 'none'}; all {len(trials)} in one "
+        f"group would be {every:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -191,7 +191,7 @@ def test_what_does_not_fuse_trains_unfused(synthetic, monkeypatch):
     sizes = groups_trained(monkeypatch)
     others = {
         "dropout": {"dropout": 0.2},
-        "wide": {"width": 64},  # another shape: a group of its own, alone
+        "wide": {"width": 256},  # another width: alone (too wide to pad with the 32s anyway)
         "batch": {"batch_size": 64},
         "adam": {},
         "adam2": {"lr": 2e-3},
@@ -233,13 +233,17 @@ def test_spec_key_fuse_trials():
 
 
 @pytest.mark.gpu
-def test_fused_trials_on_cuda_match_unfused(synthetic):
+def test_fused_trials_on_cuda_match_unfused(synthetic, monkeypatch):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     spec = make_spec(epochs=3, device="cuda")
-    _, apart = hosted(synthetic, MEMBERS, fuse=False, spec=spec, device="cuda")
-    _, fused = hosted(synthetic, MEMBERS, fuse=True, spec=spec, device="cuda")
-    for name in MEMBERS:
+    # two other widths: the seven train as one zero-padded group (trial/padding.py)
+    configs = {**MEMBERS, "w24": {"width": 24}, "w40_sgd": {"width": 40, **MEMBERS["sgd_mom"]}}
+    _, apart = hosted(synthetic, configs, fuse=False, spec=spec, device="cuda")
+    sizes = groups_trained(monkeypatch)
+    _, fused = hosted(synthetic, configs, fuse=True, spec=spec, device="cuda")
+    assert sizes == [len(configs)] * 3
+    for name in configs:
         for got, want in zip(metrics(fused[name]), metrics(apart[name]), strict=True):
             for key in ("train_loss", "val_loss"):
                 assert got[key] == pytest.approx(want[key], rel=1e-3), key

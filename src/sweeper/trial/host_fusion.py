@@ -3,7 +3,8 @@
 Inside one trial, ``trial/fused.py`` trains a config's runs as one stacked model with one
 optimizer. Across trials (issue 24 point 3) a :class:`TrialGroup` trains whole hosted
 trials (``trial/hosted.py``) that share the architecture (model name and arguments, so
-parameter shapes), the batch size and the training set, as one stacked model for one
+parameter shapes; for a plain layer stack, the MLPs, only the width family: hidden widths
+may differ, see below), the batch size and the training set, as one stacked model for one
 epoch: each member keeps its own optimizer kind, lr, momentum, weight decay and LR
 schedule (:class:`~sweeper.trial.stacked_optim.StackedOptimizer`), its own generator and
 data order (its run's permutation; one index gather per step from the host's shared
@@ -20,6 +21,20 @@ reports alone (``HostedTrial.finish_epoch``; the validation pass is one stacked 
 for all members over the shared val set), so its metrics, events and checkpoints
 (``{"epoch", "runs": [Run.state()]}``) are those of an unfused trial. Stacking anew each
 epoch costs a copy of the parameters and optimizer state per member and epoch.
+
+Different widths (``trial/padding.py``): MLPs that differ only in hidden widths (same
+layers, activations, input and output sizes) share a key; :func:`plan` splits a key's
+trials into groups whose zero-padded parameter count stays within ``padding.MAX_PAD_COST``
+times the members' own (per device type: 1.5 on CUDA; 1.0 on the CPU, where padding did not
+pay, so there only exact shapes fuse by default; trials of one exact shape are never split). A padded group holds
+each member's parameters in the top-left block of the widest member's shapes, zero
+elsewhere; padded hidden units have zero incoming weights and bias and zero outgoing
+weights, so they add nothing to the real outputs (whatever ``act(0)``), and their
+gradients are zeroed before every step, so the padding stays exactly zero through Adam,
+AdamW and SGD (zero gradient, zero state: zero update, weight decay of zero included). Each
+member's real block (parameters and optimizer state) goes back into its own model and
+optimizer after the epoch: it trains as the narrower model alone would, up to the order
+in which batched matmuls sum. Convolutional models fuse by exact shape only.
 
 What fuses (:func:`fusion_key`): single-run trials (no repeats, no folds) without dropout
 (its draws would differ from the trial's own) or tied weights, fp32, no augmentation, no
@@ -43,6 +58,13 @@ import torch
 from torch import nn
 
 from sweeper.trial.fused import _has_tied_tensors, _metrics_per_run, unstack_into
+from sweeper.trial.padding import (
+    Padding,
+    group_by_cost,
+    pad_limit,
+    param_shapes,
+    width_family,
+)
 from sweeper.trial.run import add_stats
 from sweeper.trial.stacked import shared, stacked_forward
 from sweeper.trial.stacked_optim import StackedOptimizer, family_order, supported
@@ -75,27 +97,44 @@ def why_not(trial: HostedTrial) -> str | None:
 
 
 def fusion_key(trial: HostedTrial) -> tuple | None:
-    """What members of one group share, or None when ``trial`` cannot fuse."""
+    """What members of one group share, or None when ``trial`` cannot fuse: the width
+    family (``padding.width_family``) for a plain layer stack, else the model name,
+    arguments and parameter shapes; and the batch size, data, device."""
     if why_not(trial) is not None:
         return None
     cfg, run = trial.cfg, trial.runs[0]
     x, _, idx = run.train_set
-    shapes = tuple((n, tuple(p.shape)) for n, p in run.model.named_parameters())
-    args = repr(sorted(cfg.model_args.items()))
+    family = width_family(run.model)
+    if family is not None:  # widths may differ: plan pads them, where it pays
+        arch: tuple = ("widths", family)
+    else:
+        shapes = tuple((n, tuple(p.shape)) for n, p in run.model.named_parameters())
+        arch = (cfg.model, repr(sorted(cfg.model_args.items())), shapes)
     n = len(idx) if idx is not None else len(x)
     val = (id(run.val_set[0]), cfg.eval_batch_size)  # the group evaluates them together
-    return (cfg.model, args, shapes, cfg.batch_size, id(x), n, val, str(run.device))
+    return (*arch, cfg.batch_size, id(x), n, val, str(run.device))
 
 
 def plan(trials: Iterable[HostedTrial], keys: dict[str, tuple | None]) -> list[list[HostedTrial]]:
     """Groups of at least :data:`MIN_MEMBERS` trials at an epoch boundary with one key
-    (``keys``: each trial's :func:`fusion_key`, cached by the caller), in the trials' order."""
-    groups: dict[tuple, list[HostedTrial]] = {}
+    (``keys``: each trial's :func:`fusion_key`, cached by the caller), in the trials' order;
+    one key's trials of different widths split where padding them together would cost
+    more than ``padding.MAX_PAD_COST`` allows on their device (``padding.group_by_cost``)."""
+    buckets: dict[tuple, list[HostedTrial]] = {}
     for trial in trials:
         key = keys.get(trial.trial_id)
         if key is not None and trial.at_boundary and not trial.finished:
-            groups.setdefault(key, []).append(trial)
-    return [g for g in groups.values() if len(g) >= MIN_MEMBERS]
+            buckets.setdefault(key, []).append(trial)
+    return [
+        group
+        for bucket in buckets.values()
+        for group in group_by_cost(bucket, _shapes, pad_limit(bucket[0].runs[0].device))
+        if len(group) >= MIN_MEMBERS
+    ]
+
+
+def _shapes(trial: HostedTrial) -> list[tuple[int, ...]]:
+    return param_shapes(trial.runs[0].model)
 
 
 class TrialGroup:
@@ -113,15 +152,18 @@ class TrialGroup:
                 n: torch.stack([r.model.get_buffer(n) for r in self.runs])
                 for n, _ in first.model.named_buffers()
             }
+        # zero padding (trial/padding.py) when widths differ: each member's parameters in
+        # the top-left block of the widest member's shapes, zero elsewhere
+        self.padding = Padding([_shapes(m) for m in self.members])
+        if self.padding.padded and (self.buffers or stacked_forward(first.model) is None):
+            raise ValueError("members of different shapes need a plain layer stack to pad")
         with torch.no_grad():  # one (R, P) tensor; each stacked parameter a leaf view of it
-            self.flat = torch.cat(
-                [
-                    torch.stack([r.model.get_parameter(n).detach().reshape(-1) for r in self.runs])
-                    for n in self.names
-                ],
-                dim=1,
+            self.flat = self.padding.stack(
+                [[r.model.get_parameter(n).detach() for n in self.names] for r in self.runs]
             )
-        shapes = [tuple(first.model.get_parameter(n).shape) for n in self.names]
+        # True on the padding: its gradients are zeroed before every step (padding.py)
+        self.pad_mask = self.padding.mask(self.flat.device) if self.padding.padded else None
+        shapes = self.padding.shapes
         self.params, offset = {}, 0
         for name, shape in zip(self.names, shapes, strict=True):
             size = math.prod(shape)
@@ -130,7 +172,8 @@ class TrialGroup:
             offset += size
         groups = [r.optimizer.param_groups[0] for r in self.runs]
         kinds = [m.cfg.optimizer for m in self.members]
-        self.optimizer = StackedOptimizer(self.flat, shapes, kinds, groups)
+        blocks = self.padding.blocks if self.padding.padded else None
+        self.optimizer = StackedOptimizer(self.flat, shapes, kinds, groups, blocks)
         for r, run in enumerate(self.runs):
             self.optimizer.load_member(r, run.optimizer)
 
@@ -151,7 +194,10 @@ class TrialGroup:
             losses, stats = task.stacked_loss_and_stats(logits, y[sel])
             # the sum of each member's mean loss: member r's slice gets exactly its gradient
             grads = torch.autograd.grad(losses.sum(), plist)
-            self.optimizer.step(torch.cat([g.flatten(1) for g in grads], dim=1))  # (R, P)
+            grad = torch.cat([g.flatten(1) for g in grads], dim=1)  # (R, P)
+            if self.pad_mask is not None:  # exactly zero (a NaN too), so the padding stays 0
+                grad.masked_fill_(self.pad_mask, 0.0)
+            self.optimizer.step(grad)
             add_stats(sums, stats)
         self._write_back()
         out = [
@@ -184,7 +230,10 @@ class TrialGroup:
         schedules' step (on the members' own optimizers, which hold their lrs)."""
         with torch.no_grad():
             for r, run in enumerate(self.runs):
-                unstack_into(run.model, self.params, self.buffers, r)
+                if self.padding.padded:  # no buffers (a plain layer stack)
+                    self.padding.unpad_into(run.model, self.params, r)
+                else:
+                    unstack_into(run.model, self.params, self.buffers, r)
                 self.optimizer.store_member(r, run.optimizer)
                 run.step = None  # a captured step would hold the old state tensors
         with warnings.catch_warnings():  # the members' optimizers did not step themselves

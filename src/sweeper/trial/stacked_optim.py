@@ -50,6 +50,9 @@ class StackedOptimizer:
         kinds: each member's optimizer kind (``adam``, ``adamw`` or ``sgd``), Adam-like first.
         groups: each member's hyperparameters (its torch optimizer's ``param_groups[0]``:
             ``lr``, ``weight_decay``, ``betas``/``eps`` or ``momentum``).
+        blocks: for a zero-padded group (``trial/padding.py``), where member r's parameter
+            i lies in its padded shape (``blocks[r][i]``, slices); its torch state is that
+            block. None: every member has ``shapes``.
     """
 
     def __init__(
@@ -58,8 +61,9 @@ class StackedOptimizer:
         shapes: Sequence[tuple[int, ...]],
         kinds: Sequence[str],
         groups: Sequence[dict],
+        blocks: Sequence[Sequence[tuple[slice, ...]]] | None = None,
     ) -> None:
-        self.flat, self.kinds = flat, list(kinds)
+        self.flat, self.kinds, self.shapes, self.blocks = flat, list(kinds), list(shapes), blocks
         if list(kinds) != [kinds[i] for i in family_order(kinds)]:
             raise ValueError(f"members must come Adam-like first, then SGD: {list(kinds)}")
         self.sizes = [math.prod(s) for s in shapes]
@@ -126,40 +130,43 @@ class StackedOptimizer:
         self.has_buf.fill_(True)
 
     # -- torch.optim's state, member by member ------------------------------------------------
+    def _part(self, state: torch.Tensor, row: int, r: int, i: int) -> torch.Tensor:
+        """Member ``r``'s parameter ``i`` in ``state``'s row ``row``, in the member's own
+        shape (a view: of its block when the group is padded)."""
+        start = self.offsets[i]
+        view = state[row, start : start + self.sizes[i]].view(self.shapes[i])
+        return view if self.blocks is None else view[self.blocks[r][i]]
+
     def load_member(self, r: int, optimizer: torch.optim.Optimizer) -> None:
         """Member ``r``'s slices from its torch optimizer's state (empty: a fresh start)."""
         params = optimizer.param_groups[0]["params"]
         with torch.no_grad():
             for i, p in enumerate(params):
-                state, sl = (
-                    optimizer.state.get(p, {}),
-                    slice(self.offsets[i], self.offsets[i] + self.sizes[i]),
-                )
+                state = optimizer.state.get(p, {})
                 if r < self.a and "exp_avg" in state:
-                    self.exp_avg[r, sl].copy_(state["exp_avg"].reshape(-1))
-                    self.exp_avg_sq[r, sl].copy_(state["exp_avg_sq"].reshape(-1))
+                    self._part(self.exp_avg, r, r, i).copy_(state["exp_avg"])
+                    self._part(self.exp_avg_sq, r, r, i).copy_(state["exp_avg_sq"])
                     self.step_count[r] = float(state["step"])
                 elif r >= self.a and state.get("momentum_buffer") is not None:
-                    self.buf[r - self.a, sl].copy_(state["momentum_buffer"].reshape(-1))
+                    self._part(self.buf, r - self.a, r, i).copy_(state["momentum_buffer"])
                     self.has_buf[r - self.a] = True
 
     def store_member(self, r: int, optimizer: torch.optim.Optimizer) -> None:
         """Write member ``r``'s state into its torch optimizer, in torch's own format."""
         group = optimizer.param_groups[0]
         capturable = bool(group.get("capturable", False))
+        dense = torch.contiguous_format  # a padded block is a strided view: its own copy
         for i, p in enumerate(group["params"]):
-            sl = slice(self.offsets[i], self.offsets[i] + self.sizes[i])
             if r < self.a:
                 where = p.device if capturable else torch.device("cpu")
                 optimizer.state[p] = {
                     "step": self.step_count[r, 0].to(device=where, dtype=torch.float32).clone(),
-                    "exp_avg": self.exp_avg[r, sl].view(p.shape).clone(),
-                    "exp_avg_sq": self.exp_avg_sq[r, sl].view(p.shape).clone(),
+                    "exp_avg": self._part(self.exp_avg, r, r, i).clone(memory_format=dense),
+                    "exp_avg_sq": self._part(self.exp_avg_sq, r, r, i).clone(memory_format=dense),
                 }
             elif group.get("momentum", 0) != 0:
-                optimizer.state[p] = {
-                    "momentum_buffer": self.buf[r - self.a, sl].view(p.shape).clone()
-                }
+                buf = self._part(self.buf, r - self.a, r, i)
+                optimizer.state[p] = {"momentum_buffer": buf.clone(memory_format=dense)}
 
 
 def family_order(kinds: Sequence[str]) -> list[int]:
