@@ -25,8 +25,9 @@ live trial is paused at it (:meth:`_ResumeSafe.choose_trial_to_run`), so a faile
 shows as a failure, not as a study that never ends.
 
 Reads PBT's private ``_synch``, ``_time_attr``, ``_perturbation_interval``,
-``_next_perturbation_sync`` and ``_trial_state``, checked when the scheduler is made, and
-the trial's ``temporary_state.saving_to`` (Ray 2.60).
+``_next_perturbation_sync`` and ``_trial_state`` and calls its private ``_quantiles`` and
+``_checkpoint_or_exploit``, all checked when the scheduler is made, and reads the trial's
+``temporary_state.saving_to`` (Ray 2.60).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ _PRIVATE = (
     "_perturbation_interval",
     "_next_perturbation_sync",
     "_trial_state",
+    "_quantiles",
+    "_checkpoint_or_exploit",
 )
 
 
