@@ -45,14 +45,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _restore_rng():
-    """Tests may seed freely; the global RNG state is put back afterwards."""
+    """Tests may seed freely, and set torch's thread count (a ``Host`` or ``train_trial``
+    with ``num_threads`` does): the global RNG state and the thread count are put back
+    afterwards, so no test runs with another's (a bit-exact comparison on one thread can
+    differ in the last digits from the same on two: tests/test_step.py's U-Net)."""
     import torch
 
     state = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    threads = torch.get_num_threads()
     yield
     random.setstate(state[0])
     np.random.set_state(state[1])
     torch.set_rng_state(state[2])
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture
