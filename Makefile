@@ -10,13 +10,10 @@ LINTED := src models tests benchmarks scripts
 setup: $(STAMP)
 
 # pyproject.toml takes a torch range; constraints.txt pins this machine's (the local wheels).
-# --no-compile: Python compiles what is imported, once, on first use, rather than pip every
-# file of torch's CUDA build up front (142 s -> 118 s to a first import here).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "setup: pip install -e .[dev] into $(VENV) (log: $(VENV)/pip.log)"
-	@$(BIN)/pip install --quiet --no-compile --disable-pip-version-check -c constraints.txt \
-	  -e ".[dev]" \
+	@$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]" \
 	  >$(VENV)/pip.log 2>&1 || { tail -n 20 $(VENV)/pip.log; exit 1; }
 	rm -f $(VENV)/.installed-* && touch $@
 
