@@ -114,10 +114,12 @@ def rows(study: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def run(cluster: LocalCluster, tmp_path: Path, spec: Path, *more: str) -> Driver:
+def run(
+    cluster: LocalCluster, tmp_path: Path, spec: Path, *more: str, env: dict | None = None
+) -> Driver:
     args = ["run", str(spec), "--out", str(tmp_path / "runs"), "--address", cluster.address]
     args += more
-    return Driver(args, tmp_path / "driver.log", cluster.env, tmp_path)
+    return Driver(args, tmp_path / "driver.log", {**cluster.env, **(env or {})}, tmp_path)
 
 
 @pytest.mark.slow
@@ -200,9 +202,7 @@ def test_a_lost_cluster_interrupts_the_study_in_one_line_and_it_resumes_on_a_new
 ):
     cluster = cluster_head  # the head is what this test kills; a worker may be left or not
     spec = sweep(tmp_path, epochs=60, batch=4)
-    env = {**cluster.env, "SWEEPER_CLUSTER_WATCH_S": "1"}  # a lost head noticed in ~3 s
-    driver = Driver(["run", str(spec), "--out", str(tmp_path / "runs"), "--address",
-                     cluster.address], tmp_path / "driver.log", env, tmp_path)  # fmt: skip
+    driver = run(cluster, tmp_path, spec, env={"SWEEPER_CLUSTER_WATCH_S": "1"})  # ~3 s to notice
     study = tmp_path / "runs" / "cluster"
     _wait_for(lambda: any(int(r["epochs"] or 0) >= 3 for r in _table(study)), driver)
     cluster.nodes[0].kill()  # the head: its GCS, and with it the cluster

@@ -52,3 +52,17 @@ def test_without_sweepers_ray_tune_keeps_its_runtime_env(tune_cache):
     session, cache_cls = tune_cache
     session._same_env_without_runtime_env()  # no init_ray: nothing known of the workers
     assert runtime_env(cache_cls().get(Trainable))["env_vars"]["PL_DISABLE_FORK"] == "1"
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-1"])
+def test_a_bad_cluster_watch_period_is_one_line(monkeypatch, raw):
+    from sweeper.engine.session import watch_period
+    from sweeper.errors import SweeperError
+
+    monkeypatch.setenv("SWEEPER_CLUSTER_WATCH_S", raw)
+    with pytest.raises(SweeperError, match="SWEEPER_CLUSTER_WATCH_S: expected seconds"):
+        watch_period()
+    monkeypatch.setenv("SWEEPER_CLUSTER_WATCH_S", "0.5")
+    assert watch_period() == 0.5
+    monkeypatch.delenv("SWEEPER_CLUSTER_WATCH_S")
+    assert watch_period() == 3.0

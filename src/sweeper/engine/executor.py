@@ -29,7 +29,7 @@ CPUS_PER_HOST = 4  # on the CPU, one host per this many cores (at least one host
 CLIENT_CPUS = 0.5  # all of a study's clients together; the hosts get the rest
 # On the CPU a host steps its trials on its own threads one at a time: two keep it busy (one
 # steps while the other's client takes its epoch), and each more costs a client process
-# (a Ray worker importing Ray Tune, about 2 CPU-s: benchmarks/cpu_by_process.py).
+# (a Ray worker importing Ray Tune, about 1.2 CPU-s: benchmarks/cpu_by_process.py).
 TRIALS_PER_CPU_HOST = 2
 SHARE_DIGITS = 4
 

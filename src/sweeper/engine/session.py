@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeper.engine import guard
+from sweeper.errors import SweeperError
 
 # Ray's object store holds the dataset once for all trials; Fashion-MNIST is ~55 MB (uint8).
 OBJECT_STORE_BYTES = 400 * 1024**2
@@ -148,8 +149,8 @@ class ClusterWatch:
     def __init__(self, on_lost: Any, period: float | None = None, misses: int = 3) -> None:
         import ray
 
-        if period is None:  # SWEEPER_CLUSTER_WATCH_S: seconds between two looks (default 3)
-            period = float(os.environ.get("SWEEPER_CLUSTER_WATCH_S") or 3.0)
+        if period is None:
+            period = watch_period()
         self.address = ray.get_runtime_context().gcs_address
         self._on_lost, self._period, self._misses = on_lost, period, misses
         self._stop = threading.Event()
@@ -166,6 +167,21 @@ class ClusterWatch:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def watch_period() -> float:
+    """Seconds between two looks at a joined cluster's head: ``SWEEPER_CLUSTER_WATCH_S``
+    (default 3); a value that is not a positive number is one line."""
+    raw = os.environ.get("SWEEPER_CLUSTER_WATCH_S") or "3"
+    try:
+        period = float(raw)
+    except ValueError:
+        period = 0.0
+    if not period > 0:
+        raise SweeperError(
+            f"SWEEPER_CLUSTER_WATCH_S: expected seconds (a number above 0), got {raw!r}"
+        )
+    return period
 
 
 def _listening(address: str, timeout: float = 2.0) -> bool:
