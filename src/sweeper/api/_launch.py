@@ -136,8 +136,7 @@ def describe_placement(plan: Any, where: Any) -> str:
         return f"{where.describe()}; executor process (a process per trial)"
     cpus = spec.resources.num_cpus or os.cpu_count() or 1
     layout = host_layout(spec, where, cpus, plan.n_trials or 1)
-    bound = where.bound if where.device == "cuda" else None
-    return f"{where.device}: {layout.describe(bound)}; executor host"
+    return f"{where.device}: {layout.describe(where.bound)}; executor host"
 
 
 def start(

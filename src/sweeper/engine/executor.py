@@ -60,9 +60,10 @@ class HostLayout:
 
     def describe(self, bound: str | None = None) -> str:
         """``N hosts (...), K trials at a time``; ``bound``: what chose the trials a GPU
-        host holds (the probe's memory, the cap, the fallback after a failed probe)."""
+        host holds (the probe's memory, the cap, the fallback after a failed probe; the
+        placement's ``bound``, said for GPU hosts only)."""
         where = "GPU" if self.host_gpus else f"{self.host_cpus:g} CPUs"
-        chose = f"; set by {bound}" if bound else ""
+        chose = f"; set by {bound}" if bound and self.device == "cuda" else ""
         return (
             f"{self.hosts} host{'s' if self.hosts > 1 else ''} ({where} each, "
             f"{self.per_host} trials at a time each{chose}), {self.at_once} trials at a time"

@@ -170,8 +170,7 @@ def _start_hosts(spec: Spec, data: Any, placement: Placement, plan: Plan, study:
             placement={**placement.as_dict(), "executor": "process", "host_error": reason},
         )
         return None
-    bound = placement.bound if placement.device == "cuda" else None
-    print(f"  trials on {placement.device}: {layout.describe(bound)}", file=sys.stderr)
+    print(f"  trials on {placement.device}: {layout.describe(placement.bound)}", file=sys.stderr)
     study.set_state(
         "running",
         placement={**placement.as_dict(), "executor": executor, "hosts": layout.as_dict()},
