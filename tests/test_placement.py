@@ -8,6 +8,7 @@ from sweeper.cli import main
 from sweeper.engine.placement import (
     CONTEXT_BYTES,
     HEADROOM,
+    fills_the_cpus,
     place,
     place_here,
     share,
@@ -39,6 +40,23 @@ def test_gpus_default_to_auto_and_cpu_without_a_gpu():
     p = place(spec, n_trials=8, num_cpus=2, num_gpus=0)
     assert (p.device, p.gpus, p.at_once) == ("cpu", 0.0, 2)
     assert p.describe() == "cpu: 2 trials at a time (1 CPU each, no GPU seen)"
+
+
+@pytest.mark.parametrize(
+    ("resources", "n_trials", "cpus", "fills"),
+    [
+        ({}, 8, 2, True),  # a trial per CPU, more trials than CPUs
+        ({}, 1, 2, False),  # one trial: the second CPU's worker would wait for nothing
+        ({"max_concurrent": 1}, 8, 2, False),
+        ({"cpus": 2}, 8, 2, False),  # one trial takes both CPUs: one worker
+        ({"cpus": 0.5}, 4, 2, True),  # four trials at once on two CPUs
+        ({"cpus": 4}, 8, 2, False),  # does not fit: placement's one-line error, not this
+    ],
+)
+def test_ray_starts_a_worker_per_cpu_only_when_the_trials_take_them_all(
+    resources, n_trials, cpus, fills
+):
+    assert fills_the_cpus(_spec(resources), n_trials, cpus) is fills
 
 
 def test_one_big_gpu_packs_up_to_the_cap():

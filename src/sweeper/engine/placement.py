@@ -135,6 +135,16 @@ def at_once(spec: Any, num_cpus: float, num_gpus: float, gpus: float) -> int:
     return max(1, fits)
 
 
+def fills_the_cpus(spec: Any, n_trials: int, num_cpus: float) -> bool:
+    """Whether ``n_trials`` trials of ``spec`` can run on all ``num_cpus`` CPUs at once
+    (the CPU bound only; GPUs, where there are any, may hold fewer): then a worker started
+    per CPU as Ray starts takes a trial each (``engine/session.py``)."""
+    try:
+        return min(n_trials, at_once(spec, num_cpus, 0, 0)) >= num_cpus
+    except SpecError:  # a trial asks for more CPUs than there are: placement says so
+        return False
+
+
 def wants_gpu(spec: Any) -> bool:
     """Whether this spec would use a GPU where there is one (``auto`` or a share > 0)."""
     gpus = spec.resources.gpus

@@ -220,7 +220,7 @@ def run_study(
         muted_trial_errors,
         study_binding,
     )
-    from sweeper.engine.placement import place_on_ray
+    from sweeper.engine.placement import fills_the_cpus, place_on_ray
     from sweeper.engine.relocate import relocate_experiment
     from sweeper.engine.snapshot import read_snapshot, repair
 
@@ -245,7 +245,8 @@ def run_study(
                 else WORKER_PRELOAD
             )
             cpus = spec.resources.num_cpus or os.cpu_count() or 1
-            started = init_ray(cpus, spec.resources.address, preload)
+            prestart = fills_the_cpus(spec, n_trials, cpus)
+            started = init_ray(cpus, spec.resources.address, preload, prestart)
             rearm()  # ray.init replaced the SIGTERM handler
             watch = _watch_cluster(spec, study)
             placement = place_on_ray(spec, n_trials, data, plan.source)
