@@ -22,7 +22,8 @@ SECRET = "sweeper-e2e-secret-" + "7" * 21  # a W&B-key-shaped marker that must n
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory, ray_session, data_root) -> Study:
+def study(tmp_path_factory, _shared_ray, data_root) -> Study:
+    _shared_ray.ready()  # the ray_session fixture, for a module
     root = tmp_path_factory.mktemp("results")
     sweep = write_sweep(
         root, "e2e_results", epochs=2, wandb={"mode": "offline", "tags": ["e2e", "grid"]}

@@ -56,8 +56,9 @@ def _run(storage: Path):
 
 
 @pytest.fixture(scope="module")
-def experiment(ray_session, tmp_path_factory):
+def experiment(_shared_ray, tmp_path_factory):
     """Ray's experiment folder after a finished run, and its trial ids."""
+    _shared_ray.ready()  # the ray_session fixture, for a module
     import optuna
     from ray import cloudpickle
 
