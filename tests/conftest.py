@@ -112,7 +112,12 @@ class _SharedRay:
 
     def ready(self) -> None:
         """Every CPU free, or Ray started again (``ray_session`` says why)."""
-        if self.started and not self.all_cpus_free():
+        import ray
+
+        if self.started and not ray.is_initialized():  # Ray's own calls would start another
+            self.started = False
+            self.start()
+        elif self.started and not self.all_cpus_free():
             import warnings
 
             warnings.warn("the shared Ray lost CPUs: started again", stacklevel=2)
