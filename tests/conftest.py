@@ -101,7 +101,7 @@ class _SharedRay:
     def start(self) -> None:
         from sweeper.engine.tune import init_ray
 
-        self.started = init_ray(2) or self.started
+        self.started = init_ray(2)  # False: a Ray was running already, not ours to restart
 
     def stop(self) -> None:
         from sweeper.engine.session import shutdown_ray
